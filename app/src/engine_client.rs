@@ -1,0 +1,127 @@
+//! The page's side of the engine worker: picks the runtime build, starts the worker, and turns
+//! its messages into signals.
+
+use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, RuntimeBuild};
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+/// A wasm module with a shared memory and an atomic op (wasm-feature-detect's threads probe):
+/// it validates only where the engine supports wasm threads.
+const THREADS_PROBE: [u8; 37] = [
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 3, 1, 1, 10, 11, 1, 9, 0, 65, 0, 254, 16, 2, 0,
+    26, 11,
+];
+
+/// Which build the page loads, and the reason, shown to the user.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildChoice {
+    pub build: RuntimeBuild,
+    pub reason: String,
+    pub cross_origin_isolated: bool,
+}
+
+/// Feature detection: the threaded build needs cross-origin isolation, SharedArrayBuffer and
+/// wasm threads; `?build=single` forces the single-threaded build.
+pub fn choose_build() -> BuildChoice {
+    let window = web_sys::window();
+    let isolated = window.as_ref().is_some_and(|w| w.cross_origin_isolated());
+    let forced = window
+        .as_ref()
+        .and_then(|w| w.location().search().ok())
+        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
+        .and_then(|params| params.get("build"));
+    let has_sab = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedArrayBuffer")).unwrap_or(false);
+    let wasm_threads = js_sys::WebAssembly::validate(&js_sys::Uint8Array::from(&THREADS_PROBE[..]).into()).unwrap_or(false);
+
+    let (build, reason) = if forced.as_deref() == Some("single") {
+        (RuntimeBuild::SingleThreaded, "forced by ?build=single".to_string())
+    } else if !isolated {
+        (
+            RuntimeBuild::SingleThreaded,
+            "the page is not cross-origin isolated (the server must send COOP: same-origin and COEP: require-corp)"
+                .to_string(),
+        )
+    } else if !has_sab {
+        (RuntimeBuild::SingleThreaded, "SharedArrayBuffer is not available in this engine".to_string())
+    } else if !wasm_threads {
+        (RuntimeBuild::SingleThreaded, "this engine cannot compile wasm with shared memory".to_string())
+    } else {
+        (RuntimeBuild::Threaded, "cross-origin isolated, with SharedArrayBuffer and wasm threads".to_string())
+    };
+    BuildChoice { build, reason, cross_origin_isolated: isolated }
+}
+
+/// What the engine worker has told the page so far.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EngineState {
+    Starting,
+    Ready(Capabilities),
+    Failed(String),
+}
+
+/// Handle to the engine worker, shared by the components that talk to it.
+#[derive(Clone)]
+pub struct EngineClient {
+    pub choice: BuildChoice,
+    pub state: ReadSignal<EngineState>,
+    /// The latest kernel-probe results: (gpu, cpu).
+    pub kernels: ReadSignal<Option<(KernelOutcome, KernelOutcome)>>,
+    pub busy: RwSignal<bool>,
+    worker: StoredValue<Option<Worker>, LocalStorage>,
+}
+
+impl EngineClient {
+    pub fn start() -> Self {
+        let choice = choose_build();
+        let (state, set_state) = signal(EngineState::Starting);
+        let (kernels, set_kernels) = signal(None);
+        let busy = RwSignal::new(false);
+
+        let options = WorkerOptions::new();
+        options.set_type(WorkerType::Module);
+        let url = format!("engine-worker.js?build={}", choice.build.dir());
+        let worker = match Worker::new_with_options(&url, &options) {
+            Ok(worker) => worker,
+            Err(e) => {
+                set_state.set(EngineState::Failed(format!("cannot start the engine worker: {e:?}")));
+                return Self { choice, state, kernels, busy, worker: StoredValue::new_local(None) };
+            }
+        };
+
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            match serde_wasm_bindgen::from_value::<EngineEvent>(event.data()) {
+                Ok(EngineEvent::Ready { capabilities }) => set_state.set(EngineState::Ready(capabilities)),
+                Ok(EngineEvent::KernelsDone { gpu, cpu }) => {
+                    set_kernels.set(Some((gpu, cpu)));
+                    busy.set(false);
+                }
+                Ok(EngineEvent::Error { message }) => {
+                    busy.set(false);
+                    set_state.set(EngineState::Failed(message));
+                }
+                Err(e) => set_state.set(EngineState::Failed(format!("unreadable message from the engine: {e}"))),
+            }
+        });
+        worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        on_message.forget();
+
+        let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
+            set_state.set(EngineState::Failed(format!("the engine worker crashed: {}", event.message())));
+        });
+        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        on_error.forget();
+
+        Self { choice, state, kernels, busy, worker: StoredValue::new_local(Some(worker)) }
+    }
+
+    pub fn send(&self, request: &EngineRequest) {
+        let Ok(value) = serde_wasm_bindgen::to_value(request) else { return };
+        self.worker.with_value(|worker| {
+            if let Some(worker) = worker {
+                let _ = worker.post_message(&value);
+            }
+        });
+    }
+}

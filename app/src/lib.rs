@@ -1,0 +1,31 @@
+//! Hearth's UI. The first screen shows what the runtime found (WebGPU adapter, cross-origin
+//! isolation, which runtime build, threads, the default model) and runs the kernel probe.
+
+mod capabilities;
+mod engine_client;
+mod kernel_probe;
+mod model_card;
+
+use leptos::prelude::*;
+
+use capabilities::CapabilitiesPanel;
+use engine_client::EngineClient;
+use kernel_probe::KernelProbe;
+use model_card::ModelCard;
+
+/// The whole app: starts the engine worker and lays out the first screen.
+#[component]
+pub fn App() -> impl IntoView {
+    let engine = EngineClient::start();
+    view! {
+        <header>
+            <h1>"Hearth"</h1>
+            <p class="tagline">"Local LLM inference and agent workflows, entirely in this page."</p>
+        </header>
+        <main>
+            <CapabilitiesPanel engine=engine.clone()/>
+            <ModelCard/>
+            <KernelProbe engine=engine/>
+        </main>
+    }
+}

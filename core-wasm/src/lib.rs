@@ -1,0 +1,8 @@
+//! Hearth's core: everything that is neither a kernel nor a platform binding. It compiles for
+//! native targets and wasm32 alike and never touches web-sys; its tests run natively.
+
+pub mod catalog;
+pub mod probe;
+pub mod protocol;
+
+pub use hearth_kernels as kernels;

@@ -1,0 +1,100 @@
+//! Messages between the page (Leptos, main thread) and the engine worker. Control traffic
+//! only: it travels by `postMessage`; the hot path gets the shared-memory bus.
+
+use serde::{Deserialize, Serialize};
+
+use crate::probe::KernelRun;
+pub use hearth_kernels::gpu::AdapterSummary;
+
+/// The two wasm builds of the runtime; the page picks one at start-up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeBuild {
+    /// Shared memory, atomics and a wasm-bindgen-rayon pool of Web Workers.
+    Threaded,
+    /// No shared memory: for engines (or pages) where SharedArrayBuffer is unavailable.
+    SingleThreaded,
+}
+
+impl RuntimeBuild {
+    /// The folder of the served app that holds this build (`runtime/<dir>/`).
+    pub fn dir(self) -> &'static str {
+        match self {
+            Self::Threaded => "threaded",
+            Self::SingleThreaded => "single",
+        }
+    }
+
+    pub fn from_dir(dir: &str) -> Option<Self> {
+        [Self::Threaded, Self::SingleThreaded].into_iter().find(|b| b.dir() == dir)
+    }
+}
+
+/// Whether the engine worker got a WebGPU device, and if not, why.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum GpuStatus {
+    Available { adapter: AdapterSummary },
+    Unavailable { reason: String },
+}
+
+/// What the engine worker found when it started.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    pub build: RuntimeBuild,
+    /// Threads in the rayon pool (1 in the single-threaded build).
+    pub threads: usize,
+    pub gpu: GpuStatus,
+}
+
+/// Page → engine worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum EngineRequest {
+    /// Run the kernel probe (see [`crate::probe`]) on the GPU and on the CPU pool.
+    RunKernels,
+}
+
+/// A kernel that ran, or the reason it could not.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum KernelOutcome {
+    Ran { run: KernelRun },
+    Failed { error: String },
+}
+
+/// Engine worker → page.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum EngineEvent {
+    Ready { capabilities: Capabilities },
+    KernelsDone { gpu: KernelOutcome, cpu: KernelOutcome },
+    Error { message: String },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn build_names_round_trip() {
+        for b in [RuntimeBuild::Threaded, RuntimeBuild::SingleThreaded] {
+            assert_eq!(RuntimeBuild::from_dir(b.dir()), Some(b));
+        }
+        assert_eq!(RuntimeBuild::from_dir("../threaded"), None);
+    }
+
+    #[test]
+    fn events_survive_serialisation() {
+        let event = EngineEvent::Ready {
+            capabilities: Capabilities {
+                build: RuntimeBuild::SingleThreaded,
+                threads: 1,
+                gpu: GpuStatus::Unavailable { reason: "navigator.gpu is undefined".into() },
+            },
+        };
+        let json = serde_json::to_string(&event).unwrap();
+        assert!(json.contains(r#""type":"ready""#), "{json}");
+        assert_eq!(serde_json::from_str::<EngineEvent>(&json).unwrap(), event);
+    }
+}

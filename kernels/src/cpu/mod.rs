@@ -1,0 +1,8 @@
+//! CPU kernels: a plain scalar reference for every op, and the fast version the CPU backend
+//! runs (vectorisable inner loops, rows split across the rayon pool). On wasm the pool is
+//! wasm-bindgen-rayon's Web Workers in the threaded build and the calling thread otherwise.
+
+mod matvec;
+
+pub(crate) use matvec::check_matvec_shape;
+pub use matvec::{matvec, matvec_reference};

@@ -1,0 +1,26 @@
+use thiserror::Error;
+
+/// Everything a kernel call can fail with; each message names the offending value.
+#[derive(Debug, Error)]
+pub enum KernelError {
+    #[error("matvec shape mismatch: matrix has {matrix_len} values, expected rows {rows} x cols {cols}; vector has {vector_len}, expected {cols}")]
+    MatvecShape { rows: usize, cols: usize, matrix_len: usize, vector_len: usize },
+
+    #[error("no WebGPU adapter: {0}")]
+    NoAdapter(String),
+
+    #[error("the GPU device could not be created: {0}")]
+    RequestDevice(#[from] wgpu::RequestDeviceError),
+
+    #[error("a buffer of {bytes} bytes exceeds this device's limit of {limit} bytes per storage binding")]
+    BufferTooLarge { bytes: u64, limit: u64 },
+
+    #[error("{rows} rows exceed the {limit} workgroups this device can dispatch in one dimension")]
+    TooManyRows { rows: usize, limit: u32 },
+
+    #[error("reading results back from the GPU failed: {0}")]
+    Readback(String),
+
+    #[error("the GPU device was lost: {0}")]
+    DeviceLost(String),
+}

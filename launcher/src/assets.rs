@@ -1,0 +1,57 @@
+//! The built app (`dist/`), embedded in the binary.
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rust_embed::RustEmbed;
+
+#[derive(RustEmbed)]
+#[folder = "$CARGO_MANIFEST_DIR/../dist/"]
+struct Dist;
+
+/// The MIME type of a served file. `application/wasm` matters: without it browsers refuse
+/// `WebAssembly.instantiateStreaming`.
+pub fn mime_for(path: &str) -> &'static str {
+    match path.rsplit_once('.').map(|(_, ext)| ext) {
+        Some("wasm") => "application/wasm",
+        Some("js" | "mjs") => "text/javascript",
+        Some("html") => "text/html; charset=utf-8",
+        Some("css") => "text/css",
+        Some("json") => "application/json",
+        Some("webmanifest") => "application/manifest+json",
+        Some("svg") => "image/svg+xml",
+        Some("png") => "image/png",
+        Some("gguf") => "application/octet-stream",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Serves one embedded file; `path` is already checked (no `..`, no leading `/`).
+pub fn serve(path: &str, request_headers: &HeaderMap) -> Response {
+    let path = if path.is_empty() { "index.html" } else { path };
+    let Some(file) = Dist::get(path) else {
+        return (StatusCode::NOT_FOUND, format!("not found: /{path}\n")).into_response();
+    };
+    let etag = format!("\"{}\"", hex(&file.metadata.sha256_hash()[..16]));
+    if request_headers.get(header::IF_NONE_MATCH).is_some_and(|v| v.as_bytes() == etag.as_bytes()) {
+        return (StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response();
+    }
+    let mut response = Response::new(Body::from(file.data.into_owned()));
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime_for(path)));
+    // Revalidate every time: a rebuilt app must not mix old and new wasm.
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if let Ok(value) = HeaderValue::from_str(&etag) {
+        headers.insert(header::ETAG, value);
+    }
+    response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Paths of every embedded file, for tests and diagnostics.
+pub fn files() -> impl Iterator<Item = String> {
+    Dist::iter().map(|p| p.into_owned())
+}

@@ -1,0 +1,175 @@
+//! `hearth serve`: the built app and the model cache over HTTP on loopback only.
+//!
+//! Every response carries the cross-origin-isolation headers (SharedArrayBuffer needs them).
+//! Requests are refused unless their Host is a loopback name (DNS rebinding) and their path
+//! stays inside the served roots (`..`, encoded or not, and absolute paths).
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::PathBuf;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tower_http::services::ServeDir;
+
+use crate::assets;
+
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("cannot listen on 127.0.0.1:{port}: {source}")]
+    Bind { port: u16, source: std::io::Error },
+    #[error("the server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// What the server serves.
+#[derive(Clone, Debug)]
+pub struct ServeOptions {
+    /// Folder served under `/models/` (see [`crate::model_cache`]).
+    pub models_dir: PathBuf,
+    /// Send COOP/COEP. Only tests turn this off, to see the page fall back to the
+    /// single-threaded build the way it must in engines without shared memory.
+    pub cross_origin_isolation: bool,
+}
+
+/// Binds 127.0.0.1 (never 0.0.0.0). Port 0 picks a free port.
+pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))
+        .await
+        .map_err(|source| ServeError::Bind { port, source })
+}
+
+pub fn router(options: ServeOptions) -> Router {
+    let models = ServeDir::new(&options.models_dir);
+    Router::new()
+        .nest_service("/models", models)
+        .fallback(serve_asset)
+        .layer(middleware::from_fn_with_state(options, guard))
+}
+
+/// Runs until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    axum::serve(listener, router(options)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
+}
+
+async fn serve_asset(request: Request) -> Response {
+    // The guard has vetted the path; strip the leading slash to get the embedded name.
+    let path = request.uri().path().trim_start_matches('/');
+    match decode_path(path) {
+        Ok(path) => assets::serve(&path, request.headers()),
+        Err(why) => refuse(StatusCode::BAD_REQUEST, why),
+    }
+}
+
+/// Refuses foreign hosts and escaping paths, then adds the isolation headers to whatever the
+/// inner service answers.
+async fn guard(State(options): State<ServeOptions>, request: Request, next: Next) -> Response {
+    let host = request
+        .uri()
+        .host()
+        .map(str::to_string)
+        .or_else(|| request.headers().get(header::HOST).and_then(|h| h.to_str().ok()).map(str::to_string));
+    match host {
+        Some(host) if is_loopback_host(&host) => {}
+        Some(host) => return refuse(StatusCode::FORBIDDEN, format!("host {host:?} is not a loopback name")),
+        None => return refuse(StatusCode::BAD_REQUEST, "missing Host header".to_string()),
+    }
+    if let Err(why) = decode_path(request.uri().path()).and_then(|p| check_path(&p)) {
+        return refuse(StatusCode::BAD_REQUEST, why);
+    }
+
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    if options.cross_origin_isolation {
+        headers.insert("cross-origin-opener-policy", HeaderValue::from_static("same-origin"));
+        headers.insert("cross-origin-embedder-policy", HeaderValue::from_static("require-corp"));
+    }
+    headers.insert("cross-origin-resource-policy", HeaderValue::from_static("same-origin"));
+    headers.insert("x-content-type-options", HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn refuse(status: StatusCode, why: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], Body::from(format!("{why}\n"))).into_response()
+}
+
+fn decode_path(raw: &str) -> Result<String, String> {
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|p| p.into_owned())
+        .map_err(|_| format!("path {raw:?} is not UTF-8"))
+}
+
+/// A decoded request path is served only if it cannot name anything outside the served roots.
+pub fn check_path(path: &str) -> Result<(), String> {
+    let inner = path.strip_prefix('/').unwrap_or(path);
+    let escapes = inner.starts_with('/')
+        || inner.contains('\\')
+        || inner.contains('\0')
+        || inner.split('/').any(|segment| segment == ".." || segment == ".")
+        || inner.split('/').next().is_some_and(|first| first.len() >= 2 && first.as_bytes()[1] == b':');
+    if escapes { Err(format!("path {path:?} leaves the served folder")) } else { Ok(()) }
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`, with or without a port.
+pub fn is_loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((v6, tail)) if tail.is_empty() || tail.starts_with(':') => v6,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }
+        })
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || name.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_recognised() {
+        for ok in ["localhost", "LOCALHOST:8417", "127.0.0.1", "127.0.0.1:80", "127.9.9.9:1", "[::1]", "[::1]:8417"] {
+            assert!(is_loopback_host(ok), "{ok}");
+        }
+        for bad in [
+            "evil.example",
+            "evil.example:8417",
+            "localhost.evil.example",
+            "128.0.0.1",
+            "0.0.0.0",
+            "10.0.0.1:80",
+            "[::2]",
+            "[::1]x",
+            "::1",
+            "127.0.0.1.nip.io",
+            "",
+        ] {
+            assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn escaping_paths_are_refused() {
+        for bad in ["/../etc/passwd", "/a/../../b", "/..", "//etc/passwd", "/a\\..\\b", "/./x", "/C:/x", "/x\0"] {
+            assert!(check_path(bad).is_err(), "{bad}");
+        }
+        for ok in ["/", "/index.html", "/runtime/threaded/hearth_workers.js", "/models/a.gguf", "/a..b", "/..a"] {
+            assert!(check_path(ok).is_ok(), "{ok}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Web Worker entry points. Each is loaded by a few lines of JS in `workers/js/` that pick the
+//! threaded or single-threaded build of this crate and call in here; everything else lives in
+//! hearth-core. Natively this crate is empty.
+
+#[cfg(target_arch = "wasm32")]
+mod engine;
+
+#[cfg(target_arch = "wasm32")]
+pub use engine::start_engine_worker;
+
+// The threaded build re-exports the pool initialiser; the worker's JS awaits it before starting
+// the engine, so every rayon call after that runs on `navigator.hardwareConcurrency` threads.
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use wasm_bindgen_rayon::init_thread_pool;
