@@ -16,8 +16,16 @@ if [[ "$actual_nightly" != "$NIGHTLY_VERSION" ]]; then
   echo "build-runtime: warning: expected $NIGHTLY_VERSION, found $actual_nightly" >&2
 fi
 
-# Threaded. 4 GiB maximum memory: models need it, and a shared memory must declare its maximum.
-RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+simd128 -C link-arg=--max-memory=4294967296" \
+# Threaded. This nightly's wasm-ld no longer makes the memory shared by itself for +atomics, so
+# ask for it, and export the TLS symbols wasm-bindgen's thread start-up needs. 4 GiB maximum:
+# models need it, and a shared memory must declare its maximum.
+threaded_flags=(
+  -C target-feature=+atomics,+bulk-memory,+simd128
+  -C link-arg=--shared-memory -C link-arg=--import-memory -C link-arg=--max-memory=4294967296
+  -C link-arg=--export=__wasm_init_tls -C link-arg=--export=__tls_size
+  -C link-arg=--export=__tls_align -C link-arg=--export=__tls_base
+)
+RUSTFLAGS="${threaded_flags[*]}" \
   cargo +"$NIGHTLY" build -p hearth-workers --features threads --target wasm32-unknown-unknown \
     --profile "$profile" --target-dir target/wasm-threaded -Z build-std=panic_abort,std
 # Single-threaded.

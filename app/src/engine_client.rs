@@ -26,7 +26,9 @@ pub struct BuildChoice {
 /// wasm threads; `?build=single` forces the single-threaded build.
 pub fn choose_build() -> BuildChoice {
     let window = web_sys::window();
-    let isolated = window.as_ref().is_some_and(|w| w.cross_origin_isolated());
+    // Read as a property: engines without the attribute (Servo 0.7) leave it undefined.
+    let isolated = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated"))
+        .is_ok_and(|v| v.is_truthy());
     let forced = window
         .as_ref()
         .and_then(|w| w.location().search().ok())

@@ -9,7 +9,12 @@ use wasm_bindgen_futures::JsFuture;
 pub const MODEL_CACHE: &str = "hearth-models";
 
 async fn on_server(url: &str) -> String {
-    match gloo_net::http::Request::head(url).send().await {
+    use gloo_net::http::{Method, RequestBuilder};
+    let request = match RequestBuilder::new(url).method(Method::HEAD).build() {
+        Ok(request) => request,
+        Err(e) => return format!("cannot ask the server: {e}"),
+    };
+    match request.send().await {
         Ok(resp) if resp.ok() => "available on this server".to_string(),
         Ok(resp) if resp.status() == 404 => {
             "not on this server: run scripts/fetch-model.sh, then restart hearth serve".to_string()

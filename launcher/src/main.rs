@@ -1,5 +1,6 @@
 //! `hearth`: serves the Hearth app on loopback.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -47,6 +48,13 @@ fn main() -> ExitCode {
     }
 }
 
+/// A status line on stdout. A closed stdout (the reader went away) must not stop the server,
+/// so write errors are ignored where `println!` would panic.
+fn say(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
 fn serve(port: u16, open: bool) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
@@ -72,13 +80,13 @@ fn serve(port: u16, open: bool) -> ExitCode {
         };
         let models_dir = model_cache::models_dir();
         let model = models_dir.join(DEFAULT_MODEL.file);
-        println!("Hearth is serving on {url}");
+        say(&format!("Hearth is serving on {url}"));
         if model.is_file() {
-            println!("default model: {} ({})", DEFAULT_MODEL.name, model.display());
+            say(&format!("default model: {} ({})", DEFAULT_MODEL.name, model.display()));
         } else {
-            println!("default model: missing at {} (run scripts/fetch-model.sh)", model.display());
+            say(&format!("default model: missing at {} (run scripts/fetch-model.sh)", model.display()));
         }
-        println!("{} app files embedded; press Ctrl-C to stop", assets::files().count());
+        say(&format!("{} app files embedded; press Ctrl-C to stop", assets::files().count()));
         if open && let Err(e) = webbrowser::open(&url) {
             eprintln!("hearth: could not open a browser ({e}); open {url} yourself");
         }

@@ -112,7 +112,8 @@ fn decode_path(raw: &str) -> Result<String, String> {
 /// A decoded request path is served only if it cannot name anything outside the served roots.
 pub fn check_path(path: &str) -> Result<(), String> {
     let inner = path.strip_prefix('/').unwrap_or(path);
-    let escapes = inner.starts_with('/')
+    let escapes = inner.contains("//")
+        || inner.starts_with('/')
         || inner.contains('\\')
         || inner.contains('\0')
         || inner.split('/').any(|segment| segment == ".." || segment == ".")
@@ -171,5 +172,15 @@ mod tests {
         for ok in ["/", "/index.html", "/runtime/threaded/hearth_workers.js", "/models/a.gguf", "/a..b", "/..a"] {
             assert!(check_path(ok).is_ok(), "{ok}");
         }
+    }
+}
+
+#[cfg(test)]
+mod bind_tests {
+    #[tokio::test]
+    async fn binds_loopback_only() {
+        let listener = super::bind(0).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert!(addr.ip().is_loopback() && !addr.ip().is_unspecified(), "{addr}");
     }
 }

@@ -1,0 +1,99 @@
+//! The whole chain in a real browser: `hearth serve` → headless Chromium (WebGPU on
+//! SwiftShader) → Leptos page → engine Web Worker (threaded or single-threaded wasm) → WebGPU
+//! and rayon kernels, checked in the DOM.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use hearth_core::probe::{PROBE_COLS, PROBE_ROWS, probe_expected};
+use hearth_tests::{chromedriver, chromium, hearth_serve};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+async fn text(client: &Client, id: &str) -> String {
+    client.wait().at_most(WAIT).for_element(Locator::Id(id)).await.unwrap_or_else(|e| panic!("#{id}: {e}"));
+    client.find(Locator::Id(id)).await.unwrap().text().await.unwrap()
+}
+
+/// Waits for the engine, runs the kernel probe, checks both results against the exact product,
+/// and returns (loaded build, threads).
+async fn run_probe(client: &Client) -> (String, usize) {
+    let status = client.wait().at_most(WAIT).for_element(Locator::Css("#engine-status.ok, #engine-status.err")).await;
+    let status = status.expect("the engine reports ready or failed");
+    assert_eq!(status.text().await.unwrap(), "ready");
+
+    let adapter = text(client, "gpu-adapter").await;
+    assert!(!adapter.is_empty(), "a WebGPU adapter is shown");
+    assert!(text(client, "gpu-limits").await.contains("storage binding"));
+    assert_eq!(text(client, "model-name").await, "SmolLM2-135M-Instruct Q4_1");
+
+    client.find(Locator::Id("run-kernels")).await.unwrap().click().await.unwrap();
+    let expected_sum: f64 = probe_expected(PROBE_ROWS, PROBE_COLS).iter().map(|&v| f64::from(v)).sum();
+    for id in ["kernel-gpu", "kernel-cpu"] {
+        let el = client.wait().at_most(WAIT).for_element(Locator::Id(id)).await.unwrap();
+        let shown = el.text().await.unwrap();
+        assert_eq!(el.attr("data-correct").await.unwrap().as_deref(), Some("true"), "{id}: {shown}");
+        let checksum: f64 = el.attr("data-checksum").await.unwrap().unwrap().parse().unwrap();
+        assert_eq!(checksum, expected_sum, "{id}: {shown}");
+        assert!(shown.contains(" ms"), "{id} shows its time: {shown}");
+    }
+    let build = text(client, "loaded-build").await;
+    let threads = text(client, "threads").await.parse().unwrap();
+    (build, threads)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threaded_build_runs_webgpu_and_rayon_kernels() {
+    let (_server, url) = hearth_serve();
+    let (_driver, driver_url) = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let client = chromium(&driver_url, &profile).await;
+    client.goto(&url).await.unwrap();
+
+    assert_eq!(text(&client, "cross-origin-isolated").await, "true");
+    assert_eq!(text(&client, "runtime-build").await, "threaded");
+    let (build, threads) = run_probe(&client).await;
+    assert_eq!(build, "threaded");
+    assert!(threads >= 2, "rayon pool has {threads} threads");
+    assert!(text(&client, "model-server").await.contains("available"), "setup fetched the default model");
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_threaded_build_runs_the_same_kernels() {
+    let (_server, url) = hearth_serve();
+    let (_driver, driver_url) = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let client = chromium(&driver_url, &profile).await;
+    client.goto(&format!("{url}?build=single")).await.unwrap();
+
+    assert_eq!(text(&client, "cross-origin-isolated").await, "true");
+    assert!(text(&client, "runtime-build-reason").await.contains("?build=single"));
+    let (build, threads) = run_probe(&client).await;
+    assert_eq!((build.as_str(), threads), ("single-threaded", 1));
+    client.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn page_without_isolation_falls_back_to_single_threaded() {
+    // The same server code without COOP/COEP, as a page is where shared memory is off.
+    let listener = hearth::server::bind(0).await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let models = tempfile::tempdir().unwrap();
+    let options =
+        hearth::server::ServeOptions { models_dir: models.path().to_path_buf(), cross_origin_isolation: false };
+    let server = tokio::spawn(hearth::server::serve(listener, options, std::future::pending()));
+    let (_driver, driver_url) = chromedriver();
+    let profile = tempfile::tempdir().unwrap();
+    let client = chromium(&driver_url, &profile).await;
+    client.goto(&url).await.unwrap();
+
+    assert_eq!(text(&client, "cross-origin-isolated").await, "false");
+    assert_eq!(text(&client, "runtime-build").await, "single-threaded");
+    assert!(text(&client, "runtime-build-reason").await.contains("not cross-origin isolated"));
+    let (build, threads) = run_probe(&client).await;
+    assert_eq!((build.as_str(), threads), ("single-threaded", 1));
+    assert!(text(&client, "model-server").await.contains("not on this server"), "empty model cache");
+    client.close().await.unwrap();
+    server.abort();
+}
