@@ -1,11 +1,25 @@
 #!/usr/bin/env bash
-# Every test: set up, build the app (both runtime builds), then the native unit tests, the GPU
-# kernel tests on lavapipe, and the end-to-end tests in headless Chromium.
+# Every test: set up, build the app (both runtime builds), then
+#   native: unit tests, launcher tests (real `hearth serve`), GPU kernels on lavapipe,
+#           end-to-end tests driving the app in headless Chromium (both runtime builds);
+#   wasm:   the kernel tests again, on WebGPU inside a Chromium worker.
+# Ends with one line "tests: N passed, N failed" summed over every test binary.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 bash scripts/build-app.sh
-# Mesa's Vulkan loader warns without it; the tests need no display.
-export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-$(mktemp -d)}"
-cargo test --release
+export PATH="$HOME/.cargo/bin:$PATH"
+# Mesa's Vulkan loader looks for it; the tests need no display.
+if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --release --tests 2>&1 | tee -a "$log" || status=1
+RUSTFLAGS="-C target-feature=+simd128" cargo test --release --tests -p hearth-kernels \
+  --target wasm32-unknown-unknown --target-dir target/wasm-single 2>&1 | tee -a "$log" || status=1
+
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"

@@ -10,8 +10,8 @@ use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 /// A wasm module with a shared memory and an atomic op (wasm-feature-detect's threads probe):
 /// it validates only where the engine supports wasm threads.
 const THREADS_PROBE: [u8; 37] = [
-    0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 3, 1, 1, 10, 11, 1, 9, 0, 65, 0, 254, 16, 2, 0,
-    26, 11,
+    0, 97, 115, 109, 1, 0, 0, 0, 1, 4, 1, 96, 0, 0, 3, 2, 1, 0, 5, 4, 1, 3, 1, 1, 10, 11, 1, 9, 0, 65, 0, 254, 16, 2,
+    0, 26, 11,
 ];
 
 /// Which build the page loads, and the reason, shown to the user.
@@ -27,15 +27,16 @@ pub struct BuildChoice {
 pub fn choose_build() -> BuildChoice {
     let window = web_sys::window();
     // Read as a property: engines without the attribute (Servo 0.7) leave it undefined.
-    let isolated = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated"))
-        .is_ok_and(|v| v.is_truthy());
+    let isolated =
+        js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated")).is_ok_and(|v| v.is_truthy());
     let forced = window
         .as_ref()
         .and_then(|w| w.location().search().ok())
         .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
         .and_then(|params| params.get("build"));
     let has_sab = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedArrayBuffer")).unwrap_or(false);
-    let wasm_threads = js_sys::WebAssembly::validate(&js_sys::Uint8Array::from(&THREADS_PROBE[..]).into()).unwrap_or(false);
+    let wasm_threads =
+        js_sys::WebAssembly::validate(&js_sys::Uint8Array::from(&THREADS_PROBE[..]).into()).unwrap_or(false);
 
     let (build, reason) = if forced.as_deref() == Some("single") {
         (RuntimeBuild::SingleThreaded, "forced by ?build=single".to_string())

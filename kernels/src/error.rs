@@ -3,7 +3,9 @@ use thiserror::Error;
 /// Everything a kernel call can fail with; each message names the offending value.
 #[derive(Debug, Error)]
 pub enum KernelError {
-    #[error("matvec shape mismatch: matrix has {matrix_len} values, expected rows {rows} x cols {cols}; vector has {vector_len}, expected {cols}")]
+    #[error(
+        "matvec shape mismatch: matrix has {matrix_len} values, expected rows {rows} x cols {cols}; vector has {vector_len}, expected {cols}"
+    )]
     MatvecShape { rows: usize, cols: usize, matrix_len: usize, vector_len: usize },
 
     #[error("no WebGPU adapter: {0}")]

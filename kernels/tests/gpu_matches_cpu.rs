@@ -1,58 +1,31 @@
-//! The WGSL kernels against their CPU twins, natively through wgpu (lavapipe where there is no
-//! GPU). The same kernels run in the browser in `tests/` at the workspace root.
+//! The WGSL kernels against their CPU twins, natively through wgpu on Vulkan (Mesa's lavapipe
+//! where there is no GPU). `web_gpu_matches_cpu.rs` runs the same checks on WebGPU in Chromium.
+#![cfg(not(target_arch = "wasm32"))]
 
-use hearth_kernels::{KernelError, cpu, gpu::GpuContext};
+mod common;
+
+use hearth_kernels::gpu::GpuContext;
 
 fn gpu() -> GpuContext {
     pollster::block_on(GpuContext::new()).expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)")
 }
 
-fn inputs(rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
-    let w = (0..rows * cols).map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 500.0).collect();
-    let x = (0..cols).map(|i| ((i * 104729 % 997) as f32 - 498.0) / 300.0).collect();
-    (w, x)
-}
-
 #[test]
 fn adapter_reports_its_limits() {
-    let ctx = gpu();
-    let a = ctx.adapter();
-    assert!(a.max_storage_buffer_binding_size >= 128 << 20, "{a:?}");
-    assert!(a.max_compute_workgroups_per_dimension >= 65535, "{a:?}");
+    common::adapter_reports_its_limits(&gpu());
 }
 
 #[test]
 fn matvec_matches_cpu_reference() {
-    let ctx = gpu();
-    // Ragged columns (not a multiple of the 64-wide workgroup), one row, and a tall matrix.
-    for (rows, cols) in [(1, 1), (5, 63), (64, 65), (300, 1000), (2048, 576)] {
-        let (w, x) = inputs(rows, cols);
-        let want = cpu::matvec_reference(&w, &x, rows, cols).unwrap();
-        let got = pollster::block_on(ctx.matvec(&w, &x, rows, cols)).unwrap();
-        assert_eq!(got.len(), rows);
-        for (r, (g, c)) in got.iter().zip(&want).enumerate() {
-            // Different summation order: allow f32 rounding growing with sqrt(cols).
-            let tol = 1e-5 * (cols as f32).sqrt() * c.abs().max(1.0);
-            assert!((g - c).abs() <= tol, "{rows}x{cols} row {r}: gpu {g} cpu {c}");
-        }
-    }
+    pollster::block_on(common::matvec_matches_cpu_reference(&gpu()));
 }
 
 #[test]
 fn matvec_spills_rows_past_one_dispatch_dimension() {
-    let ctx = gpu();
-    // More rows than the 65535 workgroups one dispatch dimension allows.
-    let (rows, cols) = (70_000, 3);
-    let (w, x) = inputs(rows, cols);
-    let want = cpu::matvec_reference(&w, &x, rows, cols).unwrap();
-    let got = pollster::block_on(ctx.matvec(&w, &x, rows, cols)).unwrap();
-    let worst = got.iter().zip(&want).map(|(g, c)| (g - c).abs()).fold(0.0f32, f32::max);
-    assert!(worst < 1e-4, "worst error {worst}");
+    pollster::block_on(common::matvec_spills_rows_past_one_dispatch_dimension(&gpu()));
 }
 
 #[test]
 fn matvec_rejects_bad_shapes_before_touching_the_gpu() {
-    let ctx = gpu();
-    let err = pollster::block_on(ctx.matvec(&[1.0; 6], &[1.0; 2], 2, 3)).unwrap_err();
-    assert!(matches!(err, KernelError::MatvecShape { .. }), "{err}");
+    pollster::block_on(common::matvec_rejects_bad_shapes(&gpu()));
 }

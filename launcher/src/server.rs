@@ -129,9 +129,12 @@ pub fn is_loopback_host(host: &str) -> bool {
             _ => return false,
         }
     } else {
-        host.rsplit_once(':').map_or(host, |(name, port)| {
-            if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }
-        })
+        host.rsplit_once(':').map_or(
+            host,
+            |(name, port)| {
+                if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }
+            },
+        )
     };
     name.eq_ignore_ascii_case("localhost")
         || name.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())

@@ -56,6 +56,10 @@ async fn threaded_build_runs_webgpu_and_rayon_kernels() {
     assert_eq!(build, "threaded");
     assert!(threads >= 2, "rayon pool has {threads} threads");
     assert!(text(&client, "model-server").await.contains("available"), "setup fetched the default model");
+    // For a person to look at: target/tmp/first-screen-threaded.png.
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/first-screen-threaded.png"), png);
+    }
     client.close().await.unwrap();
 }
 

@@ -9,7 +9,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
-const BUILD: RuntimeBuild = if cfg!(feature = "threads") { RuntimeBuild::Threaded } else { RuntimeBuild::SingleThreaded };
+const BUILD: RuntimeBuild =
+    if cfg!(feature = "threads") { RuntimeBuild::Threaded } else { RuntimeBuild::SingleThreaded };
 
 struct Engine {
     scope: DedicatedWorkerGlobalScope,
@@ -20,9 +21,8 @@ struct Engine {
 /// then posts `Ready` with what it found. The page sends nothing before `Ready`.
 #[wasm_bindgen]
 pub async fn start_engine_worker() -> Result<(), JsError> {
-    let scope: DedicatedWorkerGlobalScope = js_sys::global()
-        .dyn_into()
-        .map_err(|_| JsError::new("the engine must run in a dedicated Web Worker"))?;
+    let scope: DedicatedWorkerGlobalScope =
+        js_sys::global().dyn_into().map_err(|_| JsError::new("the engine must run in a dedicated Web Worker"))?;
     let (gpu, gpu_status) = open_gpu(&scope).await;
     let capabilities = Capabilities { build: BUILD, threads: rayon::current_num_threads(), gpu: gpu_status };
     let engine = Rc::new(Engine { scope, gpu });

@@ -26,9 +26,7 @@ pub(crate) fn check_matvec_shape(
 /// left to right in f32. Slow and obviously right; every other matvec is tested against it.
 pub fn matvec_reference(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>, KernelError> {
     check_matvec_shape(w.len(), x.len(), rows, cols)?;
-    Ok((0..rows)
-        .map(|r| w[r * cols..(r + 1) * cols].iter().zip(x).fold(0.0f32, |acc, (a, b)| acc + a * b))
-        .collect())
+    Ok((0..rows).map(|r| w[r * cols..(r + 1) * cols].iter().zip(x).fold(0.0f32, |acc, (a, b)| acc + a * b)).collect())
 }
 
 /// `y = W x`, fast: rows split across the rayon pool, each dot product in [`LANES`] lanes.
@@ -39,13 +37,11 @@ pub fn matvec(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>
     if cols == 0 {
         return Ok(y);
     }
-    y.par_chunks_mut(ROWS_PER_TASK)
-        .zip(w.par_chunks(ROWS_PER_TASK * cols))
-        .for_each(|(y_block, w_block)| {
-            for (y_r, w_row) in y_block.iter_mut().zip(w_block.chunks_exact(cols)) {
-                *y_r = dot(w_row, x);
-            }
-        });
+    y.par_chunks_mut(ROWS_PER_TASK).zip(w.par_chunks(ROWS_PER_TASK * cols)).for_each(|(y_block, w_block)| {
+        for (y_r, w_row) in y_block.iter_mut().zip(w_block.chunks_exact(cols)) {
+            *y_r = dot(w_row, x);
+        }
+    });
     Ok(y)
 }
 

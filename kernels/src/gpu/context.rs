@@ -1,7 +1,7 @@
 use std::sync::{Arc, Mutex};
 
-use crate::KernelError;
 use super::matvec::MatvecPipeline;
+use crate::KernelError;
 
 /// What the UI and logs say about the adapter a [`GpuContext`] runs on.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -63,7 +63,7 @@ impl GpuContext {
             device_type: format!("{:?}", info.device_type),
             driver: [info.driver, info.driver_info].join(" ").trim().to_string(),
             max_buffer_size: limits.max_buffer_size,
-            max_storage_buffer_binding_size: u64::from(limits.max_storage_buffer_binding_size),
+            max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
         };
@@ -100,18 +100,11 @@ impl GpuContext {
             let _ = tx.send(result);
         });
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| KernelError::Readback(e.to_string()))?;
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| KernelError::Readback(e.to_string()))?;
         rx.await
             .map_err(|_| KernelError::Readback("the map callback was dropped".into()))?
-            .map_err(|e| {
-                self.check_alive().err().map_or_else(|| KernelError::Readback(e.to_string()), |lost| lost)
-            })?;
-        let bytes = staging
-            .get_mapped_range(..)
-            .map_err(|e| KernelError::Readback(e.to_string()))?
-            .to_vec();
+            .map_err(|e| self.check_alive().err().unwrap_or_else(|| KernelError::Readback(e.to_string())))?;
+        let bytes = staging.get_mapped_range(..).map_err(|e| KernelError::Readback(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(bytes)
     }

@@ -97,9 +97,8 @@ impl GpuContext {
             device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(label), contents, usage })
         };
         // wgpu rejects zero-sized bindings; a zero-column matrix still needs a valid buffer.
-        let nonempty = |v: &[f32]| -> Vec<u8> {
-            if v.is_empty() { vec![0; 4] } else { bytemuck::cast_slice(v).to_vec() }
-        };
+        let nonempty =
+            |v: &[f32]| -> Vec<u8> { if v.is_empty() { vec![0; 4] } else { bytemuck::cast_slice(v).to_vec() } };
         let params_buf = init("matvec params", bytemuck::bytes_of(&params), wgpu::BufferUsages::UNIFORM);
         let w_buf = init("matvec w", &nonempty(w), wgpu::BufferUsages::STORAGE);
         let x_buf = init("matvec x", &nonempty(x), wgpu::BufferUsages::STORAGE);
