@@ -13,6 +13,11 @@ export PATH="$HOME/.cargo/bin:$PATH"
 # Mesa's Vulkan loader looks for it; the tests need no display.
 if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
 
+# House style: formatted, and clippy-clean on every crate and both targets.
+cargo fmt --all --check
+cargo clippy --release --tests -- -D warnings
+cargo clippy --release --target wasm32-unknown-unknown -p hearth-app -p hearth-workers -- -D warnings
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

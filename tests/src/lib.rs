@@ -82,6 +82,7 @@ pub async fn chromium(driver: &str, profile: &tempfile::TempDir) -> Client {
         "--no-first-run",
         "--disable-quic",
         "--disable-dev-shm-usage",
+        "--window-size=1280,1100",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -93,4 +94,27 @@ pub async fn chromium(driver: &str, profile: &tempfile::TempDir) -> Client {
     });
     let serde_json::Value::Object(caps) = caps else { unreachable!() };
     ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(driver).await.expect("a Chromium session")
+}
+
+/// A headless Chromium session with its ChromeDriver and profile, all gone when dropped.
+pub struct Browser {
+    pub client: Client,
+    _driver: Process,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Ends the WebDriver session (closing Chromium) before the driver goes.
+    pub async fn close(self) {
+        self.client.close().await.expect("close the Chromium session");
+    }
+}
+
+/// Opens `url` in a fresh headless Chromium.
+pub async fn open_in_chromium(url: &str) -> Browser {
+    let (driver, driver_url) = chromedriver();
+    let profile = tempfile::tempdir().expect("a temporary profile folder");
+    let client = chromium(&driver_url, &profile).await;
+    client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
+    Browser { client, _driver: driver, _profile: profile }
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use fantoccini::{Client, Locator};
 use hearth_core::probe::{PROBE_COLS, PROBE_ROWS, probe_expected};
-use hearth_tests::{chromedriver, chromium, hearth_serve};
+use hearth_tests::{hearth_serve, open_in_chromium};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -23,7 +23,7 @@ async fn run_probe(client: &Client) -> (String, usize) {
     assert_eq!(status.text().await.unwrap(), "ready");
 
     let adapter = text(client, "gpu-adapter").await;
-    assert!(!adapter.is_empty(), "a WebGPU adapter is shown");
+    assert!(!adapter.is_empty() && !adapter.contains("hidden"), "a named WebGPU adapter: {adapter:?}");
     assert!(text(client, "gpu-limits").await.contains("storage binding"));
     assert_eq!(text(client, "model-name").await, "SmolLM2-135M-Instruct Q4_1");
 
@@ -45,37 +45,33 @@ async fn run_probe(client: &Client) -> (String, usize) {
 #[tokio::test(flavor = "multi_thread")]
 async fn threaded_build_runs_webgpu_and_rayon_kernels() {
     let (_server, url) = hearth_serve();
-    let (_driver, driver_url) = chromedriver();
-    let profile = tempfile::tempdir().unwrap();
-    let client = chromium(&driver_url, &profile).await;
-    client.goto(&url).await.unwrap();
+    let browser = open_in_chromium(&url).await;
+    let client = &browser.client;
 
-    assert_eq!(text(&client, "cross-origin-isolated").await, "true");
-    assert_eq!(text(&client, "runtime-build").await, "threaded");
-    let (build, threads) = run_probe(&client).await;
+    assert_eq!(text(client, "cross-origin-isolated").await, "true");
+    assert_eq!(text(client, "runtime-build").await, "threaded");
+    let (build, threads) = run_probe(client).await;
     assert_eq!(build, "threaded");
     assert!(threads >= 2, "rayon pool has {threads} threads");
-    assert!(text(&client, "model-server").await.contains("available"), "setup fetched the default model");
+    assert!(text(client, "model-server").await.contains("available"), "setup fetched the default model");
     // For a person to look at: target/tmp/first-screen-threaded.png.
     if let Ok(png) = client.screenshot().await {
         let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/first-screen-threaded.png"), png);
     }
-    client.close().await.unwrap();
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn single_threaded_build_runs_the_same_kernels() {
     let (_server, url) = hearth_serve();
-    let (_driver, driver_url) = chromedriver();
-    let profile = tempfile::tempdir().unwrap();
-    let client = chromium(&driver_url, &profile).await;
-    client.goto(&format!("{url}?build=single")).await.unwrap();
+    let browser = open_in_chromium(&format!("{url}?build=single")).await;
+    let client = &browser.client;
 
-    assert_eq!(text(&client, "cross-origin-isolated").await, "true");
-    assert!(text(&client, "runtime-build-reason").await.contains("?build=single"));
-    let (build, threads) = run_probe(&client).await;
+    assert_eq!(text(client, "cross-origin-isolated").await, "true");
+    assert!(text(client, "runtime-build-reason").await.contains("?build=single"));
+    let (build, threads) = run_probe(client).await;
     assert_eq!((build.as_str(), threads), ("single-threaded", 1));
-    client.close().await.unwrap();
+    browser.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -87,17 +83,15 @@ async fn page_without_isolation_falls_back_to_single_threaded() {
     let options =
         hearth::server::ServeOptions { models_dir: models.path().to_path_buf(), cross_origin_isolation: false };
     let server = tokio::spawn(hearth::server::serve(listener, options, std::future::pending()));
-    let (_driver, driver_url) = chromedriver();
-    let profile = tempfile::tempdir().unwrap();
-    let client = chromium(&driver_url, &profile).await;
-    client.goto(&url).await.unwrap();
+    let browser = open_in_chromium(&url).await;
+    let client = &browser.client;
 
-    assert_eq!(text(&client, "cross-origin-isolated").await, "false");
-    assert_eq!(text(&client, "runtime-build").await, "single-threaded");
-    assert!(text(&client, "runtime-build-reason").await.contains("not cross-origin isolated"));
-    let (build, threads) = run_probe(&client).await;
+    assert_eq!(text(client, "cross-origin-isolated").await, "false");
+    assert_eq!(text(client, "runtime-build").await, "single-threaded");
+    assert!(text(client, "runtime-build-reason").await.contains("not cross-origin isolated"));
+    let (build, threads) = run_probe(client).await;
     assert_eq!((build.as_str(), threads), ("single-threaded", 1));
-    assert!(text(&client, "model-server").await.contains("not on this server"), "empty model cache");
-    client.close().await.unwrap();
+    assert!(text(client, "model-server").await.contains("not on this server"), "empty model cache");
+    browser.close().await;
     server.abort();
 }

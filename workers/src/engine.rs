@@ -46,20 +46,36 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
 }
 
 async fn open_gpu(scope: &DedicatedWorkerGlobalScope) -> (Option<GpuContext>, GpuStatus) {
-    let has_gpu = js_sys::Reflect::get(&scope.navigator(), &JsValue::from_str("gpu"))
-        .map(|gpu| !gpu.is_undefined() && !gpu.is_null())
-        .unwrap_or(false);
-    if !has_gpu {
+    let gpu = js_sys::Reflect::get(&scope.navigator(), &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
+    if gpu.is_undefined() || gpu.is_null() {
         let reason = "navigator.gpu is undefined in the worker: this engine has WebGPU off or unsupported".into();
         return (None, GpuStatus::Unavailable { reason });
     }
     match GpuContext::new().await {
         Ok(ctx) => {
-            let adapter = ctx.adapter().clone();
+            let mut adapter = ctx.adapter().clone();
+            if adapter.name.is_empty() {
+                adapter.name = browser_adapter_label(&gpu).await.unwrap_or_default();
+            }
             (Some(ctx), GpuStatus::Available { adapter })
         }
         Err(e) => (None, GpuStatus::Unavailable { reason: e.to_string() }),
     }
+}
+
+/// wgpu names a browser adapter by `GPUAdapterInfo.description`, which browsers often leave
+/// empty; read the info ourselves and fall back to "vendor architecture device".
+async fn browser_adapter_label(gpu: &JsValue) -> Option<String> {
+    let get = |target: &JsValue, key: &str| js_sys::Reflect::get(target, &JsValue::from_str(key)).ok();
+    let request: js_sys::Function = get(gpu, "requestAdapter")?.dyn_into().ok()?;
+    let promise: js_sys::Promise = request.call0(gpu).ok()?.dyn_into().ok()?;
+    let adapter = wasm_bindgen_futures::JsFuture::from(promise).await.ok()?;
+    let info = get(&adapter, "info")?;
+    let field = |key| get(&info, key).and_then(|v| v.as_string()).filter(|s| !s.is_empty());
+    field("description").or_else(|| {
+        let parts: Vec<String> = ["vendor", "architecture", "device"].into_iter().filter_map(field).collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    })
 }
 
 impl Engine {
