@@ -1,5 +1,7 @@
 use thiserror::Error;
 
+use crate::quant::QuantFormat;
+
 /// Everything a kernel call can fail with; each message names the offending value.
 #[derive(Debug, Error)]
 pub enum KernelError {
@@ -25,4 +27,13 @@ pub enum KernelError {
 
     #[error("the GPU device was lost: {0}")]
     DeviceLost(String),
+
+    #[error("{format} data of {bytes} bytes does not hold {values} values")]
+    QuantLength { format: QuantFormat, values: usize, bytes: usize },
+
+    #[error("{bytes} is not a whole number of {block}-byte blocks")]
+    RaggedBlocks { bytes: usize, block: usize },
+
+    #[error("tensor format {0} is not supported yet")]
+    UnsupportedFormat(QuantFormat),
 }

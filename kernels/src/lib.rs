@@ -7,5 +7,6 @@
 pub mod cpu;
 mod error;
 pub mod gpu;
+pub mod quant;
 
 pub use error::KernelError;

@@ -1,0 +1,244 @@
+//! `y = W x` with `W` in a GGUF format, as llama.cpp computes it on the CPU: the activations
+//! are converted once to the weight format's `vec_dot_format` (Q8_0, Q8_1, F16 or F32), then
+//! each row's dot product runs on integers per block and is scaled back in f32.
+
+use half::f16;
+use rayon::prelude::*;
+
+use crate::KernelError;
+use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1, QuantFormat, blocks, quantize_q8_0, quantize_q8_1};
+
+/// Rows handed to one rayon task.
+const ROWS_PER_TASK: usize = 16;
+
+/// Activations prepared for one weight format's dot product.
+pub enum Activations {
+    F32(Vec<f32>),
+    F16(Vec<f16>),
+    Q8_0(Vec<BlockQ8_0>),
+    Q8_1(Vec<BlockQ8_1>),
+}
+
+impl Activations {
+    /// Converts `x` for dot products with `weights`-format rows.
+    pub fn for_weights(weights: QuantFormat, x: &[f32]) -> Result<Self, KernelError> {
+        Ok(match weights.vec_dot_format() {
+            QuantFormat::F32 => Self::F32(x.to_vec()),
+            QuantFormat::F16 => Self::F16(x.iter().map(|&v| f16::from_f32(v)).collect()),
+            QuantFormat::Q8_0 => Self::Q8_0(quantize_q8_0(x)?),
+            QuantFormat::Q8_1 => Self::Q8_1(quantize_q8_1(x)?),
+            other => return Err(KernelError::UnsupportedFormat(other)),
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::F32(v) => v.len(),
+            Self::F16(v) => v.len(),
+            Self::Q8_0(v) => v.len() * 32,
+            Self::Q8_1(v) => v.len() * 32,
+        }
+    }
+}
+
+fn half(bits: [u8; 2]) -> f32 {
+    f16::from_le_bytes(bits).to_f32()
+}
+
+/// llama.cpp `ggml_vec_dot_q4_0_q8_0`: per block `d_w d_x Σ (q_w - 8) q_x`.
+pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(bw, bx)| {
+            let mut sum = 0i32;
+            for j in 0..16 {
+                sum += ((bw.qs[j] & 0x0f) as i32 - 8) * bx.qs[j] as i32;
+                sum += ((bw.qs[j] >> 4) as i32 - 8) * bx.qs[j + 16] as i32;
+            }
+            half(bw.d) * half(bx.d) * sum as f32
+        })
+        .sum()
+}
+
+/// llama.cpp `ggml_vec_dot_q4_1_q8_1`: per block `d_w d_x Σ q_w q_x + m_w s_x`, where
+/// `s_x = d_x Σ q_x` carries the weights' offset `m_w` across the block.
+pub fn dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(bw, bx)| {
+            let mut sum = 0i32;
+            for j in 0..16 {
+                sum += (bw.qs[j] & 0x0f) as i32 * bx.qs[j] as i32;
+                sum += (bw.qs[j] >> 4) as i32 * bx.qs[j + 16] as i32;
+            }
+            half(bw.d) * half(bx.d) * sum as f32 + half(bw.m) * half(bx.s)
+        })
+        .sum()
+}
+
+/// llama.cpp `ggml_vec_dot_q8_0_q8_0`: per block `d_w d_x Σ q_w q_x`.
+pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
+    w.iter()
+        .zip(x)
+        .map(|(bw, bx)| {
+            let sum: i32 = bw.qs.iter().zip(&bx.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
+            half(bw.d) * half(bx.d) * sum as f32
+        })
+        .sum()
+}
+
+fn dot_f16(w: &[u8], x: &[f16]) -> f32 {
+    w.chunks_exact(2).zip(x).map(|(c, xv)| half([c[0], c[1]]) * xv.to_f32()).sum()
+}
+
+fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
+    w.chunks_exact(4).zip(x).map(|(c, xv)| f32::from_le_bytes([c[0], c[1], c[2], c[3]]) * xv).sum()
+}
+
+/// One row's dot product; `row` holds exactly `x.len()` values of `format`.
+fn dot_row(format: QuantFormat, row: &[u8], x: &Activations) -> Result<f32, KernelError> {
+    Ok(match (format, x) {
+        (QuantFormat::Q4_0, Activations::Q8_0(xq)) => dot_q4_0_q8_0(blocks(row)?, xq),
+        (QuantFormat::Q4_1, Activations::Q8_1(xq)) => dot_q4_1_q8_1(blocks(row)?, xq),
+        (QuantFormat::Q8_0, Activations::Q8_0(xq)) => dot_q8_0_q8_0(blocks(row)?, xq),
+        (QuantFormat::F16, Activations::F16(xh)) => dot_f16(row, xh),
+        (QuantFormat::F32, Activations::F32(xf)) => dot_f32(row, xf),
+        (format, _) => return Err(KernelError::UnsupportedFormat(format)),
+    })
+}
+
+/// `y = W x`: `W` is `rows` rows of `cols` values of `format`, `x` prepared by
+/// [`Activations::for_weights`] for the same format. Rows run in parallel on the rayon pool.
+pub fn matvec_quant(
+    format: QuantFormat,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &Activations,
+) -> Result<Vec<f32>, KernelError> {
+    let row_bytes =
+        format.bytes_for(cols as u64).ok_or(KernelError::QuantLength { format, values: cols, bytes: 0 })? as usize;
+    if rows.checked_mul(row_bytes) != Some(w.len()) {
+        return Err(KernelError::QuantLength { format, values: rows.saturating_mul(cols), bytes: w.len() });
+    }
+    if x.len() != cols {
+        return Err(KernelError::MatvecShape {
+            rows,
+            cols,
+            matrix_len: rows.saturating_mul(cols),
+            vector_len: x.len(),
+        });
+    }
+    let mut y = vec![0.0f32; rows];
+    if row_bytes == 0 {
+        return Ok(y);
+    }
+    y.par_chunks_mut(ROWS_PER_TASK).zip(w.par_chunks(ROWS_PER_TASK * row_bytes)).try_for_each(
+        |(y_block, w_block)| -> Result<(), KernelError> {
+            for (y_r, row) in y_block.iter_mut().zip(w_block.chunks_exact(row_bytes)) {
+                *y_r = dot_row(format, row, x)?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(y)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::matvec_reference;
+    use crate::quant::dequantize;
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n).map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 - 1001.0) / 400.0).collect()
+    }
+
+    /// Quantises `w` rows to `format` (through its own reference, so only the dot is tested).
+    fn encode(format: QuantFormat, w: &[f32]) -> Vec<u8> {
+        match format {
+            QuantFormat::F32 => w.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            QuantFormat::F16 => w.iter().flat_map(|&v| f16::from_f32(v).to_le_bytes()).collect(),
+            QuantFormat::Q8_0 => bytemuck::cast_slice(&quantize_q8_0(w).unwrap()).to_vec(),
+            QuantFormat::Q4_0 => {
+                let q8 = quantize_q8_0(w).unwrap();
+                q8.iter()
+                    .flat_map(|b| {
+                        let mut qs = [0u8; 16];
+                        for j in 0..16 {
+                            let lo = ((b.qs[j] as i32 >> 4) + 8).clamp(0, 15) as u8;
+                            let hi = ((b.qs[j + 16] as i32 >> 4) + 8).clamp(0, 15) as u8;
+                            qs[j] = lo | (hi << 4);
+                        }
+                        let d = f16::from_le_bytes(b.d).to_f32() * 16.0;
+                        bytemuck::bytes_of(&BlockQ4_0 { d: f16::from_f32(d).to_le_bytes(), qs }).to_vec()
+                    })
+                    .collect()
+            }
+            QuantFormat::Q4_1 => w
+                .chunks(32)
+                .flat_map(|c| {
+                    let (lo, hi) = c.iter().fold((f32::MAX, f32::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+                    let d = (hi - lo) / 15.0;
+                    let mut qs = [0u8; 16];
+                    for j in 0..16 {
+                        let q = |v: f32| (((v - lo) / d).round() as i32).clamp(0, 15) as u8;
+                        qs[j] = q(c[j]) | (q(c[j + 16]) << 4);
+                    }
+                    let block = BlockQ4_1 { d: f16::from_f32(d).to_le_bytes(), m: f16::from_f32(lo).to_le_bytes(), qs };
+                    bytemuck::bytes_of(&block).to_vec()
+                })
+                .collect(),
+            other => panic!("no encoder for {other}"),
+        }
+    }
+
+    #[test]
+    fn every_format_matches_dequantized_reference() {
+        let (rows, cols) = (37, 256);
+        let w = values(rows * cols, 1);
+        let x = values(cols, 2);
+        for format in [QuantFormat::F32, QuantFormat::F16, QuantFormat::Q8_0, QuantFormat::Q4_0, QuantFormat::Q4_1] {
+            let bytes = encode(format, &w);
+            let mut wd = vec![0.0; rows * cols];
+            dequantize(format, &bytes, &mut wd).unwrap();
+            // Reference: dequantised weights times the activations as the dot product sees them.
+            let act = Activations::for_weights(format, &x).unwrap();
+            let xd: Vec<f32> = match &act {
+                Activations::F32(v) => v.clone(),
+                Activations::F16(v) => v.iter().map(|h| h.to_f32()).collect(),
+                Activations::Q8_0(b) => {
+                    let mut out = vec![0.0; cols];
+                    dequantize(QuantFormat::Q8_0, bytemuck::cast_slice(b), &mut out).unwrap();
+                    out
+                }
+                Activations::Q8_1(b) => {
+                    b.iter().flat_map(|b| b.qs.map(|q| q as f32 * f16::from_le_bytes(b.d).to_f32())).collect()
+                }
+            };
+            let want = matvec_reference(&wd, &xd, rows, cols).unwrap();
+            let got = matvec_quant(format, &bytes, rows, cols, &act).unwrap();
+            for (r, (g, e)) in got.iter().zip(&want).enumerate() {
+                // Q4_1 folds m through the f16 block sum s, so allow for its rounding.
+                let tol = 2e-3 * e.abs().max(1.0) + if format == QuantFormat::Q4_1 { 0.05 } else { 0.0 };
+                assert!((g - e).abs() <= tol, "{format} row {r}: {g} vs {e}");
+            }
+            // And against the exact f32 product: quantisation error stays small.
+            let exact = matvec_reference(&w, &x, rows, cols).unwrap();
+            let scale = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let worst = got.iter().zip(&exact).map(|(g, e)| (g - e).abs()).fold(0.0, f32::max);
+            assert!(worst <= 0.1 * scale, "{format}: worst {worst}, scale {scale}");
+        }
+    }
+
+    #[test]
+    fn shapes_are_checked() {
+        let act = Activations::for_weights(QuantFormat::Q4_0, &[0.0; 64]).unwrap();
+        assert!(matvec_quant(QuantFormat::Q4_0, &[0; 36], 2, 64, &act).is_err(), "2 rows need 72 bytes");
+        assert!(matvec_quant(QuantFormat::Q4_0, &[0; 36], 1, 33, &act).is_err(), "33 is not whole blocks");
+        assert!(matvec_quant(QuantFormat::Q4_0, &[0; 72], 2, 64, &act).is_ok());
+        let act = Activations::for_weights(QuantFormat::Q4_0, &[0.0; 32]).unwrap();
+        assert!(matvec_quant(QuantFormat::Q4_0, &[0; 72], 2, 64, &act).is_err(), "x too short");
+        assert!(Activations::for_weights(QuantFormat::Q6_K, &[0.0; 256]).is_err());
+    }
+}

@@ -1,0 +1,377 @@
+//! GGUF / ggml tensor formats: the one table of block sizes, the block layouts, and the
+//! reference dequantisation and activation quantisation (llama.cpp's `*_ref` functions).
+//!
+//! A quantised row of `n` values is `n / block_size` blocks stored back to back. Block fields
+//! are little-endian byte arrays, so every block struct has alignment 1 and any byte slice of
+//! the right length casts to a block slice, wherever it sits in the model file.
+
+use bytemuck::{Pod, Zeroable};
+use half::f16;
+
+use crate::KernelError;
+
+/// Every ggml tensor type a GGUF file may name. Only some are implemented
+/// ([`QuantFormat::is_supported`]); the rest are listed so errors can name them.
+#[allow(non_camel_case_types)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum QuantFormat {
+    F32,
+    F16,
+    Q4_0,
+    Q4_1,
+    Q5_0,
+    Q5_1,
+    Q8_0,
+    Q8_1,
+    Q2_K,
+    Q3_K,
+    Q4_K,
+    Q5_K,
+    Q6_K,
+    Q8_K,
+    IQ2_XXS,
+    IQ2_XS,
+    IQ3_XXS,
+    IQ1_S,
+    IQ4_NL,
+    IQ3_S,
+    IQ2_S,
+    IQ4_XS,
+    I8,
+    I16,
+    I32,
+    I64,
+    F64,
+    IQ1_M,
+    BF16,
+    TQ1_0,
+    TQ2_0,
+    MXFP4,
+}
+
+/// (format, ggml type id, values per block, bytes per block, implemented here):
+/// the single source of truth, as ggml's `type_traits` table (ggml/src/ggml.c).
+const FORMATS: [(QuantFormat, u32, usize, usize, bool); 32] = {
+    use QuantFormat::*;
+    [
+        (F32, 0, 1, 4, true),
+        (F16, 1, 1, 2, true),
+        (Q4_0, 2, 32, 18, true),
+        (Q4_1, 3, 32, 20, true),
+        (Q5_0, 6, 32, 22, false),
+        (Q5_1, 7, 32, 24, false),
+        (Q8_0, 8, 32, 34, true),
+        (Q8_1, 9, 32, 36, false),
+        (Q2_K, 10, 256, 84, false),
+        (Q3_K, 11, 256, 110, false),
+        (Q4_K, 12, 256, 144, false),
+        (Q5_K, 13, 256, 176, false),
+        (Q6_K, 14, 256, 210, false),
+        (Q8_K, 15, 256, 292, false),
+        (IQ2_XXS, 16, 256, 66, false),
+        (IQ2_XS, 17, 256, 74, false),
+        (IQ3_XXS, 18, 256, 98, false),
+        (IQ1_S, 19, 256, 50, false),
+        (IQ4_NL, 20, 32, 18, false),
+        (IQ3_S, 21, 256, 110, false),
+        (IQ2_S, 22, 256, 82, false),
+        (IQ4_XS, 23, 256, 136, false),
+        (I8, 24, 1, 1, false),
+        (I16, 25, 1, 2, false),
+        (I32, 26, 1, 4, false),
+        (I64, 27, 1, 8, false),
+        (F64, 28, 1, 8, false),
+        (IQ1_M, 29, 256, 56, false),
+        (BF16, 30, 1, 2, false),
+        (TQ1_0, 34, 256, 54, false),
+        (TQ2_0, 35, 256, 66, false),
+        (MXFP4, 39, 32, 17, false),
+    ]
+};
+
+impl QuantFormat {
+    fn entry(self) -> (QuantFormat, u32, usize, usize, bool) {
+        // The table holds every variant, so the search always succeeds.
+        FORMATS.iter().copied().find(|e| e.0 == self).unwrap_or((self, u32::MAX, 1, 0, false))
+    }
+
+    /// The format for a ggml type id, or `None` for an id ggml does not define.
+    pub fn from_ggml_type(id: u32) -> Option<Self> {
+        FORMATS.iter().find(|e| e.1 == id).map(|e| e.0)
+    }
+
+    pub fn ggml_type(self) -> u32 {
+        self.entry().1
+    }
+
+    /// Values per block.
+    pub fn block_size(self) -> usize {
+        self.entry().2
+    }
+
+    /// Bytes per block.
+    pub fn block_bytes(self) -> usize {
+        self.entry().3
+    }
+
+    /// Whether Hearth can compute with tensors of this format.
+    pub fn is_supported(self) -> bool {
+        self.entry().4
+    }
+
+    /// Bytes taken by `n` values, or `None` when `n` is not a whole number of blocks or the
+    /// size overflows.
+    pub fn bytes_for(self, n: u64) -> Option<u64> {
+        let block = self.block_size() as u64;
+        if n % block != 0 {
+            return None;
+        }
+        (n / block).checked_mul(self.block_bytes() as u64)
+    }
+
+    /// The ggml name, as llama.cpp prints it ("Q4_1", "F16", ...).
+    pub fn name(self) -> String {
+        format!("{self:?}")
+    }
+
+    /// Format the activations are quantised to for this weight format's dot product, as
+    /// llama.cpp's `vec_dot_type`.
+    pub fn vec_dot_format(self) -> QuantFormat {
+        match self {
+            Self::Q4_0 | Self::Q8_0 => Self::Q8_0,
+            Self::Q4_1 => Self::Q8_1,
+            other => other,
+        }
+    }
+}
+
+impl std::fmt::Display for QuantFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self:?}")
+    }
+}
+
+fn half(bits: [u8; 2]) -> f32 {
+    f16::from_le_bytes(bits).to_f32()
+}
+
+fn half_bits(v: f32) -> [u8; 2] {
+    f16::from_f32(v).to_le_bytes()
+}
+
+/// 32 values: `x[i] = d * (q[i] - 8)`, q in 4 bits; low nibbles hold values 0..16, high nibbles 16..32.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_0 {
+    pub d: [u8; 2],
+    pub qs: [u8; 16],
+}
+
+/// 32 values: `x[i] = d * q[i] + m`, q in 4 bits, nibbles as [`BlockQ4_0`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4_1 {
+    pub d: [u8; 2],
+    pub m: [u8; 2],
+    pub qs: [u8; 16],
+}
+
+/// 32 values: `x[i] = d * q[i]`, q a signed byte.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ8_0 {
+    pub d: [u8; 2],
+    pub qs: [i8; 32],
+}
+
+/// [`BlockQ8_0`] plus `s = d * Σq`: the activation side of the Q4_1 dot product, which needs
+/// the block sum to apply the weights' offset `m`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ8_1 {
+    pub d: [u8; 2],
+    pub s: [u8; 2],
+    pub qs: [i8; 32],
+}
+
+const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
+const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
+const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
+const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 36);
+
+/// Views `bytes` as blocks; the length must be a whole number of blocks.
+pub fn blocks<B: Pod>(bytes: &[u8]) -> Result<&[B], KernelError> {
+    bytemuck::try_cast_slice(bytes)
+        .map_err(|_| KernelError::RaggedBlocks { bytes: bytes.len(), block: std::mem::size_of::<B>() })
+}
+
+/// Dequantises `bytes` (values of `format`) into `out`, which says how many values there are.
+pub fn dequantize(format: QuantFormat, bytes: &[u8], out: &mut [f32]) -> Result<(), KernelError> {
+    let expected = format.bytes_for(out.len() as u64);
+    if expected != Some(bytes.len() as u64) {
+        return Err(KernelError::QuantLength { format, values: out.len(), bytes: bytes.len() });
+    }
+    match format {
+        QuantFormat::F32 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(4)) {
+                *o = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        QuantFormat::F16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = half([c[0], c[1]]);
+            }
+        }
+        QuantFormat::Q4_0 => {
+            for (b, o) in blocks::<BlockQ4_0>(bytes)?.iter().zip(out.chunks_exact_mut(32)) {
+                let d = half(b.d);
+                for (j, &q) in b.qs.iter().enumerate() {
+                    o[j] = ((q & 0x0f) as i32 - 8) as f32 * d;
+                    o[j + 16] = ((q >> 4) as i32 - 8) as f32 * d;
+                }
+            }
+        }
+        QuantFormat::Q4_1 => {
+            for (b, o) in blocks::<BlockQ4_1>(bytes)?.iter().zip(out.chunks_exact_mut(32)) {
+                let (d, m) = (half(b.d), half(b.m));
+                for (j, &q) in b.qs.iter().enumerate() {
+                    o[j] = (q & 0x0f) as f32 * d + m;
+                    o[j + 16] = (q >> 4) as f32 * d + m;
+                }
+            }
+        }
+        QuantFormat::Q8_0 => {
+            for (b, o) in blocks::<BlockQ8_0>(bytes)?.iter().zip(out.chunks_exact_mut(32)) {
+                let d = half(b.d);
+                for (o, &q) in o.iter_mut().zip(&b.qs) {
+                    *o = q as f32 * d;
+                }
+            }
+        }
+        other => return Err(KernelError::UnsupportedFormat(other)),
+    }
+    Ok(())
+}
+
+/// llama.cpp's `quantize_row_q8_0_ref`: per block, `d = max|x| / 127`, `q = round(x / d)`.
+pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
+    if x.len() % 32 != 0 {
+        return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
+    }
+    Ok(x.chunks_exact(32)
+        .map(|chunk| {
+            let (d, qs) = quantize_block_q8(chunk);
+            BlockQ8_0 { d: half_bits(d), qs }
+        })
+        .collect())
+}
+
+/// llama.cpp's `quantize_row_q8_1_ref`: [`quantize_q8_0`] plus `s = d * Σq`.
+pub fn quantize_q8_1(x: &[f32]) -> Result<Vec<BlockQ8_1>, KernelError> {
+    if x.len() % 32 != 0 {
+        return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
+    }
+    Ok(x.chunks_exact(32)
+        .map(|chunk| {
+            let (d, qs) = quantize_block_q8(chunk);
+            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
+            BlockQ8_1 { d: half_bits(d), s: half_bits(sum as f32 * d), qs }
+        })
+        .collect())
+}
+
+fn quantize_block_q8(chunk: &[f32]) -> (f32, [i8; 32]) {
+    let amax = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let mut qs = [0i8; 32];
+    for (q, &v) in qs.iter_mut().zip(chunk) {
+        // round() rounds half away from zero, as C's roundf in the reference.
+        *q = (v * id).round() as i8;
+    }
+    (d, qs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_matches_ggml_ids_and_sizes() {
+        assert_eq!(QuantFormat::from_ggml_type(3), Some(QuantFormat::Q4_1));
+        assert_eq!(QuantFormat::from_ggml_type(14), Some(QuantFormat::Q6_K));
+        assert_eq!(QuantFormat::from_ggml_type(4), None, "ids 4 and 5 were removed from ggml");
+        assert_eq!(QuantFormat::from_ggml_type(9999), None);
+        for (format, id, block, bytes, _) in FORMATS {
+            assert_eq!(QuantFormat::from_ggml_type(id), Some(format));
+            assert_eq!((format.ggml_type(), format.block_size(), format.block_bytes()), (id, block, bytes));
+        }
+        assert_eq!(QuantFormat::Q4_1.bytes_for(64), Some(40));
+        assert_eq!(QuantFormat::Q4_1.bytes_for(33), None);
+        assert_eq!(QuantFormat::F32.bytes_for(u64::MAX), None, "overflow is None, not a wrap");
+        assert_eq!(QuantFormat::Q4_K.name(), "Q4_K");
+    }
+
+    #[test]
+    fn dequantizes_hand_made_blocks() {
+        // Q4_0: d = 0.5, nibbles (lo, hi) = (0, 15) → values (-8, 7) * 0.5.
+        let block = BlockQ4_0 { d: half_bits(0.5), qs: [0xf0; 16] };
+        let mut out = [0.0; 32];
+        dequantize(QuantFormat::Q4_0, bytemuck::bytes_of(&block), &mut out).unwrap();
+        assert_eq!(&out[..16], &[-4.0; 16]);
+        assert_eq!(&out[16..], &[3.5; 16]);
+
+        // Q4_1: d = 2, m = -1, nibbles (3, 1) → (5, 1).
+        let block = BlockQ4_1 { d: half_bits(2.0), m: half_bits(-1.0), qs: [0x13; 16] };
+        dequantize(QuantFormat::Q4_1, bytemuck::bytes_of(&block), &mut out).unwrap();
+        assert_eq!((&out[..16], &out[16..]), (&[5.0; 16][..], &[1.0; 16][..]));
+
+        // Q8_0: d = 0.25, q = i - 16.
+        let mut qs = [0i8; 32];
+        qs.iter_mut().enumerate().for_each(|(i, q)| *q = i as i8 - 16);
+        let block = BlockQ8_0 { d: half_bits(0.25), qs };
+        dequantize(QuantFormat::Q8_0, bytemuck::bytes_of(&block), &mut out).unwrap();
+        assert!(out.iter().enumerate().all(|(i, &v)| v == (i as f32 - 16.0) * 0.25));
+
+        // F16 and F32.
+        let mut two = [0.0; 2];
+        dequantize(QuantFormat::F16, &[half_bits(1.5), half_bits(-2.0)].concat(), &mut two).unwrap();
+        assert_eq!(two, [1.5, -2.0]);
+        dequantize(QuantFormat::F32, &[1.25f32.to_le_bytes(), 7.0f32.to_le_bytes()].concat(), &mut two).unwrap();
+        assert_eq!(two, [1.25, 7.0]);
+    }
+
+    #[test]
+    fn wrong_lengths_and_unsupported_formats_are_errors() {
+        let mut out = [0.0; 32];
+        let err = dequantize(QuantFormat::Q4_0, &[0; 17], &mut out).unwrap_err();
+        assert!(err.to_string().contains("Q4_0"), "{err}");
+        let err = dequantize(QuantFormat::Q4_0, &[0; 18], &mut out[..31]).unwrap_err();
+        assert!(err.to_string().contains("31 values"), "{err}");
+        let err = dequantize(QuantFormat::Q5_K, &[0; 176], &mut [0.0; 256]).unwrap_err();
+        assert!(err.to_string().contains("Q5_K"), "{err}");
+        assert!(quantize_q8_0(&[0.0; 33]).is_err());
+    }
+
+    #[test]
+    fn q8_quantization_round_trips_within_half_a_step() {
+        let x: Vec<f32> = (0..96).map(|i| ((i * 37 % 101) as f32 - 50.0) / 7.0).collect();
+        let q = quantize_q8_0(&x).unwrap();
+        let mut back = vec![0.0; 96];
+        dequantize(QuantFormat::Q8_0, bytemuck::cast_slice(&q), &mut back).unwrap();
+        for (block, (xs, bs)) in x.chunks(32).zip(back.chunks(32)).enumerate() {
+            let step = half(q[block].d);
+            for (a, b) in xs.iter().zip(bs) {
+                // Half a quantisation step, plus the f16 rounding of d scaled by |q| <= 127.
+                assert!((a - b).abs() <= 0.5 * step + 127.0 * step * 1e-3, "{a} vs {b}");
+            }
+        }
+        let q1 = quantize_q8_1(&x).unwrap();
+        for (b0, b1) in q.iter().zip(&q1) {
+            assert_eq!((b0.d, b0.qs), (b1.d, b1.qs));
+            let sum: i32 = b1.qs.iter().map(|&v| v as i32).sum();
+            assert!((half(b1.s) - sum as f32 * half(b1.d)).abs() <= 1e-2 * half(b1.s).abs().max(1.0));
+        }
+        assert!(quantize_q8_0(&[0.0; 32]).unwrap()[0].qs.iter().all(|&q| q == 0), "zeros stay zeros");
+    }
+}
