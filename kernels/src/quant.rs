@@ -123,7 +123,7 @@ impl QuantFormat {
     /// size overflows.
     pub fn bytes_for(self, n: u64) -> Option<u64> {
         let block = self.block_size() as u64;
-        if n % block != 0 {
+        if !n.is_multiple_of(block) {
             return None;
         }
         (n / block).checked_mul(self.block_bytes() as u64)
@@ -255,7 +255,7 @@ pub fn dequantize(format: QuantFormat, bytes: &[u8], out: &mut [f32]) -> Result<
 
 /// llama.cpp's `quantize_row_q8_0_ref`: per block, `d = max|x| / 127`, `q = round(x / d)`.
 pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
-    if x.len() % 32 != 0 {
+    if !x.len().is_multiple_of(32) {
         return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
     }
     Ok(x.chunks_exact(32)
@@ -268,7 +268,7 @@ pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
 
 /// llama.cpp's `quantize_row_q8_1_ref`: [`quantize_q8_0`] plus `s = d * Σq`.
 pub fn quantize_q8_1(x: &[f32]) -> Result<Vec<BlockQ8_1>, KernelError> {
-    if x.len() % 32 != 0 {
+    if !x.len().is_multiple_of(32) {
         return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
     }
     Ok(x.chunks_exact(32)

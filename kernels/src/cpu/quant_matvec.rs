@@ -145,6 +145,8 @@ pub fn matvec_quant(
 }
 
 #[cfg(test)]
+// Nibble j pairs value j with value j + 16: indexed loops say so plainly.
+#[allow(clippy::needless_range_loop)]
 mod tests {
     use super::*;
     use crate::cpu::matvec_reference;
