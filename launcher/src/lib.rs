@@ -1,5 +1,4 @@
 //! The `hearth` launcher as a library, so tests can start the same server in-process.
 
 pub mod assets;
-pub mod model_cache;
 pub mod server;

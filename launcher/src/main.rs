@@ -4,9 +4,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use hearth::assets;
 use hearth::server::{self, ServeOptions};
-use hearth::{assets, model_cache};
-use hearth_core::catalog::DEFAULT_MODEL;
+use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 
 #[derive(Parser)]
 #[command(name = "hearth", version, about = "Local-first LLM inference and agent workflows in a web engine")]
@@ -78,7 +78,7 @@ fn serve(port: u16, open: bool) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let models_dir = model_cache::models_dir();
+        let models_dir = models_dir();
         let model = models_dir.join(DEFAULT_MODEL.file);
         say(&format!("Hearth is serving on {url}"));
         if model.is_file() {

@@ -30,7 +30,7 @@ pub enum ServeError {
 /// What the server serves.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Folder served under `/models/` (see [`crate::model_cache`]).
+    /// Folder served under `/models/` (see [`hearth_core::catalog::models_dir`]).
     pub models_dir: PathBuf,
     /// Send COOP/COEP. Only tests turn this off, to see the page fall back to the
     /// single-threaded build the way it must in engines without shared memory.
