@@ -52,7 +52,7 @@ impl Writer {
             offsets.push(offset);
             offset = (offset + data.len() as u64).div_ceil(32) * 32;
         }
-        while out.len() % 32 != 0 {
+        while !out.len().is_multiple_of(32) {
             out.push(0);
         }
         let data_start = out.len();
