@@ -2,8 +2,10 @@
 //! native targets and wasm32 alike and never touches web-sys; its tests run natively.
 
 pub mod catalog;
+pub mod chat_template;
 pub mod gguf;
 pub mod probe;
 pub mod protocol;
+pub mod tokenizer;
 
 pub use hearth_kernels as kernels;
