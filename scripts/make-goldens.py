@@ -89,7 +89,7 @@ def main():
                        "top_logits": top})
 
     os.makedirs(OUT, exist_ok=True)
-    source = {"reference": "llama.cpp via llama-cpp-python " + llama_cpp.__version__,
+    source = {"reference": "llama.cpp via llama-cpp-python " + llama_cpp.__version__ + ", portable scalar CPU build",
               "model": os.path.basename(MODEL), "threads": 1}
     with open(os.path.join(OUT, "tokens.json"), "w") as f:
         json.dump({"source": source, "cases": tokens}, f, ensure_ascii=False, indent=1)

@@ -4,8 +4,10 @@
 pub mod catalog;
 pub mod chat_template;
 pub mod gguf;
+pub mod model;
 pub mod probe;
 pub mod protocol;
+pub mod sampler;
 pub mod tokenizer;
 
 pub use hearth_kernels as kernels;

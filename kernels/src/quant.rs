@@ -281,12 +281,14 @@ pub fn quantize_q8_1(x: &[f32]) -> Result<Vec<BlockQ8_1>, KernelError> {
 }
 
 fn quantize_block_q8(chunk: &[f32]) -> (f32, [i8; 32]) {
+    // As llama.cpp's portable reference (`quantize_row_q8_0_ref`): scale by 1/d and round half
+    // away from zero. Its SIMD variants (127 / max|x|, ties to even) differ per CPU; the
+    // reference is the one llama.cpp gives the same answer with everywhere.
     let amax = chunk.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let d = amax / 127.0;
     let id = if d != 0.0 { 1.0 / d } else { 0.0 };
     let mut qs = [0i8; 32];
     for (q, &v) in qs.iter_mut().zip(chunk) {
-        // round() rounds half away from zero, as C's roundf in the reference.
         *q = (v * id).round() as i8;
     }
     (d, qs)

@@ -1,6 +1,10 @@
 //! `y = W x` with `W` in a GGUF format, as llama.cpp computes it on the CPU: the activations
 //! are converted once to the weight format's `vec_dot_format` (Q8_0, Q8_1, F16 or F32), then
 //! each row's dot product runs on integers per block and is scaled back in f32.
+//!
+//! The float steps follow llama.cpp's portable (`_generic`) kernels operation for operation, so
+//! the results are bit-identical to it: the integer sums are exact whatever their order (and
+//! vectorise freely), and the per-block scaling is a short sequential chain.
 
 use half::f16;
 use rayon::prelude::*;
@@ -45,7 +49,7 @@ fn half(bits: [u8; 2]) -> f32 {
     f16::from_le_bytes(bits).to_f32()
 }
 
-/// llama.cpp `ggml_vec_dot_q4_0_q8_0`: per block `d_w d_x Σ (q_w - 8) q_x`.
+/// llama.cpp `ggml_vec_dot_q4_0_q8_0`: per block `(Σ (q_w - 8) q_x · d_w) · d_x`.
 pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
     w.iter()
         .zip(x)
@@ -55,9 +59,9 @@ pub fn dot_q4_0_q8_0(w: &[BlockQ4_0], x: &[BlockQ8_0]) -> f32 {
                 sum += ((bw.qs[j] & 0x0f) as i32 - 8) * bx.qs[j] as i32;
                 sum += ((bw.qs[j] >> 4) as i32 - 8) * bx.qs[j + 16] as i32;
             }
-            half(bw.d) * half(bx.d) * sum as f32
+            sum as f32 * half(bw.d) * half(bx.d)
         })
-        .sum()
+        .fold(0.0, |acc, v| acc + v)
 }
 
 /// llama.cpp `ggml_vec_dot_q4_1_q8_1`: per block `d_w d_x Σ q_w q_x + m_w s_x`, where
@@ -73,22 +77,23 @@ pub fn dot_q4_1_q8_1(w: &[BlockQ4_1], x: &[BlockQ8_1]) -> f32 {
             }
             half(bw.d) * half(bx.d) * sum as f32 + half(bw.m) * half(bx.s)
         })
-        .sum()
+        .fold(0.0, |acc, v| acc + v)
 }
 
-/// llama.cpp `ggml_vec_dot_q8_0_q8_0`: per block `d_w d_x Σ q_w q_x`.
+/// llama.cpp `ggml_vec_dot_q8_0_q8_0`: per block `Σ q_w q_x · (d_w d_x)`.
 pub fn dot_q8_0_q8_0(w: &[BlockQ8_0], x: &[BlockQ8_0]) -> f32 {
     w.iter()
         .zip(x)
         .map(|(bw, bx)| {
             let sum: i32 = bw.qs.iter().zip(&bx.qs).map(|(&a, &b)| a as i32 * b as i32).sum();
-            half(bw.d) * half(bx.d) * sum as f32
+            sum as f32 * (half(bw.d) * half(bx.d))
         })
-        .sum()
+        .fold(0.0, |acc, v| acc + v)
 }
 
+/// llama.cpp `ggml_vec_dot_f16`: products of halves are exact in f32, summed in f64.
 fn dot_f16(w: &[u8], x: &[f16]) -> f32 {
-    w.chunks_exact(2).zip(x).map(|(c, xv)| half([c[0], c[1]]) * xv.to_f32()).sum()
+    w.chunks_exact(2).zip(x).fold(0.0f64, |acc, (c, xv)| acc + f64::from(half([c[0], c[1]]) * xv.to_f32())) as f32
 }
 
 fn dot_f32(w: &[u8], x: &[f32]) -> f32 {
@@ -116,12 +121,24 @@ pub fn matvec_quant(
     cols: usize,
     x: &Activations,
 ) -> Result<Vec<f32>, KernelError> {
+    matmul_quant(format, w, rows, cols, std::slice::from_ref(x))
+}
+
+/// `Y = X Wᵀ` for a batch of activation vectors (prefill): returns `[xs.len()][rows]`
+/// flattened. Each weight row is read once and dotted with every vector while it is in cache.
+pub fn matmul_quant(
+    format: QuantFormat,
+    w: &[u8],
+    rows: usize,
+    cols: usize,
+    xs: &[Activations],
+) -> Result<Vec<f32>, KernelError> {
     let row_bytes =
         format.bytes_for(cols as u64).ok_or(KernelError::QuantLength { format, values: cols, bytes: 0 })? as usize;
     if rows.checked_mul(row_bytes) != Some(w.len()) {
         return Err(KernelError::QuantLength { format, values: rows.saturating_mul(cols), bytes: w.len() });
     }
-    if x.len() != cols {
+    if let Some(x) = xs.iter().find(|x| x.len() != cols) {
         return Err(KernelError::MatvecShape {
             rows,
             cols,
@@ -129,19 +146,32 @@ pub fn matvec_quant(
             vector_len: x.len(),
         });
     }
-    let mut y = vec![0.0f32; rows];
-    if row_bytes == 0 {
-        return Ok(y);
+    let n = xs.len();
+    // Row-major [rows][n] while computing (each task owns whole rows), transposed at the end.
+    let mut by_row = vec![0.0f32; rows * n];
+    if row_bytes == 0 || n == 0 {
+        return Ok(by_row);
     }
-    y.par_chunks_mut(ROWS_PER_TASK).zip(w.par_chunks(ROWS_PER_TASK * row_bytes)).try_for_each(
-        |(y_block, w_block)| -> Result<(), KernelError> {
-            for (y_r, row) in y_block.iter_mut().zip(w_block.chunks_exact(row_bytes)) {
-                *y_r = dot_row(format, row, x)?;
+    by_row.par_chunks_mut(ROWS_PER_TASK * n).zip(w.par_chunks(ROWS_PER_TASK * row_bytes)).try_for_each(
+        |(out, w_block)| -> Result<(), KernelError> {
+            for (out_row, row) in out.chunks_exact_mut(n).zip(w_block.chunks_exact(row_bytes)) {
+                for (o, x) in out_row.iter_mut().zip(xs) {
+                    *o = dot_row(format, row, x)?;
+                }
             }
             Ok(())
         },
     )?;
-    Ok(y)
+    if n == 1 {
+        return Ok(by_row);
+    }
+    let mut by_vector = vec![0.0f32; rows * n];
+    for (r, row) in by_row.chunks_exact(n).enumerate() {
+        for (t, &v) in row.iter().enumerate() {
+            by_vector[t * rows + r] = v;
+        }
+    }
+    Ok(by_vector)
 }
 
 #[cfg(test)]
@@ -230,6 +260,19 @@ mod tests {
             let scale = exact.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let worst = got.iter().zip(&exact).map(|(g, e)| (g - e).abs()).fold(0.0, f32::max);
             assert!(worst <= 0.1 * scale, "{format}: worst {worst}, scale {scale}");
+        }
+    }
+
+    #[test]
+    fn matmul_equals_one_matvec_per_vector() {
+        let (rows, cols) = (19, 64);
+        let bytes = encode(QuantFormat::Q4_1, &values(rows * cols, 3));
+        let xs: Vec<Activations> =
+            (0..5).map(|t| Activations::for_weights(QuantFormat::Q4_1, &values(cols, 10 + t)).unwrap()).collect();
+        let batch = matmul_quant(QuantFormat::Q4_1, &bytes, rows, cols, &xs).unwrap();
+        for (t, x) in xs.iter().enumerate() {
+            let one = matvec_quant(QuantFormat::Q4_1, &bytes, rows, cols, x).unwrap();
+            assert_eq!(&batch[t * rows..(t + 1) * rows], one.as_slice(), "vector {t}");
         }
     }
 
