@@ -2,10 +2,12 @@
 //!
 //! Models ship their prompt format as a Jinja template in the GGUF key `tokenizer.chat_template`
 //! (copied from Hugging Face's `tokenizer_config.json`). What such a template means is defined by
-//! Python Jinja2 as Hugging Face transformers and llama-cpp-python's `Jinja2ChatFormatter` set it
-//! up: `trim_blocks` and `lstrip_blocks` on, no auto-escaping, no trailing newline kept, `tojson`
-//! as Python's `json.dumps` (not Jinja's HTML-safe one), and the functions `raise_exception` and
-//! `strftime_now`. We render with minijinja configured the same way and add what it lacks:
+//! Python Jinja2 as Hugging Face transformers sets it up (models are trained on its output):
+//! `trim_blocks` and `lstrip_blocks` on, no auto-escaping, no trailing newline kept, `tojson` as
+//! Python's `json.dumps` (not Jinja's HTML-safe one), and the functions `raise_exception` and
+//! `strftime_now`. llama-cpp-python's `Jinja2ChatFormatter` (our golden reference) differs only
+//! in `tojson`: it keeps Jinja's, which sorts keys and escapes `<>&'` and non-ASCII; we follow
+//! transformers there, so the golden cases keep `tojson` input free of those. We render with minijinja configured the same way and add what it lacks:
 //!
 //! - the Python `str`, `dict` and `list` methods templates call (`.strip()`, `.startswith()`,
 //!   `.split()`, `.items()`, `.get()`, …), through minijinja's unknown-method callback;
@@ -851,7 +853,7 @@ struct JsonStyle {
     sort_keys: bool,
 }
 
-/// `tojson` as transformers and llama-cpp-python define it:
+/// `tojson` as transformers defines it:
 /// `json.dumps(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False)`, taking
 /// those arguments by position or by name. Unlike Jinja's own, it escapes nothing for HTML.
 fn tojson_filter(value: &Value, positional: &[Value], kwargs: Kwargs) -> Result<Value, Error> {
