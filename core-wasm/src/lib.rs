@@ -3,6 +3,7 @@
 
 pub mod catalog;
 pub mod chat_template;
+pub mod engine;
 pub mod gguf;
 pub mod model;
 pub mod probe;

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::chat_template::ChatMessage;
+use crate::engine::{Completion, GenerateParams};
 use crate::probe::KernelRun;
 pub use hearth_kernels::gpu::AdapterSummary;
 
@@ -53,6 +55,12 @@ pub struct Capabilities {
 pub enum EngineRequest {
     /// Run the kernel probe (see [`crate::probe`]) on the GPU and on the CPU pool.
     RunKernels,
+    /// Fetch the GGUF file at `url` (relative to the app) and load it for chat.
+    LoadModel { url: String },
+    /// Reply to a conversation; the reply streams back as [`EngineEvent::ChatDelta`]s.
+    Chat { id: u32, messages: Vec<ChatMessage>, params: GenerateParams },
+    /// Stop the reply `id` where it is.
+    StopChat { id: u32 },
 }
 
 /// A kernel that ran, or the reason it could not.
@@ -67,9 +75,43 @@ pub enum KernelOutcome {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum EngineEvent {
-    Ready { capabilities: Capabilities },
-    KernelsDone { gpu: KernelOutcome, cpu: KernelOutcome },
-    Error { message: String },
+    Ready {
+        capabilities: Capabilities,
+    },
+    KernelsDone {
+        gpu: KernelOutcome,
+        cpu: KernelOutcome,
+    },
+    /// Bytes of the model read so far, and the total when the server said it.
+    ModelProgress {
+        loaded: u64,
+        total: Option<u64>,
+    },
+    ModelLoaded {
+        url: String,
+        bytes: u64,
+        context: usize,
+        ms: f64,
+    },
+    ModelFailed {
+        url: String,
+        message: String,
+    },
+    ChatDelta {
+        id: u32,
+        text: String,
+    },
+    ChatDone {
+        id: u32,
+        completion: Completion,
+    },
+    ChatFailed {
+        id: u32,
+        message: String,
+    },
+    Error {
+        message: String,
+    },
 }
 
 #[cfg(test)]

@@ -1,4 +1,5 @@
 //! The `hearth` launcher as a library, so tests can start the same server in-process.
 
 pub mod assets;
+pub mod llm;
 pub mod server;

@@ -1,12 +1,16 @@
-//! `hearth`: serves the Hearth app on loopback.
+//! `hearth`: serves the Hearth app on loopback, and runs the engine from the command line.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hearth::assets;
+use std::path::PathBuf;
+
 use hearth::server::{self, ServeOptions};
+use hearth::{assets, llm};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_core::engine::GenerateParams;
+use hearth_core::sampler::SamplerConfig;
 
 #[derive(Parser)]
 #[command(name = "hearth", version, about = "Local-first LLM inference and agent workflows in a web engine")]
@@ -25,6 +29,52 @@ enum Command {
         /// Open the app in the default browser.
         #[arg(long)]
         open: bool,
+    },
+    /// Print the token ids of TEXT as a JSON array.
+    Tokenize {
+        /// A GGUF model; the default model from the cache if left out.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Treat special-token text as plain text and add no BOS/EOS.
+        #[arg(long)]
+        no_special: bool,
+        text: String,
+    },
+    /// Complete a prompt on the CPU, streaming the text to stdout.
+    Generate {
+        /// A GGUF model; the default model from the cache if left out.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        #[arg(long)]
+        prompt: String,
+        /// Send the prompt as one user message through the model's chat template.
+        #[arg(long)]
+        chat: bool,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: usize,
+        /// 0 is greedy.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// 0 keeps every token.
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        #[arg(long, default_value_t = 0.0)]
+        min_p: f32,
+        #[arg(long, default_value_t = 1.0)]
+        repeat_penalty: f32,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Stop before this text (repeatable).
+        #[arg(long)]
+        stop: Vec<String>,
+        /// Keep going past the end-of-generation token.
+        #[arg(long)]
+        ignore_eos: bool,
+        /// Print one JSON object (text, token ids, counts, timings) instead of streaming text.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -45,7 +95,46 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { port, open } => serve(port, open),
+        Command::Tokenize { model, no_special, text } => {
+            match llm::tokenize(&llm::model_path(model), &text, !no_special) {
+                Ok(json) => {
+                    say(&json);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Generate {
+            model,
+            prompt,
+            chat,
+            max_tokens,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            seed,
+            stop,
+            ignore_eos,
+            json,
+        } => {
+            let sampler =
+                SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..Default::default() };
+            let params = GenerateParams { max_tokens, sampler, stop, ignore_eos, ..Default::default() };
+            let mut out = std::io::stdout().lock();
+            match llm::generate(&llm::model_path(model), &prompt, chat, &params, json, &mut out) {
+                Ok(_) => ExitCode::SUCCESS,
+                Err(e) => fail(&e),
+            }
+        }
     }
+}
+
+/// Reports a user-facing error in one line; exit code 2.
+fn fail(e: &llm::CliError) -> ExitCode {
+    eprintln!("hearth: {e}");
+    ExitCode::from(2)
 }
 
 /// A status line on stdout. A closed stdout (the reader went away) must not stop the server,

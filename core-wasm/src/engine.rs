@@ -1,0 +1,391 @@
+//! The one generation API everything above the core uses: a loaded model with its tokenizer and
+//! chat template, and `generate`, which takes a prompt (plain text or chat messages, as in
+//! OpenAI's completions and chat-completions APIs), streams text deltas to a callback, and
+//! returns the completion with its finish reason and token counts.
+//!
+//! The KV cache outlives a call: a prompt that starts with the tokens of the previous
+//! conversation (the next turn of a chat) only runs its new tokens through the model.
+
+use std::ops::ControlFlow;
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
+use crate::gguf::{ByteSource, Gguf, GgufError};
+use crate::model::ModelError;
+use crate::model::llama::{Llama, PREFILL_CHUNK};
+use crate::sampler::{Sampler, SamplerConfig};
+use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+
+#[derive(Debug, Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    ChatTemplate(#[from] ChatTemplateError),
+    #[error("the prompt is empty: it tokenizes to no tokens")]
+    EmptyPrompt,
+    #[error("the prompt is {prompt} tokens but the context holds {context}")]
+    PromptTooLong { prompt: usize, context: usize },
+}
+
+/// What to complete: raw text (the completions API) or a conversation rendered with the model's
+/// chat template (the chat-completions API).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    Text(String),
+    Chat(Vec<ChatMessage>),
+}
+
+/// Settings of one generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerateParams {
+    /// Most tokens to generate; generation also ends at the context's end.
+    pub max_tokens: usize,
+    pub sampler: SamplerConfig,
+    /// Text that ends the generation; it is not part of the completion.
+    pub stop: Vec<String>,
+    /// Token ids that end the generation, besides the model's end-of-generation tokens.
+    pub stop_tokens: Vec<u32>,
+    /// Keep generating past the model's end-of-generation tokens (for benchmarks and goldens).
+    pub ignore_eos: bool,
+}
+
+impl Default for GenerateParams {
+    fn default() -> Self {
+        Self {
+            max_tokens: 256,
+            sampler: SamplerConfig::default(),
+            stop: Vec::new(),
+            stop_tokens: Vec::new(),
+            ignore_eos: false,
+        }
+    }
+}
+
+/// Why generation ended, named as in OpenAI's `finish_reason`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FinishReason {
+    /// A stop string, a stop token or the model's end-of-generation token.
+    Stop,
+    /// `max_tokens` or the end of the context.
+    Length,
+    /// The caller's callback asked to stop.
+    Cancelled,
+}
+
+/// Milliseconds spent, measured with the clock the engine was given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// Prompt tokens run through the model (those not reused from the KV cache).
+    pub prefill_tokens: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+}
+
+/// The result of one generation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Completion {
+    pub text: String,
+    pub finish_reason: FinishReason,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    /// The generated token ids, the stop token included if there was one.
+    pub tokens: Vec<u32>,
+    pub timings: Timings,
+}
+
+/// A generation in progress; see [`Engine::start`].
+pub struct Generation {
+    params: GenerateParams,
+    sampler: Sampler,
+    prompt_tokens: usize,
+    /// Prompt and generated tokens.
+    history: Vec<u32>,
+    /// The model's prediction for the next token.
+    logits: Vec<f32>,
+    decoder: StreamDecoder,
+    text: String,
+    /// Bytes of `text` handed out by [`Engine::step`].
+    sent: usize,
+    tokens: Vec<u32>,
+    finish: Option<FinishReason>,
+    timings: Timings,
+}
+
+impl Generation {
+    /// Why the generation ended, once it has.
+    pub fn finish_reason(&self) -> Option<FinishReason> {
+        self.finish
+    }
+
+    /// Tokens generated so far.
+    pub fn completion_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Ends the generation; the completion is the text handed out so far.
+    pub fn cancel(&mut self) {
+        if self.finish.is_none() {
+            self.finish = Some(FinishReason::Cancelled);
+            self.text.truncate(self.sent);
+        }
+    }
+
+    /// The completion; a generation that has not finished counts as cancelled.
+    pub fn into_completion(mut self) -> Completion {
+        self.cancel();
+        Completion {
+            finish_reason: self.finish.unwrap_or(FinishReason::Cancelled),
+            text: self.text,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.tokens.len(),
+            tokens: self.tokens,
+            timings: self.timings,
+        }
+    }
+}
+
+/// A model ready to generate: weights, KV cache, tokenizer and chat template.
+pub struct Engine {
+    model: Llama,
+    tokenizer: Tokenizer,
+    template: ChatTemplate,
+    /// Tokens whose keys and values are in the KV cache, in order from position 0.
+    cached: Vec<u32>,
+    clock: fn() -> f64,
+}
+
+impl Engine {
+    /// Loads the model in `src` with `n_ctx` positions of context. `clock` returns milliseconds
+    /// from any fixed origin (`performance.now()` in a browser).
+    pub fn load<S: ByteSource + ?Sized>(src: &S, n_ctx: usize, clock: fn() -> f64) -> Result<Self, EngineError> {
+        let g = Gguf::read(src)?;
+        let tokenizer = Tokenizer::from_gguf(&g)?;
+        let text_of = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_owned();
+        let template = ChatTemplate::from_gguf(&g, &text_of(tokenizer.bos()), &text_of(tokenizer.eos()))?;
+        let model = Llama::load(&g, src, n_ctx)?;
+        Ok(Self { model, tokenizer, template, cached: Vec::new(), clock })
+    }
+
+    pub fn tokenizer(&self) -> &Tokenizer {
+        &self.tokenizer
+    }
+
+    pub fn chat_template(&self) -> &ChatTemplate {
+        &self.template
+    }
+
+    pub fn model(&self) -> &Llama {
+        &self.model
+    }
+
+    /// Positions of context the KV cache holds.
+    pub fn context_size(&self) -> usize {
+        self.model.context_size()
+    }
+
+    /// The prompt as the model sees it: chat messages rendered with the template, then
+    /// tokenized with special tokens parsed (the template writes them) and BOS as the model asks.
+    pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        Ok(match prompt {
+            Prompt::Text(text) => self.tokenizer.encode(text, true, false),
+            Prompt::Chat(messages) => {
+                let rendered = self.template.render(messages, true)?;
+                self.tokenizer.encode(&rendered, true, true)
+            }
+        })
+    }
+
+    /// Generates a completion of `prompt`, passing each new piece of text to `on_delta` as it
+    /// is known to be final (text that might begin a stop string is held back until it is
+    /// not). `on_delta` returning `ControlFlow::Break` ends generation with
+    /// [`FinishReason::Cancelled`].
+    pub fn generate(
+        &mut self,
+        prompt: &Prompt,
+        params: &GenerateParams,
+        mut on_delta: impl FnMut(&str) -> ControlFlow<()>,
+    ) -> Result<Completion, EngineError> {
+        let mut generation = self.start(prompt, params)?;
+        while generation.finish.is_none() {
+            let delta = self.step(&mut generation)?;
+            if !delta.is_empty() && on_delta(&delta).is_break() && generation.finish.is_none() {
+                generation.cancel();
+            }
+        }
+        Ok(generation.into_completion())
+    }
+
+    /// Starts a generation: tokenizes the prompt and runs it through the model. Each
+    /// [`Engine::step`] then adds one token; a caller with an event loop (a Web Worker) can
+    /// handle messages, such as a stop request, between steps.
+    pub fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
+        let prompt_ids = self.prompt_tokens(prompt)?;
+        if prompt_ids.is_empty() {
+            return Err(EngineError::EmptyPrompt);
+        }
+        let context = self.context_size();
+        if prompt_ids.len() >= context {
+            return Err(EngineError::PromptTooLong { prompt: prompt_ids.len(), context });
+        }
+        let mut timings = Timings::default();
+        let start = (self.clock)();
+        let logits = self.prefill(&prompt_ids, &mut timings)?;
+        timings.prefill_ms = (self.clock)() - start;
+        Ok(Generation {
+            sampler: Sampler::new(params.sampler.clone()),
+            params: params.clone(),
+            prompt_tokens: prompt_ids.len(),
+            history: prompt_ids,
+            logits,
+            decoder: StreamDecoder::new(),
+            text: String::new(),
+            sent: 0,
+            tokens: Vec::new(),
+            finish: (params.max_tokens == 0).then_some(FinishReason::Length),
+            timings,
+        })
+    }
+
+    /// Samples the next token of `generation` and runs it through the model, returning the
+    /// text that became final (often empty: part of a character, or text that may begin a stop
+    /// string). Once the generation has finished, returns nothing more.
+    pub fn step(&mut self, generation: &mut Generation) -> Result<String, EngineError> {
+        let g = generation;
+        if g.finish.is_some() {
+            return Ok(String::new());
+        }
+        let start = (self.clock)();
+        let id = g.sampler.sample(&mut g.logits, &g.history);
+        g.tokens.push(id);
+        g.history.push(id);
+        let mut finish = None;
+        let mut stopped_by_string = false;
+        if (!g.params.ignore_eos && self.tokenizer.is_eog(id)) || g.params.stop_tokens.contains(&id) {
+            finish = Some(FinishReason::Stop);
+        } else {
+            g.text.push_str(&g.decoder.push(&self.tokenizer, id));
+            if let Some(at) = find_stop(&g.text, &g.params.stop, g.sent) {
+                g.text.truncate(at);
+                stopped_by_string = true;
+                finish = Some(FinishReason::Stop);
+            } else if g.tokens.len() >= g.params.max_tokens || g.history.len() >= self.context_size() {
+                finish = Some(FinishReason::Length);
+            } else {
+                g.logits = self.model.forward(&[id], g.history.len() - 1, false)?;
+                self.cached.push(id);
+            }
+        }
+        let end = match finish {
+            None => safe_prefix(&g.text, &g.params.stop).max(g.sent),
+            Some(reason) => {
+                if !stopped_by_string {
+                    // Bytes of an unfinished character, as U+FFFD.
+                    let rest = g.decoder.finish();
+                    g.text.push_str(&rest);
+                }
+                g.finish = Some(reason);
+                g.text.len()
+            }
+        };
+        let delta = g.text[g.sent..end].to_owned();
+        g.sent = end;
+        g.timings.decode_ms += (self.clock)() - start;
+        Ok(delta)
+    }
+
+    /// Runs the prompt's tokens that are not already in the KV cache, in chunks, and returns
+    /// the logits of its last token.
+    fn prefill(&mut self, prompt: &[u32], timings: &mut Timings) -> Result<Vec<f32>, EngineError> {
+        let mut reuse = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        // The last prompt token always runs: its logits are the first prediction.
+        reuse = reuse.min(prompt.len() - 1);
+        self.cached.truncate(reuse);
+        let mut logits = Vec::new();
+        for chunk in prompt[reuse..].chunks(PREFILL_CHUNK) {
+            let pos = self.cached.len();
+            logits = self.model.forward(chunk, pos, false).inspect_err(|_| self.cached.truncate(pos))?;
+            self.cached.extend_from_slice(chunk);
+        }
+        timings.prefill_tokens = prompt.len() - reuse;
+        Ok(logits)
+    }
+}
+
+/// Byte offset of the first stop string in `text` that ends after `sent` bytes (earlier text
+/// was already checked), if any.
+fn find_stop(text: &str, stops: &[String], sent: usize) -> Option<usize> {
+    stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| {
+            // A match ending after `sent` starts at most len(s) - 1 bytes before it.
+            let mut from = sent.saturating_sub(s.len().saturating_sub(1));
+            while !text.is_char_boundary(from) {
+                from -= 1;
+            }
+            text[from..].find(s.as_str()).map(|i| from + i)
+        })
+        .min()
+}
+
+/// The length of the longest prefix of `text` that no continuation can turn into a stop
+/// string: everything before a suffix of `text` that is a proper prefix of some stop string.
+fn safe_prefix(text: &str, stops: &[String]) -> usize {
+    let mut safe = text.len();
+    for stop in stops {
+        for (i, _) in stop.char_indices().skip(1) {
+            if text.ends_with(&stop[..i]) {
+                safe = safe.min(text.len() - i);
+            }
+        }
+    }
+    safe
+}
+
+/// Milliseconds since the first call, from `std::time::Instant`, for native callers.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn native_clock() -> f64 {
+    use std::sync::OnceLock;
+    use std::time::Instant;
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    ORIGIN.get_or_init(Instant::now).elapsed().as_secs_f64() * 1000.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stops(s: &[&str]) -> Vec<String> {
+        s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn text_that_may_begin_a_stop_string_is_held_back() {
+        let s = stops(&["\nUser:", "END"]);
+        assert_eq!(safe_prefix("hello\nUs", &s), "hello".len());
+        assert_eq!(safe_prefix("hello E", &s), "hello ".len());
+        assert_eq!(safe_prefix("hello", &s), "hello".len());
+        assert_eq!(safe_prefix("héllo", &stops(&["é!"])), "héllo".len());
+        assert_eq!(safe_prefix("hé", &stops(&["é!"])), "h".len());
+    }
+
+    #[test]
+    fn stop_strings_are_found_across_deltas_and_only_once() {
+        let s = stops(&["END", "\n\n"]);
+        assert_eq!(find_stop("abcEN", &s, 3), None);
+        assert_eq!(find_stop("abcEND", &s, 3), Some(3));
+        assert_eq!(find_stop("a\n\nbEND", &s, 1), Some(1));
+        assert_eq!(find_stop("ab", &stops(&[""]), 0), None);
+        assert_eq!(find_stop("ééEND", &s, 3), Some(4));
+    }
+}

@@ -1,0 +1,182 @@
+//! The generation API on the default model: greedy completions identical to llama.cpp's
+//! (tests/golden/, made by scripts/make-goldens.sh) for text and chat prompts, streamed deltas
+//! that add up to the completion, stop strings, limits, cancellation, seeded sampling and KV
+//! cache reuse across chat turns.
+
+use std::ops::ControlFlow;
+
+use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_core::chat_template::ChatMessage;
+use hearth_core::engine::{Engine, EngineError, FinishReason, GenerateParams, Prompt, native_clock};
+use hearth_core::sampler::SamplerConfig;
+use serde_json::Value;
+
+fn golden() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/smollm2-135m-q4_1/greedy.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("golden JSON")
+}
+
+fn engine(n_ctx: usize) -> Engine {
+    let path = models_dir().join(DEFAULT_MODEL.file);
+    let file =
+        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
+    Engine::load(&file, n_ctx, native_clock).unwrap()
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+}
+
+fn prompt_of(case: &Value) -> Prompt {
+    let text = case["prompt"].as_str().unwrap().to_owned();
+    if case["chat"] == Value::Bool(true) {
+        Prompt::Chat(vec![ChatMessage::new("user", text)])
+    } else {
+        Prompt::Text(text)
+    }
+}
+
+fn greedy(max_tokens: usize) -> GenerateParams {
+    GenerateParams { max_tokens, ignore_eos: true, ..GenerateParams::default() }
+}
+
+#[test]
+fn greedy_completions_are_llama_cpp_s() {
+    let mut engine = engine(512);
+    for case in golden()["cases"].as_array().unwrap() {
+        let prompt = prompt_of(case);
+        let expected = ids(&case["ids"]);
+        assert_eq!(engine.prompt_tokens(&prompt).unwrap(), ids(&case["prompt_ids"]), "prompt of {prompt:?}");
+        let mut streamed = String::new();
+        let done = engine
+            .generate(&prompt, &greedy(expected.len()), |delta| {
+                streamed.push_str(delta);
+                ControlFlow::Continue(())
+            })
+            .unwrap();
+        assert_eq!(done.tokens, expected, "tokens of {prompt:?}");
+        assert_eq!(done.text, case["text"].as_str().unwrap(), "text of {prompt:?}");
+        assert_eq!(streamed, done.text, "the deltas add up to the completion");
+        assert_eq!(done.finish_reason, FinishReason::Length);
+        assert_eq!(
+            (done.prompt_tokens, done.completion_tokens),
+            (case["prompt_ids"].as_array().unwrap().len(), expected.len())
+        );
+    }
+}
+
+#[test]
+fn stop_strings_end_the_completion_before_them() {
+    let case = &golden()["cases"][0];
+    let full = case["text"].as_str().unwrap();
+    // A stop string from the middle of the known completion, spanning several tokens.
+    let cut = full.char_indices().nth(full.chars().count() / 2).unwrap().0;
+    let stop: String = full[cut..].chars().take(6).collect();
+    let first = full.find(&stop).unwrap();
+    let mut engine = engine(512);
+    let mut streamed = String::new();
+    let params = GenerateParams { stop: vec!["never appears ∅".into(), stop.clone()], ..greedy(40) };
+    let done = engine
+        .generate(&prompt_of(case), &params, |delta| {
+            streamed.push_str(delta);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    assert_eq!(done.finish_reason, FinishReason::Stop);
+    assert_eq!(done.text, full[..first], "stop string {stop:?}");
+    assert_eq!(streamed, done.text, "no part of the stop string was streamed");
+}
+
+#[test]
+fn end_of_generation_tokens_stop_a_chat_reply() {
+    let mut engine = engine(512);
+    let prompt = Prompt::Chat(vec![ChatMessage::new("user", "Say hello.")]);
+    let done = engine
+        .generate(&prompt, &GenerateParams { max_tokens: 200, ..Default::default() }, |_| ControlFlow::Continue(()))
+        .unwrap();
+    assert_eq!(done.finish_reason, FinishReason::Stop, "reply {:?}", done.text);
+    let last = *done.tokens.last().unwrap();
+    assert!(engine.tokenizer().is_eog(last), "ends with {last}");
+    assert!(!done.text.contains("<|im_end|>"), "control tokens are not text: {:?}", done.text);
+    assert!(!done.text.is_empty());
+}
+
+#[test]
+fn the_callback_can_cancel() {
+    let mut engine = engine(512);
+    let mut deltas = 0;
+    let done = engine
+        .generate(&Prompt::Text("Once upon a time".into()), &greedy(40), |delta| {
+            deltas += usize::from(!delta.is_empty());
+            if deltas == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        })
+        .unwrap();
+    assert_eq!(done.finish_reason, FinishReason::Cancelled);
+    assert!(done.completion_tokens < 40);
+    assert_eq!(deltas, 3);
+}
+
+#[test]
+fn the_same_seed_gives_the_same_completion() {
+    let mut engine = engine(512);
+    let prompt = Prompt::Text("My favourite food is".into());
+    let params = |seed| GenerateParams {
+        max_tokens: 24,
+        sampler: SamplerConfig { temperature: 0.9, top_k: 40, top_p: 0.95, seed, ..Default::default() },
+        ..Default::default()
+    };
+    let run =
+        |engine: &mut Engine, seed| engine.generate(&prompt, &params(seed), |_| ControlFlow::Continue(())).unwrap();
+    let a = run(&mut engine, 7);
+    let b = run(&mut engine, 7);
+    assert_eq!((&a.tokens, &a.text), (&b.tokens, &b.text));
+    let others: Vec<_> = (8..12).map(|seed| run(&mut engine, seed).tokens).collect();
+    assert!(others.iter().any(|t| *t != a.tokens), "different seeds give different samples");
+}
+
+#[test]
+fn a_chat_turn_reuses_the_previous_turns_kv_cache() {
+    let mut warm = engine(1024);
+    let first = vec![ChatMessage::new("user", "Name a colour.")];
+    let one = warm
+        .generate(&Prompt::Chat(first.clone()), &GenerateParams { max_tokens: 16, ..Default::default() }, |_| {
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+    let mut second = first;
+    second.push(ChatMessage::new("assistant", one.text.clone()));
+    second.push(ChatMessage::new("user", "And another one?"));
+    let params = GenerateParams { max_tokens: 16, ..Default::default() };
+    let reused = warm.generate(&Prompt::Chat(second.clone()), &params, |_| ControlFlow::Continue(())).unwrap();
+    assert!(
+        reused.timings.prefill_tokens < reused.prompt_tokens / 2,
+        "only the new turn runs: {} of {} prompt tokens",
+        reused.timings.prefill_tokens,
+        reused.prompt_tokens
+    );
+    let fresh = engine(1024).generate(&Prompt::Chat(second), &params, |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(fresh.timings.prefill_tokens, fresh.prompt_tokens);
+    assert_eq!(reused.tokens, fresh.tokens, "reusing the cache changes nothing");
+}
+
+#[test]
+fn limits_and_bad_prompts_are_reported() {
+    let mut engine = engine(32);
+    let done =
+        engine.generate(&Prompt::Text("One two three".into()), &greedy(5), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!((done.finish_reason, done.completion_tokens), (FinishReason::Length, 5));
+    // The context ends before max_tokens.
+    let done =
+        engine.generate(&Prompt::Text("One two three".into()), &greedy(100), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(done.finish_reason, FinishReason::Length);
+    assert_eq!(done.prompt_tokens + done.completion_tokens, 32);
+    let long = Prompt::Text("word ".repeat(100));
+    match engine.generate(&long, &greedy(5), |_| ControlFlow::Continue(())) {
+        Err(e @ EngineError::PromptTooLong { context: 32, .. }) => assert!(e.to_string().contains("32")),
+        other => panic!("expected PromptTooLong, got {other:?}"),
+    }
+    assert!(matches!(
+        engine.generate(&Prompt::Text(String::new()), &greedy(5), |_| ControlFlow::Continue(())),
+        Err(EngineError::EmptyPrompt)
+    ));
+}

@@ -1,0 +1,109 @@
+//! `hearth tokenize` and `hearth generate`: the engine on the command line, natively.
+
+use std::fs::File;
+use std::io::Write;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_core::chat_template::ChatMessage;
+use hearth_core::engine::{Completion, Engine, EngineError, GenerateParams, Prompt, native_clock};
+use hearth_core::gguf::{Gguf, GgufError};
+use hearth_core::tokenizer::{Tokenizer, TokenizerError};
+use serde::Serialize;
+use thiserror::Error;
+
+/// Everything that can go wrong on the command line; each is one line on stderr and exit code 2.
+#[derive(Debug, Error)]
+pub enum CliError {
+    #[error("cannot open the model {path}: {source} (run scripts/fetch-model.sh for the default model)")]
+    OpenModel { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Gguf { path: PathBuf, source: GgufError },
+    #[error("{path}: {source}")]
+    Tokenizer { path: PathBuf, source: TokenizerError },
+    #[error("{path}: {source}")]
+    Engine { path: PathBuf, source: EngineError },
+    #[error("cannot write the output: {0}")]
+    Output(std::io::Error),
+}
+
+/// The model to use: `--model PATH`, else the default model in the cache.
+pub fn model_path(model: Option<PathBuf>) -> PathBuf {
+    model.unwrap_or_else(|| models_dir().join(DEFAULT_MODEL.file))
+}
+
+fn open(path: &Path) -> Result<File, CliError> {
+    File::open(path).map_err(|source| CliError::OpenModel { path: path.to_owned(), source })
+}
+
+/// The token ids of `text` as a JSON array.
+pub fn tokenize(model: &Path, text: &str, special: bool) -> Result<String, CliError> {
+    let file = open(model)?;
+    let g = Gguf::read(&file).map_err(|source| CliError::Gguf { path: model.to_owned(), source })?;
+    let tokenizer =
+        Tokenizer::from_gguf(&g).map_err(|source| CliError::Tokenizer { path: model.to_owned(), source })?;
+    let ids = tokenizer.encode(text, special, special);
+    Ok(serde_json::to_string(&ids).expect("a list of integers serialises"))
+}
+
+/// What `hearth generate --json` prints.
+#[derive(Serialize)]
+struct JsonCompletion<'a> {
+    #[serde(flatten)]
+    completion: &'a Completion,
+    prefill_tokens_per_s: f64,
+    decode_tokens_per_s: f64,
+}
+
+/// Generates a completion, streaming the text to `out` as it comes unless `json`, in which
+/// case one JSON object is printed at the end.
+pub fn generate(
+    model: &Path,
+    prompt: &str,
+    chat: bool,
+    params: &GenerateParams,
+    json: bool,
+    out: &mut dyn Write,
+) -> Result<Completion, CliError> {
+    let file = open(model)?;
+    let engine_error = |source| CliError::Engine { path: model.to_owned(), source };
+    let mut engine = Engine::load(&file, 4096, native_clock).map_err(engine_error)?;
+    if chat && let Some(warning) = engine.chat_template().warning() {
+        eprintln!("hearth: {warning}");
+    }
+    let prompt =
+        if chat { Prompt::Chat(vec![ChatMessage::new("user", prompt)]) } else { Prompt::Text(prompt.to_owned()) };
+    let mut write_error = None;
+    let completion = engine
+        .generate(&prompt, params, |delta| {
+            if json {
+                return ControlFlow::Continue(());
+            }
+            match out.write_all(delta.as_bytes()).and_then(|()| out.flush()) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(e) => {
+                    write_error = Some(e);
+                    ControlFlow::Break(())
+                }
+            }
+        })
+        .map_err(engine_error)?;
+    if let Some(e) = write_error {
+        return Err(CliError::Output(e));
+    }
+    let t = completion.timings;
+    if json {
+        let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+        let record = JsonCompletion {
+            completion: &completion,
+            prefill_tokens_per_s: per_s(t.prefill_tokens, t.prefill_ms),
+            decode_tokens_per_s: per_s(completion.completion_tokens.saturating_sub(1), t.decode_ms),
+        };
+        let line = serde_json::to_string(&record).expect("a completion serialises");
+        writeln!(out, "{line}").map_err(CliError::Output)?;
+    } else {
+        writeln!(out).map_err(CliError::Output)?;
+    }
+    Ok(completion)
+}
