@@ -1,6 +1,9 @@
 //! The page's side of the engine worker: picks the runtime build, starts the worker, and turns
 //! its messages into signals.
 
+use hearth_core::catalog::{DEFAULT_MODEL, model_url};
+use hearth_core::chat_template::ChatMessage;
+use hearth_core::engine::Completion;
 use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, RuntimeBuild};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -64,6 +67,63 @@ pub enum EngineState {
     Failed(String),
 }
 
+/// The chat model in the engine worker.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelState {
+    NotLoaded,
+    Loading { loaded: u64, total: Option<u64> },
+    Loaded { bytes: u64, context: usize, ms: f64 },
+    Failed(String),
+}
+
+/// The conversation: finished turns, the reply streaming in, and how the last one went.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatState {
+    pub messages: Vec<ChatMessage>,
+    /// The id and text so far of the reply being generated.
+    pub reply: Option<(u32, String)>,
+    pub last: Option<Completion>,
+    pub error: Option<String>,
+    next_id: u32,
+}
+
+impl ChatState {
+    /// Adds the user's message and returns the id of the reply to ask for.
+    pub fn begin_reply(&mut self, text: String) -> u32 {
+        self.messages.push(ChatMessage::new("user", text));
+        self.next_id += 1;
+        self.reply = Some((self.next_id, String::new()));
+        self.error = None;
+        self.next_id
+    }
+
+    fn apply(&mut self, event: EngineEvent) {
+        match event {
+            EngineEvent::ChatDelta { id, text } => {
+                if let Some((reply_id, reply)) = &mut self.reply
+                    && *reply_id == id
+                {
+                    reply.push_str(&text);
+                }
+            }
+            EngineEvent::ChatDone { id, completion } if self.reply.as_ref().is_some_and(|(r, _)| *r == id) => {
+                self.reply = None;
+                self.messages.push(ChatMessage::new("assistant", completion.text.clone()));
+                self.last = Some(completion);
+            }
+            EngineEvent::ChatFailed { id, message } => {
+                if self.reply.as_ref().is_some_and(|(reply_id, _)| *reply_id == id) {
+                    self.reply = None;
+                    // The unanswered message goes back to the input rather than staying half-done.
+                    self.messages.pop();
+                }
+                self.error = Some(message);
+            }
+            _ => {}
+        }
+    }
+}
+
 /// Handle to the engine worker, shared by the components that talk to it.
 #[derive(Clone)]
 pub struct EngineClient {
@@ -72,6 +132,8 @@ pub struct EngineClient {
     /// The latest kernel-probe results: (gpu, cpu).
     pub kernels: ReadSignal<Option<(KernelOutcome, KernelOutcome)>>,
     pub busy: RwSignal<bool>,
+    pub model: RwSignal<ModelState>,
+    pub chat: RwSignal<ChatState>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -81,6 +143,9 @@ impl EngineClient {
         let (state, set_state) = signal(EngineState::Starting);
         let (kernels, set_kernels) = signal(None);
         let busy = RwSignal::new(false);
+        let model = RwSignal::new(ModelState::NotLoaded);
+        let chat = RwSignal::new(ChatState::default());
+        let worker_slot = StoredValue::new_local(None::<Worker>);
 
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
@@ -89,13 +154,28 @@ impl EngineClient {
             Ok(worker) => worker,
             Err(e) => {
                 set_state.set(EngineState::Failed(format!("cannot start the engine worker: {e:?}")));
-                return Self { choice, state, kernels, busy, worker: StoredValue::new_local(None) };
+                return Self { choice, state, kernels, busy, model, chat, worker: worker_slot };
             }
         };
 
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
             match serde_wasm_bindgen::from_value::<EngineEvent>(event.data()) {
-                Ok(EngineEvent::Ready { capabilities }) => set_state.set(EngineState::Ready(capabilities)),
+                Ok(EngineEvent::Ready { capabilities }) => {
+                    set_state.set(EngineState::Ready(capabilities));
+                    // The chat needs the model; fetch it as soon as the engine can take it.
+                    model.set(ModelState::Loading { loaded: 0, total: None });
+                    post(worker_slot, &EngineRequest::LoadModel { url: model_url(&DEFAULT_MODEL) });
+                }
+                Ok(EngineEvent::ModelProgress { loaded, total }) => model.set(ModelState::Loading { loaded, total }),
+                Ok(EngineEvent::ModelLoaded { bytes, context, ms, .. }) => {
+                    model.set(ModelState::Loaded { bytes, context, ms })
+                }
+                Ok(EngineEvent::ModelFailed { message, .. }) => model.set(ModelState::Failed(message)),
+                Ok(
+                    event @ (EngineEvent::ChatDelta { .. }
+                    | EngineEvent::ChatDone { .. }
+                    | EngineEvent::ChatFailed { .. }),
+                ) => chat.update(|chat| chat.apply(event)),
                 Ok(EngineEvent::KernelsDone { gpu, cpu }) => {
                     set_kernels.set(Some((gpu, cpu)));
                     busy.set(false);
@@ -116,15 +196,20 @@ impl EngineClient {
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();
 
-        Self { choice, state, kernels, busy, worker: StoredValue::new_local(Some(worker)) }
+        worker_slot.set_value(Some(worker));
+        Self { choice, state, kernels, busy, model, chat, worker: worker_slot }
     }
 
     pub fn send(&self, request: &EngineRequest) {
-        let Ok(value) = serde_wasm_bindgen::to_value(request) else { return };
-        self.worker.with_value(|worker| {
-            if let Some(worker) = worker {
-                let _ = worker.post_message(&value);
-            }
-        });
+        post(self.worker, request);
     }
+}
+
+fn post(worker: StoredValue<Option<Worker>, LocalStorage>, request: &EngineRequest) {
+    let Ok(value) = serde_wasm_bindgen::to_value(request) else { return };
+    worker.with_value(|worker| {
+        if let Some(worker) = worker {
+            let _ = worker.post_message(&value);
+        }
+    });
 }

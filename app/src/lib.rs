@@ -1,7 +1,9 @@
-//! Hearth's UI. The first screen shows what the runtime found (WebGPU adapter, cross-origin
-//! isolation, which runtime build, threads, the default model) and runs the kernel probe.
+//! Hearth's UI. The first screen chats with the default model and shows what the runtime found
+//! (WebGPU adapter, cross-origin isolation, which runtime build, threads, the default model);
+//! it also runs the kernel probe.
 
 mod capabilities;
+mod chat;
 mod engine_client;
 mod kernel_probe;
 mod model_card;
@@ -9,6 +11,7 @@ mod model_card;
 use leptos::prelude::*;
 
 use capabilities::CapabilitiesPanel;
+use chat::Chat;
 use engine_client::EngineClient;
 use kernel_probe::KernelProbe;
 use model_card::ModelCard;
@@ -23,6 +26,7 @@ pub fn App() -> impl IntoView {
             <p class="tagline">"Local LLM inference and agent workflows, entirely in this page."</p>
         </header>
         <main>
+            <Chat engine=engine.clone()/>
             <CapabilitiesPanel engine=engine.clone()/>
             <ModelCard/>
             <KernelProbe engine=engine/>

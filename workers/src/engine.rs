@@ -1,13 +1,20 @@
 //! The engine worker: owns the WebGPU device and the CPU pool, answers the page's requests.
 
+use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use hearth_core::chat_template::ChatMessage;
+use hearth_core::engine::{Engine as Llm, GenerateParams, Prompt};
 use hearth_core::kernels::{cpu, gpu::GpuContext};
 use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
 use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, RuntimeBuild};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+/// Positions of context the chat model is loaded with.
+const CHAT_CONTEXT: usize = 2048;
 
 const BUILD: RuntimeBuild =
     if cfg!(feature = "threads") { RuntimeBuild::Threaded } else { RuntimeBuild::SingleThreaded };
@@ -15,6 +22,12 @@ const BUILD: RuntimeBuild =
 struct Engine {
     scope: DedicatedWorkerGlobalScope,
     gpu: Option<GpuContext>,
+    /// The chat model, once loaded. Never borrowed across an `await`.
+    llm: RefCell<Option<Llm>>,
+    /// The reply being generated, and whether the page asked to stop it.
+    replying: Cell<Option<u32>>,
+    stop_requested: Cell<bool>,
+    loading: Cell<bool>,
 }
 
 /// Starts the engine in this worker: opens the GPU (if any), installs the message handler,
@@ -25,17 +38,25 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
         js_sys::global().dyn_into().map_err(|_| JsError::new("the engine must run in a dedicated Web Worker"))?;
     let (gpu, gpu_status) = open_gpu(&scope).await;
     let capabilities = Capabilities { build: BUILD, threads: rayon::current_num_threads(), gpu: gpu_status };
-    let engine = Rc::new(Engine { scope, gpu });
+    let engine = Rc::new(Engine {
+        scope,
+        gpu,
+        llm: RefCell::new(None),
+        replying: Cell::new(None),
+        stop_requested: Cell::new(false),
+        loading: Cell::new(false),
+    });
 
     let handler_engine = Rc::clone(&engine);
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let engine = Rc::clone(&handler_engine);
         wasm_bindgen_futures::spawn_local(async move {
-            let reply = match serde_wasm_bindgen::from_value::<EngineRequest>(event.data()) {
+            match serde_wasm_bindgen::from_value::<EngineRequest>(event.data()) {
                 Ok(request) => engine.handle(request).await,
-                Err(e) => EngineEvent::Error { message: format!("engine worker: unreadable request: {e}") },
-            };
-            engine.post(&reply);
+                Err(e) => {
+                    engine.post(&EngineEvent::Error { message: format!("engine worker: unreadable request: {e}") })
+                }
+            }
         });
     });
     engine.scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -92,32 +113,184 @@ impl Engine {
         self.scope.performance().map_or(0.0, |p| p.now())
     }
 
-    async fn handle(&self, request: EngineRequest) -> EngineEvent {
+    async fn handle(&self, request: EngineRequest) {
         match request {
             EngineRequest::RunKernels => {
-                let (rows, cols) = (PROBE_ROWS, PROBE_COLS);
-                let (w, x) = probe_inputs(rows, cols);
-                let gpu = match &self.gpu {
-                    None => KernelOutcome::Failed { error: "no WebGPU device in this engine".into() },
-                    Some(ctx) => {
-                        let start = self.now_ms();
-                        match ctx.matvec(&w, &x, rows, cols).await {
-                            Ok(y) => KernelOutcome::Ran {
-                                run: KernelRun::new("webgpu matvec", rows, cols, &y, self.now_ms() - start),
-                            },
-                            Err(e) => KernelOutcome::Failed { error: e.to_string() },
-                        }
-                    }
-                };
-                let start = self.now_ms();
-                let cpu = match cpu::matvec(&w, &x, rows, cols) {
-                    Ok(y) => KernelOutcome::Ran {
-                        run: KernelRun::new("cpu matvec (rayon)", rows, cols, &y, self.now_ms() - start),
-                    },
-                    Err(e) => KernelOutcome::Failed { error: e.to_string() },
-                };
-                EngineEvent::KernelsDone { gpu, cpu }
+                let event = self.run_kernels().await;
+                self.post(&event);
+            }
+            EngineRequest::LoadModel { url } => self.load_model(url).await,
+            EngineRequest::Chat { id, messages, params } => self.chat(id, messages, params).await,
+            EngineRequest::StopChat { id } => {
+                if self.replying.get() == Some(id) {
+                    self.stop_requested.set(true);
+                }
             }
         }
     }
+
+    /// Streams the model file into wasm memory (one copy: the file bytes, dropped once the
+    /// weights are loaded out of them) and loads it.
+    async fn load_model(&self, url: String) {
+        if self.loading.replace(true) {
+            return self.post(&EngineEvent::ModelFailed { url, message: "a model is already loading".into() });
+        }
+        let start = self.now_ms();
+        let result = match fetch_bytes(&self.scope, &url, |loaded, total| {
+            self.post(&EngineEvent::ModelProgress { loaded, total })
+        })
+        .await
+        {
+            Ok(bytes) => Llm::load(&bytes[..], CHAT_CONTEXT, worker_clock)
+                .map(|llm| (llm, bytes.len() as u64))
+                .map_err(|e| format!("{url}: {e}")),
+            Err(e) => Err(e),
+        };
+        self.loading.set(false);
+        match result {
+            Ok((llm, bytes)) => {
+                let context = llm.context_size();
+                *self.llm.borrow_mut() = Some(llm);
+                self.post(&EngineEvent::ModelLoaded { url, bytes, context, ms: self.now_ms() - start });
+            }
+            Err(message) => self.post(&EngineEvent::ModelFailed { url, message }),
+        }
+    }
+
+    /// Generates a reply one token at a time, posting each delta, and yields to the event
+    /// loop between tokens so a `StopChat` can arrive.
+    async fn chat(&self, id: u32, messages: Vec<ChatMessage>, params: GenerateParams) {
+        if self.replying.get().is_some() {
+            return self.post(&EngineEvent::ChatFailed { id, message: "the engine is already replying".into() });
+        }
+        let prompt = Prompt::Chat(messages);
+        let started = match self.llm.borrow_mut().as_mut() {
+            None => Err("no model is loaded yet".to_string()),
+            Some(llm) => llm.start(&prompt, &params).map_err(|e| e.to_string()),
+        };
+        let mut generation = match started {
+            Ok(generation) => generation,
+            Err(message) => return self.post(&EngineEvent::ChatFailed { id, message }),
+        };
+        self.replying.set(Some(id));
+        self.stop_requested.set(false);
+        let failure = loop {
+            if self.stop_requested.get() {
+                generation.cancel();
+            }
+            if generation.finish_reason().is_some() {
+                break None;
+            }
+            let step = match self.llm.borrow_mut().as_mut() {
+                Some(llm) => llm.step(&mut generation).map_err(|e| e.to_string()),
+                None => Err("the model was unloaded".to_string()),
+            };
+            match step {
+                Ok(text) if !text.is_empty() => self.post(&EngineEvent::ChatDelta { id, text }),
+                Ok(_) => {}
+                Err(message) => break Some(message),
+            }
+            yield_to_event_loop().await;
+        };
+        self.replying.set(None);
+        match failure {
+            None => self.post(&EngineEvent::ChatDone { id, completion: generation.into_completion() }),
+            Some(message) => self.post(&EngineEvent::ChatFailed { id, message }),
+        }
+    }
+
+    async fn run_kernels(&self) -> EngineEvent {
+        let (rows, cols) = (PROBE_ROWS, PROBE_COLS);
+        let (w, x) = probe_inputs(rows, cols);
+        let gpu = match &self.gpu {
+            None => KernelOutcome::Failed { error: "no WebGPU device in this engine".into() },
+            Some(ctx) => {
+                let start = self.now_ms();
+                match ctx.matvec(&w, &x, rows, cols).await {
+                    Ok(y) => KernelOutcome::Ran {
+                        run: KernelRun::new("webgpu matvec", rows, cols, &y, self.now_ms() - start),
+                    },
+                    Err(e) => KernelOutcome::Failed { error: e.to_string() },
+                }
+            }
+        };
+        let start = self.now_ms();
+        let cpu = match cpu::matvec(&w, &x, rows, cols) {
+            Ok(y) => {
+                KernelOutcome::Ran { run: KernelRun::new("cpu matvec (rayon)", rows, cols, &y, self.now_ms() - start) }
+            }
+            Err(e) => KernelOutcome::Failed { error: e.to_string() },
+        };
+        EngineEvent::KernelsDone { gpu, cpu }
+    }
+}
+
+/// `performance.now()` of this worker, for the engine's timings.
+fn worker_clock() -> f64 {
+    js_sys::global().unchecked_into::<web_sys::WorkerGlobalScope>().performance().map_or(0.0, |p| p.now())
+}
+
+/// Lets the worker's event loop run (messages from the page) before continuing. A message to
+/// ourselves through a `MessageChannel` is a task with no timer clamping, unlike `setTimeout(0)`.
+async fn yield_to_event_loop() {
+    let Ok(channel) = web_sys::MessageChannel::new() else { return };
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        channel.port1().set_onmessage(Some(&resolve));
+    });
+    if channel.port2().post_message(&JsValue::NULL).is_err() {
+        return;
+    }
+    let _ = JsFuture::from(promise).await;
+    channel.port1().set_onmessage(None);
+}
+
+/// Fetches `url` as bytes, reporting progress as chunks arrive. The buffer is sized from
+/// Content-Length when the server sends it (capped, since it is only a hint).
+async fn fetch_bytes(
+    scope: &DedicatedWorkerGlobalScope,
+    url: &str,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<Vec<u8>, String> {
+    const MAX_PREALLOCATE: u64 = 1 << 30;
+    let response: web_sys::Response = JsFuture::from(scope.fetch_with_str(url))
+        .await
+        .map_err(|e| format!("cannot fetch {url}: {}", js_error_text(&e)))?
+        .unchecked_into();
+    if !response.ok() {
+        return Err(format!("{url}: the server answered {} {}", response.status(), response.status_text()));
+    }
+    let total = response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
+    let body = response.body().ok_or_else(|| format!("{url}: the response has no body"))?;
+    let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
+    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(MAX_PREALLOCATE) as usize);
+    let mut reported = 0u64;
+    loop {
+        let chunk = JsFuture::from(reader.read())
+            .await
+            .map_err(|e| format!("{url}: reading failed after {} bytes: {}", bytes.len(), js_error_text(&e)))?;
+        let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).is_ok_and(|d| d.is_truthy());
+        if done {
+            break;
+        }
+        let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
+            .map_err(|_| format!("{url}: a chunk without bytes"))?;
+        let array: js_sys::Uint8Array = value.dyn_into().map_err(|_| format!("{url}: a chunk that is not bytes"))?;
+        let start = bytes.len();
+        bytes.resize(start + array.length() as usize, 0);
+        array.copy_to(&mut bytes[start..]);
+        let loaded = bytes.len() as u64;
+        // Every 4 MiB is often enough for a progress bar.
+        if loaded - reported >= 4 << 20 {
+            progress(loaded, total);
+            reported = loaded;
+        }
+    }
+    progress(bytes.len() as u64, total);
+    Ok(bytes)
+}
+
+fn js_error_text(e: &JsValue) -> String {
+    e.as_string()
+        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
+        .unwrap_or_else(|| format!("{e:?}"))
 }

@@ -1,0 +1,150 @@
+//! The chat screen: a conversation with the loaded model, replies streaming in token by
+//! token from the engine worker, a stop button, sampling settings and the speed of the last
+//! reply.
+
+use hearth_core::engine::{FinishReason, GenerateParams};
+use hearth_core::protocol::EngineRequest;
+use hearth_core::sampler::SamplerConfig;
+use leptos::prelude::*;
+
+use crate::engine_client::{EngineClient, EngineState, ModelState};
+
+#[component]
+pub fn Chat(engine: EngineClient) -> impl IntoView {
+    let (model, chat, state) = (engine.model, engine.chat, engine.state);
+    let input = RwSignal::new(String::new());
+    let temperature = RwSignal::new(0.0f32);
+    let max_tokens = RwSignal::new(256usize);
+    let seed = RwSignal::new(0u64);
+    let replying = move || chat.with(|c| c.reply.is_some());
+    let ready = move || matches!(model.get(), ModelState::Loaded { .. });
+
+    let send = {
+        let engine = engine.clone();
+        move || {
+            let text = input.get_untracked().trim().to_string();
+            if text.is_empty() || !ready() || replying() {
+                return;
+            }
+            input.set(String::new());
+            let mut id = 0;
+            chat.update(|c| id = c.begin_reply(text));
+            let sampler = SamplerConfig {
+                temperature: temperature.get_untracked(),
+                top_k: 40,
+                top_p: 0.95,
+                seed: seed.get_untracked(),
+                ..Default::default()
+            };
+            let params = GenerateParams { max_tokens: max_tokens.get_untracked(), sampler, ..Default::default() };
+            let messages = chat.with_untracked(|c| c.messages.clone());
+            engine.send(&EngineRequest::Chat { id, messages, params });
+        }
+    };
+    let stop = {
+        let engine = engine.clone();
+        move |_| {
+            if let Some((id, _)) = chat.get_untracked().reply {
+                engine.send(&EngineRequest::StopChat { id });
+            }
+        }
+    };
+    let send_on_click = send.clone();
+    let on_key = move |ev: leptos::ev::KeyboardEvent| {
+        // Enter sends; Shift+Enter is a new line.
+        if ev.key() == "Enter" && !ev.shift_key() {
+            ev.prevent_default();
+            send();
+        }
+    };
+
+    let model_status = move || match model.get() {
+        ModelState::NotLoaded => ("idle", "waiting for the engine…".to_string()),
+        ModelState::Loading { loaded, total } => (
+            "loading",
+            match total {
+                Some(total) if total > 0 => format!("loading the model: {:.0}%", loaded as f64 * 100.0 / total as f64),
+                _ => format!("loading the model: {:.1} MB", loaded as f64 / 1e6),
+            },
+        ),
+        ModelState::Loaded { bytes, context, ms } => (
+            "loaded",
+            format!("model loaded ({:.1} MB in {:.1} s), {context} tokens of context", bytes as f64 / 1e6, ms / 1e3),
+        ),
+        ModelState::Failed(why) => ("failed", format!("the model did not load: {why}")),
+    };
+    let backend = move || match state.get() {
+        EngineState::Ready(c) => format!("CPU, {} build, {} thread(s)", c.build.dir(), c.threads),
+        _ => "CPU".to_string(),
+    };
+    let stats = move || {
+        chat.with(|c| {
+            c.last.as_ref().map(|done| {
+                let t = done.timings;
+                let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1e3 / ms } else { 0.0 };
+                let finish = match done.finish_reason {
+                    FinishReason::Stop => "stop",
+                    FinishReason::Length => "length",
+                    FinishReason::Cancelled => "cancelled",
+                };
+                view! {
+                    <p id="chat-stats" data-finish=finish data-completion-tokens=done.completion_tokens.to_string()>
+                        {format!(
+                            "{} prompt tokens ({} new) at {:.0} tok/s, {} reply tokens at {:.1} tok/s — {} — finish: {finish}",
+                            done.prompt_tokens,
+                            t.prefill_tokens,
+                            per_s(t.prefill_tokens, t.prefill_ms),
+                            done.completion_tokens,
+                            per_s(done.completion_tokens, t.decode_ms),
+                            backend(),
+                        )}
+                    </p>
+                }
+            })
+        })
+    };
+
+    view! {
+        <section class="card chat" id="chat">
+            <h2>"Chat"</h2>
+            <p id="model-status" data-state=move || model_status().0>{move || model_status().1}</p>
+            <div id="chat-log" aria-live="polite">
+                {move || chat.with(|c| c.messages.iter().map(|m| view! {
+                    <div class=format!("msg {}", m.role)><span class="role">{m.role.clone()}</span><p>{m.content.clone()}</p></div>
+                }).collect_view())}
+                {move || chat.with(|c| c.reply.as_ref().map(|(_, text)| view! {
+                    <div class="msg assistant streaming"><span class="role">"assistant"</span><p>{text.clone()}</p></div>
+                }))}
+            </div>
+            {move || chat.with(|c| c.error.clone()).map(|e| view! { <p class="err" id="chat-error">{e}</p> })}
+            <div class="chat-input">
+                <textarea id="chat-input" rows="2" placeholder="Message the model (Enter sends, Shift+Enter for a new line)"
+                    aria-label="Message"
+                    prop:value=move || input.get()
+                    on:input=move |ev| input.set(event_target_value(&ev))
+                    on:keydown=on_key></textarea>
+                <button id="chat-send" on:click=move |_| send_on_click() disabled=move || !ready() || replying()>"Send"</button>
+                <button id="chat-stop" on:click=stop disabled=move || !replying()>"Stop"</button>
+            </div>
+            <details class="settings">
+                <summary>"Sampling"</summary>
+                <label>"temperature "
+                    <input id="chat-temperature" type="number" min="0" max="2" step="0.1"
+                        prop:value=move || temperature.get().to_string()
+                        on:change=move |ev| temperature.set(event_target_value(&ev).parse().unwrap_or(0.0))/>
+                </label>
+                <label>" max tokens "
+                    <input id="chat-max-tokens" type="number" min="1" max="2048"
+                        prop:value=move || max_tokens.get().to_string()
+                        on:change=move |ev| max_tokens.set(event_target_value(&ev).parse().unwrap_or(256))/>
+                </label>
+                <label>" seed "
+                    <input id="chat-seed" type="number" min="0"
+                        prop:value=move || seed.get().to_string()
+                        on:change=move |ev| seed.set(event_target_value(&ev).parse().unwrap_or(0))/>
+                </label>
+            </details>
+            {stats}
+        </section>
+    }
+}
