@@ -2,7 +2,7 @@
 //! token from the engine worker, a stop button, sampling settings and the speed of the last
 //! reply.
 
-use hearth_core::engine::{FinishReason, GenerateParams};
+use hearth_core::engine::{FinishReason, GenerateParams, Prompt};
 use hearth_core::protocol::EngineRequest;
 use hearth_core::sampler::SamplerConfig;
 use leptos::prelude::*;
@@ -37,15 +37,15 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                 ..Default::default()
             };
             let params = GenerateParams { max_tokens: max_tokens.get_untracked(), sampler, ..Default::default() };
-            let messages = chat.with_untracked(|c| c.messages.clone());
-            engine.send(&EngineRequest::Chat { id, messages, params });
+            let prompt = Prompt::Chat(chat.with_untracked(|c| c.messages.clone()));
+            engine.send(&EngineRequest::Generate { id, prompt, params });
         }
     };
     let stop = {
         let engine = engine.clone();
         move |_| {
             if let Some((id, _)) = chat.get_untracked().reply {
-                engine.send(&EngineRequest::StopChat { id });
+                engine.send(&EngineRequest::Stop { id });
             }
         }
     };

@@ -99,19 +99,19 @@ impl ChatState {
 
     fn apply(&mut self, event: EngineEvent) {
         match event {
-            EngineEvent::ChatDelta { id, text } => {
+            EngineEvent::Delta { id, text } => {
                 if let Some((reply_id, reply)) = &mut self.reply
                     && *reply_id == id
                 {
                     reply.push_str(&text);
                 }
             }
-            EngineEvent::ChatDone { id, completion } if self.reply.as_ref().is_some_and(|(r, _)| *r == id) => {
+            EngineEvent::Done { id, completion } if self.reply.as_ref().is_some_and(|(r, _)| *r == id) => {
                 self.reply = None;
                 self.messages.push(ChatMessage::new("assistant", completion.text.clone()));
                 self.last = Some(completion);
             }
-            EngineEvent::ChatFailed { id, message } => {
+            EngineEvent::Failed { id, message } => {
                 if self.reply.as_ref().is_some_and(|(reply_id, _)| *reply_id == id) {
                     self.reply = None;
                     // The unanswered message goes back to the input rather than staying half-done.
@@ -171,11 +171,11 @@ impl EngineClient {
                     model.set(ModelState::Loaded { bytes, context, ms })
                 }
                 Ok(EngineEvent::ModelFailed { message, .. }) => model.set(ModelState::Failed(message)),
-                Ok(
-                    event @ (EngineEvent::ChatDelta { .. }
-                    | EngineEvent::ChatDone { .. }
-                    | EngineEvent::ChatFailed { .. }),
-                ) => chat.update(|chat| chat.apply(event)),
+                Ok(event) if crate::js_api::on_event(&event) => {}
+                Ok(event @ (EngineEvent::Delta { .. } | EngineEvent::Done { .. } | EngineEvent::Failed { .. })) => {
+                    chat.update(|chat| chat.apply(event))
+                }
+                Ok(EngineEvent::Tokens { .. }) => {}
                 Ok(EngineEvent::KernelsDone { gpu, cpu }) => {
                     set_kernels.set(Some((gpu, cpu)));
                     busy.set(false);

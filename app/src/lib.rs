@@ -5,6 +5,7 @@
 mod capabilities;
 mod chat;
 mod engine_client;
+mod js_api;
 mod kernel_probe;
 mod model_card;
 
@@ -20,6 +21,7 @@ use model_card::ModelCard;
 #[component]
 pub fn App() -> impl IntoView {
     let engine = EngineClient::start();
+    js_api::install(engine.clone());
     view! {
         <header>
             <h1>"Hearth"</h1>

@@ -56,6 +56,8 @@ pub struct GenerateParams {
     pub stop_tokens: Vec<u32>,
     /// Keep generating past the model's end-of-generation tokens (for benchmarks and goldens).
     pub ignore_eos: bool,
+    /// Report this many most likely tokens and their logits at each step (0: none).
+    pub top_logits: usize,
 }
 
 impl Default for GenerateParams {
@@ -66,6 +68,7 @@ impl Default for GenerateParams {
             stop: Vec::new(),
             stop_tokens: Vec::new(),
             ignore_eos: false,
+            top_logits: 0,
         }
     }
 }
@@ -100,6 +103,10 @@ pub struct Completion {
     pub completion_tokens: usize,
     /// The generated token ids, the stop token included if there was one.
     pub tokens: Vec<u32>,
+    /// With `top_logits: n`, the n most likely (token, logit) pairs at each step, most likely
+    /// first, before penalties.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logits: Vec<Vec<(u32, f32)>>,
     pub timings: Timings,
 }
 
@@ -117,6 +124,7 @@ pub struct Generation {
     /// Bytes of `text` handed out by [`Engine::step`].
     sent: usize,
     tokens: Vec<u32>,
+    top_logits: Vec<Vec<(u32, f32)>>,
     finish: Option<FinishReason>,
     timings: Timings,
 }
@@ -149,6 +157,7 @@ impl Generation {
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.tokens.len(),
             tokens: self.tokens,
+            top_logits: self.top_logits,
             timings: self.timings,
         }
     }
@@ -251,6 +260,7 @@ impl Engine {
             text: String::new(),
             sent: 0,
             tokens: Vec::new(),
+            top_logits: Vec::new(),
             finish: (params.max_tokens == 0).then_some(FinishReason::Length),
             timings,
         })
@@ -265,6 +275,9 @@ impl Engine {
             return Ok(String::new());
         }
         let start = (self.clock)();
+        if g.params.top_logits > 0 {
+            g.top_logits.push(top_n(&g.logits, g.params.top_logits));
+        }
         let id = g.sampler.sample(&mut g.logits, &g.history);
         g.tokens.push(id);
         g.history.push(id);
@@ -319,6 +332,19 @@ impl Engine {
         timings.prefill_tokens = prompt.len() - reuse;
         Ok(logits)
     }
+}
+
+/// The `n` largest logits with their token ids, largest first (ties: lower id first).
+fn top_n(logits: &[f32], n: usize) -> Vec<(u32, f32)> {
+    let mut all: Vec<(u32, f32)> = logits.iter().enumerate().map(|(i, &l)| (i as u32, l)).collect();
+    let by_logit = |a: &(u32, f32), b: &(u32, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+    let n = n.min(all.len());
+    if n < all.len() {
+        all.select_nth_unstable_by(n, by_logit);
+        all.truncate(n);
+    }
+    all.sort_by(by_logit);
+    all
 }
 
 /// Byte offset of the first stop string in `text` that ends after `sent` bytes (earlier text

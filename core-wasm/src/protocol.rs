@@ -3,8 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::chat_template::ChatMessage;
-use crate::engine::{Completion, GenerateParams};
+use crate::engine::{Completion, GenerateParams, Prompt};
 use crate::probe::KernelRun;
 pub use hearth_kernels::gpu::AdapterSummary;
 
@@ -57,10 +56,14 @@ pub enum EngineRequest {
     RunKernels,
     /// Fetch the GGUF file at `url` (relative to the app) and load it for chat.
     LoadModel { url: String },
-    /// Reply to a conversation; the reply streams back as [`EngineEvent::ChatDelta`]s.
-    Chat { id: u32, messages: Vec<ChatMessage>, params: GenerateParams },
-    /// Stop the reply `id` where it is.
-    StopChat { id: u32 },
+    /// Complete a prompt or reply to a conversation; the text streams back as
+    /// [`EngineEvent::Delta`]s, then [`EngineEvent::Done`] or [`EngineEvent::Failed`].
+    Generate { id: u32, prompt: Prompt, params: GenerateParams },
+    /// Stop generation `id` where it is.
+    Stop { id: u32 },
+    /// The loaded model's token ids for `text`, with special tokens parsed and BOS/EOS added
+    /// as the model asks when `special`; answered by [`EngineEvent::Tokens`].
+    Tokenize { id: u32, text: String, special: bool },
 }
 
 /// A kernel that ran, or the reason it could not.
@@ -97,15 +100,20 @@ pub enum EngineEvent {
         url: String,
         message: String,
     },
-    ChatDelta {
+    Delta {
         id: u32,
         text: String,
     },
-    ChatDone {
+    Done {
         id: u32,
         completion: Completion,
     },
-    ChatFailed {
+    Tokens {
+        id: u32,
+        ids: Vec<u32>,
+    },
+    /// Request `id` could not be carried out.
+    Failed {
         id: u32,
         message: String,
     },

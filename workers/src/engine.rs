@@ -3,7 +3,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Engine as Llm, GenerateParams, Prompt};
 use hearth_core::kernels::{cpu, gpu::GpuContext};
 use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
@@ -120,11 +119,18 @@ impl Engine {
                 self.post(&event);
             }
             EngineRequest::LoadModel { url } => self.load_model(url).await,
-            EngineRequest::Chat { id, messages, params } => self.chat(id, messages, params).await,
-            EngineRequest::StopChat { id } => {
+            EngineRequest::Generate { id, prompt, params } => self.generate(id, prompt, params).await,
+            EngineRequest::Stop { id } => {
                 if self.replying.get() == Some(id) {
                     self.stop_requested.set(true);
                 }
+            }
+            EngineRequest::Tokenize { id, text, special } => {
+                let event = match self.llm.borrow().as_ref() {
+                    Some(llm) => EngineEvent::Tokens { id, ids: llm.tokenizer().encode(&text, special, special) },
+                    None => EngineEvent::Failed { id, message: "no model is loaded yet".into() },
+                };
+                self.post(&event);
             }
         }
     }
@@ -157,20 +163,19 @@ impl Engine {
         }
     }
 
-    /// Generates a reply one token at a time, posting each delta, and yields to the event
-    /// loop between tokens so a `StopChat` can arrive.
-    async fn chat(&self, id: u32, messages: Vec<ChatMessage>, params: GenerateParams) {
+    /// Generates one token at a time, posting each delta, and yields to the event loop
+    /// between tokens so a `Stop` can arrive.
+    async fn generate(&self, id: u32, prompt: Prompt, params: GenerateParams) {
         if self.replying.get().is_some() {
-            return self.post(&EngineEvent::ChatFailed { id, message: "the engine is already replying".into() });
+            return self.post(&EngineEvent::Failed { id, message: "the engine is already generating".into() });
         }
-        let prompt = Prompt::Chat(messages);
         let started = match self.llm.borrow_mut().as_mut() {
             None => Err("no model is loaded yet".to_string()),
             Some(llm) => llm.start(&prompt, &params).map_err(|e| e.to_string()),
         };
         let mut generation = match started {
             Ok(generation) => generation,
-            Err(message) => return self.post(&EngineEvent::ChatFailed { id, message }),
+            Err(message) => return self.post(&EngineEvent::Failed { id, message }),
         };
         self.replying.set(Some(id));
         self.stop_requested.set(false);
@@ -186,7 +191,7 @@ impl Engine {
                 None => Err("the model was unloaded".to_string()),
             };
             match step {
-                Ok(text) if !text.is_empty() => self.post(&EngineEvent::ChatDelta { id, text }),
+                Ok(text) if !text.is_empty() => self.post(&EngineEvent::Delta { id, text }),
                 Ok(_) => {}
                 Err(message) => break Some(message),
             }
@@ -194,8 +199,8 @@ impl Engine {
         };
         self.replying.set(None);
         match failure {
-            None => self.post(&EngineEvent::ChatDone { id, completion: generation.into_completion() }),
-            Some(message) => self.post(&EngineEvent::ChatFailed { id, message }),
+            None => self.post(&EngineEvent::Done { id, completion: generation.into_completion() }),
+            Some(message) => self.post(&EngineEvent::Failed { id, message }),
         }
     }
 

@@ -1,0 +1,154 @@
+//! `window.hearth`: the engine for scripts. The same worker the chat screen uses, as
+//! promises — what test drivers and the headless launcher call:
+//!
+//! ```js
+//! await hearth.tokenize("Hello", true)                      // [19556]
+//! await hearth.generate({ chat: [{ role: "user", content: "Hi" }] },
+//!                       { max_tokens: 32, sampler: { temperature: 0 } },
+//!                       (delta) => console.log(delta))     // the completion object
+//! hearth.modelState()                                       // "loading" | "loaded" | …
+//! ```
+//!
+//! `generate`'s prompt is `{ text: "…" }` or `{ chat: [messages] }`, its parameters those of
+//! `GenerateParams`; the promise resolves to the `Completion` or rejects with the engine's error.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+use hearth_core::engine::{GenerateParams, Prompt};
+use hearth_core::protocol::{EngineEvent, EngineRequest};
+use js_sys::{Function, Object, Promise, Reflect};
+use leptos::prelude::*;
+use wasm_bindgen::prelude::*;
+
+use crate::engine_client::{EngineClient, ModelState};
+
+/// Ids of requests made through `window.hearth`; the chat screen's are below.
+pub const FIRST_ID: u32 = 1 << 30;
+
+struct Pending {
+    resolve: Function,
+    reject: Function,
+    on_delta: Option<Function>,
+}
+
+thread_local! {
+    static PENDING: RefCell<HashMap<u32, Pending>> = RefCell::new(HashMap::new());
+    static NEXT_ID: Cell<u32> = const { Cell::new(FIRST_ID) };
+}
+
+/// Sends `request(id)` to the engine and returns a promise settled by its answer.
+fn call(engine: &EngineClient, on_delta: Option<Function>, request: impl FnOnce(u32) -> EngineRequest) -> Promise {
+    let id = NEXT_ID.with(|next| {
+        let id = next.get();
+        next.set(id.checked_add(1).unwrap_or(FIRST_ID));
+        id
+    });
+    let promise = Promise::new(&mut |resolve, reject| {
+        PENDING.with(|p| p.borrow_mut().insert(id, Pending { resolve, reject, on_delta: on_delta.clone() }));
+    });
+    engine.send(&request(id));
+    promise
+}
+
+fn rejected(message: String) -> Promise {
+    Promise::reject(&js_sys::Error::new(&message).into())
+}
+
+/// Puts `hearth` on `window`.
+pub fn install(engine: EngineClient) {
+    let api = Object::new();
+    let tokenize = {
+        let engine = engine.clone();
+        Closure::<dyn Fn(String, JsValue) -> Promise>::new(move |text: String, special: JsValue| {
+            let special = special.as_bool().unwrap_or(true);
+            call(&engine, None, |id| EngineRequest::Tokenize { id, text, special })
+        })
+    };
+    let generate = {
+        let engine = engine.clone();
+        Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Promise>::new(
+            move |prompt: JsValue, params: JsValue, on_delta: JsValue| {
+                let prompt: Prompt = match serde_wasm_bindgen::from_value(prompt) {
+                    Ok(prompt) => prompt,
+                    Err(e) => {
+                        return rejected(format!("hearth.generate: the prompt must be {{text}} or {{chat}}: {e}"));
+                    }
+                };
+                let params: GenerateParams = if params.is_undefined() || params.is_null() {
+                    GenerateParams::default()
+                } else {
+                    match serde_wasm_bindgen::from_value(params) {
+                        Ok(params) => params,
+                        Err(e) => return rejected(format!("hearth.generate: bad parameters: {e}")),
+                    }
+                };
+                call(&engine, on_delta.dyn_into().ok(), |id| EngineRequest::Generate { id, prompt, params })
+            },
+        )
+    };
+    let model_state = {
+        let model = engine.model;
+        Closure::<dyn Fn() -> String>::new(move || {
+            match model.get_untracked() {
+                ModelState::NotLoaded => "not-loaded",
+                ModelState::Loading { .. } => "loading",
+                ModelState::Loaded { .. } => "loaded",
+                ModelState::Failed(_) => "failed",
+            }
+            .to_string()
+        })
+    };
+    for (name, f) in [
+        ("tokenize", tokenize.into_js_value()),
+        ("generate", generate.into_js_value()),
+        ("modelState", model_state.into_js_value()),
+    ] {
+        let _ = Reflect::set(&api, &name.into(), &f);
+    }
+    let _ = Reflect::set(&js_sys::global(), &"hearth".into(), &api);
+}
+
+/// Settles the promise an event answers; false if the event is not for `window.hearth`.
+pub fn on_event(event: &EngineEvent) -> bool {
+    let id = match event {
+        EngineEvent::Delta { id, .. }
+        | EngineEvent::Done { id, .. }
+        | EngineEvent::Tokens { id, .. }
+        | EngineEvent::Failed { id, .. } => *id,
+        _ => return false,
+    };
+    if id < FIRST_ID {
+        return false;
+    }
+    PENDING.with(|pending| {
+        let mut pending = pending.borrow_mut();
+        match event {
+            EngineEvent::Delta { text, .. } => {
+                if let Some(f) = pending.get(&id).and_then(|p| p.on_delta.as_ref()) {
+                    let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
+                }
+            }
+            EngineEvent::Done { completion, .. } => {
+                if let Some(p) = pending.remove(&id) {
+                    let _ = p
+                        .resolve
+                        .call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(completion).unwrap_or(JsValue::NULL));
+                }
+            }
+            EngineEvent::Tokens { ids, .. } => {
+                if let Some(p) = pending.remove(&id) {
+                    let _ =
+                        p.resolve.call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(ids).unwrap_or(JsValue::NULL));
+                }
+            }
+            EngineEvent::Failed { message, .. } => {
+                if let Some(p) = pending.remove(&id) {
+                    let _ = p.reject.call1(&JsValue::NULL, &js_sys::Error::new(message).into());
+                }
+            }
+            _ => {}
+        }
+    });
+    true
+}

@@ -1,0 +1,109 @@
+//! The engine in wasm against llama.cpp (tests/golden/, made by scripts/make-goldens.sh), in
+//! headless Chromium through the page's `window.hearth` API, for both runtime builds: every
+//! tokenization case gives llama.cpp's ids, and every greedy case gives its tokens with the
+//! top logits at each step within `LOGIT_TOLERANCE`.
+
+use std::time::{Duration, Instant};
+
+use fantoccini::Client;
+use hearth_tests::{hearth_serve, open_in_chromium};
+use serde_json::{Value, json};
+
+/// Largest |logit − llama.cpp's| allowed. Natively the difference is exactly 0 (see
+/// core-wasm/tests/llama_golden.rs); in wasm the same kernels run in the same float order, and
+/// only libm's sin/cos/pow (RoPE) may round differently — the test prints what it measured.
+const LOGIT_TOLERANCE: f64 = 1e-3;
+const WAIT: Duration = Duration::from_secs(600);
+
+fn golden(name: &str) -> Value {
+    let path = format!("{}/golden/smollm2-135m-q4_1/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("golden JSON")
+}
+
+/// Runs `body` (an async JS function body using `hearth`) in the page and returns its value,
+/// polling so that no single WebDriver call waits long.
+async fn run_in_page(client: &Client, body: &str, args: Value) -> Value {
+    let start = format!(
+        "window.__job = {{ done: false }}; \
+         (async (args) => {{ {body} }})(arguments[0]) \
+           .then(value => window.__job = {{ done: true, value }}, \
+                 error => window.__job = {{ done: true, error: String(error) }});"
+    );
+    client.execute(&start, vec![args]).await.expect("start the job");
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let job = client.execute("return window.__job;", vec![]).await.expect("poll the job");
+        if job["done"] == Value::Bool(true) {
+            assert!(job.get("error").is_none(), "the page says: {}", job["error"]);
+            return job["value"].clone();
+        }
+        assert!(Instant::now() < deadline, "the page did not finish in {WAIT:?}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn engine_matches_llama_cpp(url: &str, build: &str) {
+    let browser = open_in_chromium(url).await;
+    let client = &browser.client;
+    let state = run_in_page(
+        client,
+        "while (!['loaded', 'failed'].includes(hearth.modelState())) await new Promise(r => setTimeout(r, 100)); \
+         return hearth.modelState();",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(state, "loaded", "{build} build");
+
+    let tokens = golden("tokens.json");
+    let cases = tokens["cases"].as_array().unwrap();
+    let inputs: Vec<Value> = cases.iter().map(|c| json!({"text": c["text"], "special": c["add_special"]})).collect();
+    let got = run_in_page(
+        client,
+        "const out = []; for (const c of args) out.push(await hearth.tokenize(c.text, c.special)); return out;",
+        Value::Array(inputs),
+    )
+    .await;
+    for (case, ids) in cases.iter().zip(got.as_array().unwrap()) {
+        assert_eq!(case["add_special"], case["parse_special"], "the API sets both together");
+        assert_eq!(ids, &case["ids"], "{build} build: tokens of {} (special {})", case["text"], case["add_special"]);
+    }
+
+    let greedy = golden("greedy.json");
+    let mut worst = 0.0f64;
+    for case in greedy["cases"].as_array().unwrap() {
+        let steps = case["ids"].as_array().unwrap().len();
+        let prompt = if case["chat"] == Value::Bool(true) {
+            json!({"chat": [{"role": "user", "content": case["prompt"]}]})
+        } else {
+            json!({"text": case["prompt"]})
+        };
+        let params = json!({"max_tokens": steps, "ignore_eos": true, "top_logits": greedy["top"]});
+        let done =
+            run_in_page(client, "return await hearth.generate(args[0], args[1]);", json!([prompt, params])).await;
+        assert_eq!(done["tokens"], case["ids"], "{build} build: greedy tokens of {}", case["prompt"]);
+        assert_eq!(done["prompt_tokens"].as_u64().unwrap() as usize, case["prompt_ids"].as_array().unwrap().len());
+        for (step, (ours, theirs)) in
+            done["top_logits"].as_array().unwrap().iter().zip(case["top_logits"].as_array().unwrap()).enumerate()
+        {
+            for (a, b) in ours.as_array().unwrap().iter().zip(theirs.as_array().unwrap()) {
+                assert_eq!(a[0], b[0], "{build} build: step {step} of {}: top ids {ours} vs {theirs}", case["prompt"]);
+                worst = worst.max((a[1].as_f64().unwrap() - b[1].as_f64().unwrap()).abs());
+            }
+        }
+    }
+    println!("{build} build: largest |logit - llama.cpp| over the golden top logits: {worst:e}");
+    assert!(worst <= LOGIT_TOLERANCE, "{build} build: logits differ by {worst}");
+    browser.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn threaded_wasm_engine_matches_llama_cpp() {
+    let (_server, url) = hearth_serve();
+    engine_matches_llama_cpp(&url, "threaded").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn single_threaded_wasm_engine_matches_llama_cpp() {
+    let (_server, url) = hearth_serve();
+    engine_matches_llama_cpp(&format!("{url}?build=single"), "single-threaded").await;
+}
