@@ -25,18 +25,19 @@ pub struct BuildChoice {
     pub cross_origin_isolated: bool,
 }
 
+/// A query parameter of the page's URL.
+fn page_param(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search).ok()?.get(name)
+}
+
 /// Feature detection: the threaded build needs cross-origin isolation, SharedArrayBuffer and
 /// wasm threads; `?build=single` forces the single-threaded build.
 pub fn choose_build() -> BuildChoice {
-    let window = web_sys::window();
     // Read as a property: engines without the attribute (Servo 0.7) leave it undefined.
     let isolated =
         js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated")).is_ok_and(|v| v.is_truthy());
-    let forced = window
-        .as_ref()
-        .and_then(|w| w.location().search().ok())
-        .and_then(|search| web_sys::UrlSearchParams::new_with_str(&search).ok())
-        .and_then(|params| params.get("build"));
+    let forced = page_param("build");
     let has_sab = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedArrayBuffer")).unwrap_or(false);
     let wasm_threads =
         js_sys::WebAssembly::validate(&js_sys::Uint8Array::from(&THREADS_PROBE[..]).into()).unwrap_or(false);
@@ -149,7 +150,10 @@ impl EngineClient {
 
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let url = format!("engine-worker.js?build={}", choice.build.dir());
+        let mut url = format!("engine-worker.js?build={}", choice.build.dir());
+        if let Some(threads) = page_param("threads").and_then(|t| t.parse::<usize>().ok()) {
+            url.push_str(&format!("&threads={threads}"));
+        }
         let worker = match Worker::new_with_options(&url, &options) {
             Ok(worker) => worker,
             Err(e) => {

@@ -41,6 +41,8 @@ pub enum EngineError {
 pub enum Prompt {
     Text(String),
     Chat(Vec<ChatMessage>),
+    /// Token ids, used as they are (the completions API accepts these too).
+    Tokens(Vec<u32>),
 }
 
 /// Settings of one generation.
@@ -210,6 +212,13 @@ impl Engine {
             Prompt::Chat(messages) => {
                 let rendered = self.template.render(messages, true)?;
                 self.tokenizer.encode(&rendered, true, true)
+            }
+            Prompt::Tokens(ids) => {
+                let vocab = self.model.config.vocab_size;
+                if let Some(&token) = ids.iter().find(|&&id| id as usize >= vocab) {
+                    return Err(ModelError::TokenOutOfRange { token, vocab }.into());
+                }
+                ids.clone()
             }
         })
     }

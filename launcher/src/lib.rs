@@ -1,5 +1,7 @@
 //! The `hearth` launcher as a library, so tests can start the same server in-process.
 
 pub mod assets;
+pub mod bench;
+pub mod chromium;
 pub mod llm;
 pub mod server;

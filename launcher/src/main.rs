@@ -76,6 +76,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure prefill and decode tokens/s on the default model, natively and in headless
+    /// Chromium (both builds), beside llama.cpp and wllama; prints a Markdown table.
+    Bench {
+        #[arg(long, default_value_t = 128)]
+        prompt_tokens: usize,
+        #[arg(long, default_value_t = 128)]
+        gen_tokens: usize,
+        /// Skip the browser runs.
+        #[arg(long)]
+        native_only: bool,
+        /// Skip llama.cpp and wllama (scripts/bench-peers.sh).
+        #[arg(long)]
+        no_peers: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -104,6 +118,9 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Bench { prompt_tokens, gen_tokens, native_only, no_peers } => {
+            bench(prompt_tokens, gen_tokens, native_only, no_peers)
+        }
         Command::Generate {
             model,
             prompt,
@@ -129,6 +146,67 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: bool) -> ExitCode {
+    use hearth::bench;
+    let model = llm::model_path(None);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut rows = Vec::new();
+    let thread_counts = if cores > 1 { vec![1, cores] } else { vec![1] };
+    for &threads in &thread_counts {
+        eprintln!("bench: hearth natively, {threads} thread(s)…");
+        match bench::native(&model, prompt_tokens, gen_tokens, threads) {
+            Ok(row) => rows.push(row),
+            Err(e) => {
+                eprintln!("hearth: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if !native_only {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("hearth: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let result: Result<(), String> = runtime.block_on(async {
+            let listener = server::bind(0).await.map_err(|e| e.to_string())?;
+            let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
+            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
+            let server = tokio::spawn(server::serve(listener, options, std::future::pending()));
+            let mut runs: Vec<(String, usize)> =
+                thread_counts.iter().map(|&t| (format!("build=threaded&threads={t}"), t)).collect();
+            runs.push(("build=single".to_string(), 1));
+            for (query, threads) in runs {
+                eprintln!("bench: hearth in Chromium, {query}…");
+                match bench::chromium(&url, &query, threads, prompt_tokens, gen_tokens).await {
+                    Ok(row) => rows.push(row),
+                    Err(e) => eprintln!("hearth: the Chromium run ({query}) failed: {e}"),
+                }
+            }
+            server.abort();
+            Ok(())
+        });
+        if let Err(e) = result {
+            eprintln!("hearth: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    let peers = if no_peers {
+        Vec::new()
+    } else {
+        eprintln!("bench: llama.cpp and wllama (scripts/bench-peers.sh)…");
+        bench::peers(prompt_tokens, gen_tokens).unwrap_or_else(|e| {
+            eprintln!("hearth: {e}");
+            Vec::new()
+        })
+    };
+    say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}:\n", DEFAULT_MODEL.name));
+    say(&bench::table(&rows, &peers));
+    ExitCode::SUCCESS
 }
 
 /// Reports a user-facing error in one line; exit code 2.

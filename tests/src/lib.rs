@@ -2,26 +2,10 @@
 //! Chromium with WebGPU on SwiftShader (flags from shared/DESIGN.md).
 
 use std::io::{BufRead, BufReader};
-use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
 
-use fantoccini::{Client, ClientBuilder};
-
-/// A child process killed when dropped.
-pub struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
-}
+pub use hearth::chromium::Process;
 
 /// The `hearth` binary built beside this test (scripts/build-app.sh builds it).
 pub fn hearth_binary() -> PathBuf {
@@ -49,72 +33,9 @@ pub fn hearth_serve() -> (Process, String) {
     (process, url)
 }
 
-/// ChromeDriver on a free port, ready to take sessions.
-pub fn chromedriver() -> (Process, String) {
-    let port = free_port();
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver on PATH (Debian package chromium-driver; scripts/setup.sh installs it)");
-    let process = Process(child);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "chromedriver did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (process, format!("http://127.0.0.1:{port}"))
-}
+pub use hearth::chromium::Browser;
 
-/// A headless Chromium session with WebGPU on SwiftShader and a fresh profile.
-pub async fn chromium(driver: &str, profile: &tempfile::TempDir) -> Client {
-    let args = [
-        "--headless=new",
-        "--no-sandbox",
-        "--enable-unsafe-webgpu",
-        "--enable-features=Vulkan",
-        "--use-vulkan=swiftshader",
-        "--use-webgpu-adapter=swiftshader",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--no-first-run",
-        "--disable-quic",
-        "--disable-dev-shm-usage",
-        "--window-size=1280,1100",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([format!("--user-data-dir={}", profile.path().display())])
-    .collect::<Vec<_>>();
-    let caps = serde_json::json!({
-        "browserName": "chrome",
-        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": args },
-    });
-    let serde_json::Value::Object(caps) = caps else { unreachable!() };
-    ClientBuilder::rustls().expect("rustls").capabilities(caps).connect(driver).await.expect("a Chromium session")
-}
-
-/// A headless Chromium session with its ChromeDriver and profile, all gone when dropped.
-pub struct Browser {
-    pub client: Client,
-    _driver: Process,
-    _profile: tempfile::TempDir,
-}
-
-impl Browser {
-    /// Ends the WebDriver session (closing Chromium) before the driver goes.
-    pub async fn close(self) {
-        self.client.close().await.expect("close the Chromium session");
-    }
-}
-
-/// Opens `url` in a fresh headless Chromium.
+/// Opens `url` in a fresh headless Chromium (WebGPU on SwiftShader).
 pub async fn open_in_chromium(url: &str) -> Browser {
-    let (driver, driver_url) = chromedriver();
-    let profile = tempfile::tempdir().expect("a temporary profile folder");
-    let client = chromium(&driver_url, &profile).await;
-    client.goto(url).await.unwrap_or_else(|e| panic!("open {url}: {e}"));
-    Browser { client, _driver: driver, _profile: profile }
+    Browser::open(url).await.unwrap_or_else(|e| panic!("{e}"))
 }

@@ -58,7 +58,7 @@ async fn threaded_build_runs_webgpu_and_rayon_kernels() {
     if let Ok(png) = client.screenshot().await {
         let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/first-screen-threaded.png"), png);
     }
-    browser.close().await;
+    browser.close().await.expect("close the Chromium session");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -71,7 +71,7 @@ async fn single_threaded_build_runs_the_same_kernels() {
     assert!(text(client, "runtime-build-reason").await.contains("?build=single"));
     let (build, threads) = run_probe(client).await;
     assert_eq!((build.as_str(), threads), ("single-threaded", 1));
-    browser.close().await;
+    browser.close().await.expect("close the Chromium session");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -92,6 +92,6 @@ async fn page_without_isolation_falls_back_to_single_threaded() {
     let (build, threads) = run_probe(client).await;
     assert_eq!((build.as_str(), threads), ("single-threaded", 1));
     assert!(text(client, "model-server").await.contains("not on this server"), "empty model cache");
-    browser.close().await;
+    browser.close().await.expect("close the Chromium session");
     server.abort();
 }

@@ -81,7 +81,7 @@ async fn greedy_reply_matches_llama_cpp(url: &str, build: &str) {
     if let Ok(png) = client.screenshot().await {
         let _ = std::fs::write(format!("{}/chat-{build}.png", env!("CARGO_TARGET_TMPDIR")), png);
     }
-    browser.close().await;
+    browser.close().await.expect("close the Chromium session");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -126,5 +126,5 @@ async fn the_stop_button_ends_a_reply() {
         .parse()
         .unwrap();
     assert!(tokens < 1000, "stopped early: {stats}");
-    browser.close().await;
+    browser.close().await.expect("close the Chromium session");
 }

@@ -3,10 +3,9 @@
 //! tokenization case gives llama.cpp's ids, and every greedy case gives its tokens with the
 //! top logits at each step within `LOGIT_TOLERANCE`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use fantoccini::Client;
-use hearth_tests::{hearth_serve, open_in_chromium};
+use hearth_tests::{Browser, hearth_serve, open_in_chromium};
 use serde_json::{Value, json};
 
 /// Largest |logit − llama.cpp's| allowed. Natively the difference is exactly 0 (see
@@ -20,45 +19,19 @@ fn golden(name: &str) -> Value {
     serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("golden JSON")
 }
 
-/// Runs `body` (an async JS function body using `hearth`) in the page and returns its value,
-/// polling so that no single WebDriver call waits long.
-async fn run_in_page(client: &Client, body: &str, args: Value) -> Value {
-    let start = format!(
-        "window.__job = {{ done: false }}; \
-         (async (args) => {{ {body} }})(arguments[0]) \
-           .then(value => window.__job = {{ done: true, value }}, \
-                 error => window.__job = {{ done: true, error: String(error) }});"
-    );
-    client.execute(&start, vec![args]).await.expect("start the job");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let job = client.execute("return window.__job;", vec![]).await.expect("poll the job");
-        if job["done"] == Value::Bool(true) {
-            assert!(job.get("error").is_none(), "the page says: {}", job["error"]);
-            return job["value"].clone();
-        }
-        assert!(Instant::now() < deadline, "the page did not finish in {WAIT:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
+async fn run_in_page(browser: &Browser, body: &str, args: Value) -> Value {
+    browser.run(body, args, WAIT).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
 async fn engine_matches_llama_cpp(url: &str, build: &str) {
     let browser = open_in_chromium(url).await;
-    let client = &browser.client;
-    let state = run_in_page(
-        client,
-        "while (!['loaded', 'failed'].includes(hearth.modelState())) await new Promise(r => setTimeout(r, 100)); \
-         return hearth.modelState();",
-        Value::Null,
-    )
-    .await;
-    assert_eq!(state, "loaded", "{build} build");
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{build} build: {e}"));
 
     let tokens = golden("tokens.json");
     let cases = tokens["cases"].as_array().unwrap();
     let inputs: Vec<Value> = cases.iter().map(|c| json!({"text": c["text"], "special": c["add_special"]})).collect();
     let got = run_in_page(
-        client,
+        &browser,
         "const out = []; for (const c of args) out.push(await hearth.tokenize(c.text, c.special)); return out;",
         Value::Array(inputs),
     )
@@ -79,7 +52,7 @@ async fn engine_matches_llama_cpp(url: &str, build: &str) {
         };
         let params = json!({"max_tokens": steps, "ignore_eos": true, "top_logits": greedy["top"]});
         let done =
-            run_in_page(client, "return await hearth.generate(args[0], args[1]);", json!([prompt, params])).await;
+            run_in_page(&browser, "return await hearth.generate(args[0], args[1]);", json!([prompt, params])).await;
         assert_eq!(done["tokens"], case["ids"], "{build} build: greedy tokens of {}", case["prompt"]);
         assert_eq!(done["prompt_tokens"].as_u64().unwrap() as usize, case["prompt_ids"].as_array().unwrap().len());
         for (step, (ours, theirs)) in
@@ -93,7 +66,7 @@ async fn engine_matches_llama_cpp(url: &str, build: &str) {
     }
     println!("{build} build: largest |logit - llama.cpp| over the golden top logits: {worst:e}");
     assert!(worst <= LOGIT_TOLERANCE, "{build} build: logits differ by {worst}");
-    browser.close().await;
+    browser.close().await.expect("close the Chromium session");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,11 +1,14 @@
 // Engine worker bootstrap: load the runtime build the page chose (?build=threaded|single),
 // start the rayon pool in the threaded build, then hand over to Rust (hearth-workers).
-const build = new URL(self.location.href).searchParams.get('build') === 'threaded' ? 'threaded' : 'single';
+// ?threads=N sizes the rayon pool (benchmarks); by default, one thread per core.
+const params = new URL(self.location.href).searchParams;
+const build = params.get('build') === 'threaded' ? 'threaded' : 'single';
+const threads = Math.max(1, Number.parseInt(params.get('threads'), 10) || navigator.hardwareConcurrency || 1);
 try {
   const runtime = await import(`./runtime/${build}/hearth_workers.js`);
   await runtime.default();
   if (build === 'threaded') {
-    await runtime.initThreadPool(navigator.hardwareConcurrency || 1);
+    await runtime.initThreadPool(threads);
   }
   await runtime.start_engine_worker();
 } catch (e) {

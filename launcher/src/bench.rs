@@ -1,0 +1,198 @@
+//! `hearth bench`: prefill and decode speed on the default model — natively, and in headless
+//! Chromium for the threaded build (1 and 2 threads) and the single-threaded build — beside
+//! llama.cpp (native, 1 thread) and wllama (the same browser, the same threads), measured in
+//! the same run by scripts/bench-peers.sh, with the ratios.
+//!
+//! Each figure is one measured run after a warm-up: prefill is the prompt's tokens (from
+//! bench/prompt.txt, cut to `prompt_tokens`) from an empty KV cache; decode is `gen_tokens`
+//! single-token steps (sampling included), greedy, past any end-of-generation token.
+
+use std::fs::File;
+use std::ops::ControlFlow;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use hearth_core::engine::{Engine, GenerateParams, Prompt, native_clock};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use thiserror::Error;
+
+use crate::chromium::{Browser, ChromiumError};
+
+/// The prompt text every engine tokenizes (and cuts to the first `prompt_tokens` tokens).
+pub const PROMPT: &str = include_str!("../../bench/prompt.txt");
+const PEERS_SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/bench-peers.sh");
+
+#[derive(Debug, Error)]
+pub enum BenchError {
+    #[error("cannot open the model {0}: {1}")]
+    Open(String, std::io::Error),
+    #[error(transparent)]
+    Engine(#[from] hearth_core::engine::EngineError),
+    #[error("bench/prompt.txt is {have} tokens; {want} were asked for")]
+    PromptTooShort { have: usize, want: usize },
+    #[error("cannot make a thread pool: {0}")]
+    Pool(String),
+    #[error("{0}")]
+    Chromium(#[from] ChromiumError),
+    #[error("the browser's answer is not timings: {0}")]
+    Answer(String),
+}
+
+/// One line of the table.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Figures {
+    pub engine: String,
+    /// `native` or `chromium`.
+    #[serde(rename = "where")]
+    pub place: String,
+    pub threads: usize,
+    pub prefill_tok_s: f64,
+    pub decode_tok_s: f64,
+}
+
+#[derive(Deserialize)]
+struct Timings {
+    prefill_tokens: usize,
+    prefill_ms: f64,
+    decode_ms: f64,
+}
+
+fn figures(engine: &str, place: &str, threads: usize, t: &Timings, gen_tokens: usize) -> Figures {
+    let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+    Figures {
+        engine: engine.into(),
+        place: place.into(),
+        threads,
+        prefill_tok_s: per_s(t.prefill_tokens, t.prefill_ms),
+        decode_tok_s: per_s(gen_tokens, t.decode_ms),
+    }
+}
+
+/// Parameters of the decode run: `gen_tokens` forward passes need one more sampled token.
+fn decode_params(gen_tokens: usize) -> GenerateParams {
+    GenerateParams { max_tokens: gen_tokens + 1, ignore_eos: true, ..GenerateParams::default() }
+}
+
+/// Hearth natively on `threads` threads.
+pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: usize) -> Result<Figures, BenchError> {
+    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
+    let ids = engine.tokenizer().encode(PROMPT, true, false);
+    if ids.len() < prompt_tokens {
+        return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
+    }
+    let ids = ids[..prompt_tokens].to_vec();
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| BenchError::Pool(e.to_string()))?;
+    pool.install(|| {
+        let params = decode_params(gen_tokens);
+        // The warm-up's prompt starts differently, so the measured run reuses no cache.
+        let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
+        engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(()))?;
+        let done = engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(()))?;
+        let t = done.timings;
+        let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+        Ok(figures("hearth", "native", threads, &t, gen_tokens))
+    })
+}
+
+/// Hearth in headless Chromium: the app at `url` (which serves the default model), with
+/// `query` picking the build and threads.
+pub async fn chromium(
+    url: &str,
+    query: &str,
+    threads: usize,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+) -> Result<Figures, BenchError> {
+    let limit = Duration::from_secs(900);
+    let browser = Browser::open(&format!("{url}?{query}")).await?;
+    browser.wait_for_model(limit).await?;
+    let body = "const [prompt, promptTokens, params] = args; \
+                const ids = (await hearth.tokenize(prompt, true)).slice(0, promptTokens); \
+                if (ids.length < promptTokens) throw new Error(`the prompt is only ${ids.length} tokens`); \
+                await hearth.generate({ tokens: [...ids].reverse() }, params); \
+                const done = await hearth.generate({ tokens: ids }, params); \
+                return done.timings;";
+    let args = json!([PROMPT, prompt_tokens, decode_params(gen_tokens)]);
+    let answer = browser.run(body, args, limit).await;
+    let _ = browser.close().await;
+    let t: Timings = serde_json::from_value(answer?).map_err(|e| BenchError::Answer(e.to_string()))?;
+    let build = if query.contains("single") { "hearth (single-threaded build)" } else { "hearth (threaded build)" };
+    Ok(figures(build, "chromium", threads, &t, gen_tokens))
+}
+
+/// A peer's line from scripts/bench-peers.sh, or why it could not run.
+#[derive(Clone, Debug, Deserialize)]
+pub struct PeerLine {
+    pub peer: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(rename = "where", default)]
+    pub place: String,
+    #[serde(default)]
+    pub threads: usize,
+    #[serde(default)]
+    pub prefill_tok_s: f64,
+    #[serde(default)]
+    pub decode_tok_s: f64,
+    pub error: Option<String>,
+}
+
+/// Runs scripts/bench-peers.sh (llama.cpp natively, wllama in Chromium).
+pub fn peers(prompt_tokens: usize, gen_tokens: usize) -> Result<Vec<PeerLine>, String> {
+    let output = Command::new("bash")
+        .arg(PEERS_SCRIPT)
+        .args(["--prompt-tokens", &prompt_tokens.to_string(), "--gen-tokens", &gen_tokens.to_string()])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {PEERS_SCRIPT}: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("{PEERS_SCRIPT} failed ({})", output.status));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| line.trim_start().starts_with('{'))
+        .filter_map(|line| serde_json::from_str(line).ok())
+        .collect())
+}
+
+/// The results as a Markdown table, each Hearth line with its ratio to llama.cpp (native,
+/// 1 thread) and, in the browser, to wllama at the same threads.
+pub fn table(hearth: &[Figures], peers: &[PeerLine]) -> String {
+    let ok = |p: &&PeerLine| p.error.is_none();
+    let llama = peers.iter().filter(ok).find(|p| p.peer == "llama.cpp");
+    let wllama = |threads| peers.iter().filter(ok).find(|p| p.peer == "wllama" && p.threads == threads);
+    let ratio = |a: f64, b: Option<f64>| b.filter(|b| *b > 0.0).map_or("–".to_string(), |b| format!("{:.2}×", a / b));
+    let mut out = String::from(
+        "| engine | where | threads | prefill tok/s | decode tok/s | prefill ÷ llama.cpp | decode ÷ llama.cpp \
+         | prefill ÷ wllama | decode ÷ wllama |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    );
+    for f in hearth {
+        let w = if f.place == "chromium" { wllama(f.threads) } else { None };
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
+            f.engine,
+            f.place,
+            f.threads,
+            f.prefill_tok_s,
+            f.decode_tok_s,
+            ratio(f.prefill_tok_s, llama.map(|l| l.prefill_tok_s)),
+            ratio(f.decode_tok_s, llama.map(|l| l.decode_tok_s)),
+            ratio(f.prefill_tok_s, w.map(|w| w.prefill_tok_s)),
+            ratio(f.decode_tok_s, w.map(|w| w.decode_tok_s)),
+        ));
+    }
+    for p in peers {
+        match &p.error {
+            None => out.push_str(&format!(
+                "| {} {} | {} | {} | {:.1} | {:.1} | | | | |\n",
+                p.peer, p.version, p.place, p.threads, p.prefill_tok_s, p.decode_tok_s
+            )),
+            Some(e) => out.push_str(&format!("| {} | could not run: {e} | | | | | | | |\n", p.peer)),
+        }
+    }
+    out
+}
