@@ -16,6 +16,7 @@
 //! Only the header is parsed here; tensor bytes are read later, once, through a [`ByteSource`].
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use hearth_kernels::quant::QuantFormat;
 use thiserror::Error;
@@ -82,6 +83,52 @@ pub trait ByteSource {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError>;
     fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// `len` bytes at `offset` without copying them, where the source is already in memory.
+    fn share(&self, _offset: u64, _len: usize) -> Option<TensorData> {
+        None
+    }
+}
+
+/// A whole file in memory that tensors can point into: a browser fetches the model into one
+/// buffer, and the weights stay there instead of being copied out (one copy, not two).
+#[derive(Clone, Debug)]
+pub struct SharedBytes(Arc<Vec<u8>>);
+
+impl SharedBytes {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(Arc::new(bytes))
+    }
+}
+
+impl ByteSource for SharedBytes {
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
+        self.0.as_slice().read_exact_at(offset, buf)
+    }
+    fn share(&self, offset: u64, len: usize) -> Option<TensorData> {
+        let start = usize::try_from(offset).ok()?;
+        let end = start.checked_add(len).filter(|&end| end <= self.0.len())?;
+        Some(TensorData::Shared { bytes: Arc::clone(&self.0), start, end })
+    }
+}
+
+/// A tensor's bytes: its own copy, or a range of a [`SharedBytes`] file.
+#[derive(Clone, Debug)]
+pub enum TensorData {
+    Owned(Vec<u8>),
+    Shared { bytes: Arc<Vec<u8>>, start: usize, end: usize },
+}
+
+impl std::ops::Deref for TensorData {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Self::Owned(bytes) => bytes,
+            Self::Shared { bytes, start, end } => &bytes[*start..*end],
+        }
     }
 }
 
@@ -436,6 +483,17 @@ impl Gguf {
 
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
+    }
+
+    /// One tensor's bytes from `src`: shared with the source where it is in memory, else read.
+    pub fn tensor_data<S: ByteSource + ?Sized>(&self, src: &S, tensor: &TensorInfo) -> Result<TensorData, GgufError> {
+        let shared = usize::try_from(tensor.size)
+            .ok()
+            .and_then(|size| src.share(self.data_offset.checked_add(tensor.offset)?, size));
+        match shared {
+            Some(data) => Ok(data),
+            None => self.read_tensor(src, tensor).map(TensorData::Owned),
+        }
     }
 
     /// Reads one tensor's bytes from `src` (the same source the header came from).

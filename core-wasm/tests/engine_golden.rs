@@ -8,6 +8,7 @@ use std::ops::ControlFlow;
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Engine, EngineError, FinishReason, GenerateParams, Prompt, native_clock};
+use hearth_core::gguf::SharedBytes;
 use hearth_core::sampler::SamplerConfig;
 use serde_json::Value;
 
@@ -63,6 +64,17 @@ fn greedy_completions_are_llama_cpp_s() {
             (case["prompt_ids"].as_array().unwrap().len(), expected.len())
         );
     }
+}
+
+#[test]
+fn a_model_in_memory_generates_the_same() {
+    // As in the browser: the file fetched into one buffer, the weights left in it.
+    let bytes = std::fs::read(models_dir().join(DEFAULT_MODEL.file)).expect("the default model");
+    let mut engine = Engine::load(&SharedBytes::new(bytes), 256, native_clock).unwrap();
+    let case = &golden()["cases"][0];
+    let expected = ids(&case["ids"]);
+    let done = engine.generate(&prompt_of(case), &greedy(expected.len()), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(done.tokens, expected);
 }
 
 #[test]

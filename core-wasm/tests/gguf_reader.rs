@@ -1,7 +1,7 @@
 //! The GGUF reader on files written here byte by byte, then broken in every way the header can
 //! be broken; and on the real default model.
 
-use hearth_core::gguf::{Gguf, GgufError, Value};
+use hearth_core::gguf::{Gguf, GgufError, SharedBytes, TensorData, Value};
 use hearth_core::kernels::quant::QuantFormat;
 
 /// A minimal GGUF writer: enough to make valid files and then corrupt them.
@@ -109,6 +109,25 @@ fn reads_metadata_and_tensor_index() {
     assert_eq!(norm.offset, 128, "aligned to 32 after 120 bytes");
     assert_eq!(g.read_tensor(bytes.as_slice(), norm).unwrap(), vec![1; 256]);
     assert_eq!(g.data_offset % 32, 0);
+}
+
+#[test]
+fn tensors_of_a_file_in_memory_point_into_it() {
+    let bytes = SharedBytes::new(sample().bytes());
+    let g = Gguf::read(&bytes).unwrap();
+    let norm = g.tensor("output_norm.weight").unwrap();
+    let data = g.tensor_data(&bytes, norm).unwrap();
+    assert!(matches!(data, TensorData::Shared { .. }), "no copy of the weights");
+    assert_eq!(&*data, &[1; 256][..]);
+    // A file on disk is read into a buffer of its own.
+    let mut path = std::env::temp_dir();
+    path.push(format!("hearth-gguf-{}.gguf", std::process::id()));
+    std::fs::write(&path, sample().bytes()).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let owned = g.tensor_data(&file, norm).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(matches!(owned, TensorData::Owned(_)));
+    assert_eq!(&*owned, &*data);
 }
 
 #[test]

@@ -4,6 +4,7 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 use hearth_core::engine::{Engine as Llm, GenerateParams, Prompt};
+use hearth_core::gguf::SharedBytes;
 use hearth_core::kernels::{cpu, gpu::GpuContext};
 use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
 use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, RuntimeBuild};
@@ -135,8 +136,8 @@ impl Engine {
         }
     }
 
-    /// Streams the model file into wasm memory (one copy: the file bytes, dropped once the
-    /// weights are loaded out of them) and loads it.
+    /// Streams the model file into wasm memory and loads it; the weights stay in that one
+    /// buffer (no second copy).
     async fn load_model(&self, url: String) {
         if self.loading.replace(true) {
             return self.post(&EngineEvent::ModelFailed { url, message: "a model is already loading".into() });
@@ -147,9 +148,12 @@ impl Engine {
         })
         .await
         {
-            Ok(bytes) => Llm::load(&bytes[..], CHAT_CONTEXT, worker_clock)
-                .map(|llm| (llm, bytes.len() as u64))
-                .map_err(|e| format!("{url}: {e}")),
+            Ok(bytes) => {
+                let size = bytes.len() as u64;
+                Llm::load(&SharedBytes::new(bytes), CHAT_CONTEXT, worker_clock)
+                    .map(|llm| (llm, size))
+                    .map_err(|e| format!("{url}: {e}"))
+            }
             Err(e) => Err(e),
         };
         self.loading.set(false);

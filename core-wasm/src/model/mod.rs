@@ -8,7 +8,7 @@ use hearth_kernels::cpu::{Activations, matmul_quant};
 use hearth_kernels::quant::{QuantFormat, dequantize};
 use thiserror::Error;
 
-use crate::gguf::{ByteSource, Gguf, GgufError, TensorInfo};
+use crate::gguf::{ByteSource, Gguf, GgufError, TensorData, TensorInfo};
 
 #[derive(Debug, Error)]
 pub enum ModelError {
@@ -38,7 +38,7 @@ pub struct QMatrix {
     pub format: QuantFormat,
     pub rows: usize,
     pub cols: usize,
-    data: Vec<u8>,
+    data: TensorData,
 }
 
 impl QMatrix {
@@ -54,7 +54,7 @@ impl QMatrix {
         if !info.format.is_supported() {
             return Err(ModelError::UnsupportedFormat { name: name.into(), format: info.format });
         }
-        Ok(Self { format: info.format, rows, cols, data: g.read_tensor(src, info)? })
+        Ok(Self { format: info.format, rows, cols, data: g.tensor_data(src, info)? })
     }
 
     /// `Y = X Wᵀ` for `n` vectors of `cols` values laid end to end: `[n][rows]`.
