@@ -16,7 +16,8 @@ fn tokenizer() -> &'static Tokenizer {
     static TOKENIZER: OnceLock<Tokenizer> = OnceLock::new();
     TOKENIZER.get_or_init(|| {
         let path = models_dir().join(DEFAULT_MODEL.file);
-        let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
+        let file = std::fs::File::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
         Tokenizer::from_gguf(&Gguf::read(&file).expect("the default model's header")).expect("its tokenizer")
     })
 }
