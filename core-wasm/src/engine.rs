@@ -245,7 +245,8 @@ impl Engine {
 
     /// Starts a generation: tokenizes the prompt and runs it through the model. Each
     /// [`Engine::step`] then adds one token; a caller with an event loop (a Web Worker) can
-    /// handle messages, such as a stop request, between steps.
+    /// handle messages, such as a stop request, between steps. One generation at a time: the
+    /// KV cache is the engine's, so starting another leaves the previous one unusable.
     pub fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
         let prompt_ids = self.prompt_tokens(prompt)?;
         if prompt_ids.is_empty() {
