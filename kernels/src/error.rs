@@ -34,6 +34,9 @@ pub enum KernelError {
     #[error("{bytes} is not a whole number of {block}-byte blocks")]
     RaggedBlocks { bytes: usize, block: usize },
 
+    #[error("row {row} is outside a matrix of {rows} rows")]
+    RowOutOfRange { row: usize, rows: usize },
+
     #[error("tensor format {0} is not supported yet")]
     UnsupportedFormat(QuantFormat),
 }

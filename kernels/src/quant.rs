@@ -255,29 +255,43 @@ pub fn dequantize(format: QuantFormat, bytes: &[u8], out: &mut [f32]) -> Result<
 
 /// llama.cpp's `quantize_row_q8_0_ref`: per block, `d = max|x| / 127`, `q = round(x / d)`.
 pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
-    if !x.len().is_multiple_of(32) {
-        return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
-    }
-    Ok(x.chunks_exact(32)
-        .map(|chunk| {
-            let (d, qs) = quantize_block_q8(chunk);
-            BlockQ8_0 { d: half_bits(d), qs }
-        })
-        .collect())
+    quantize_blocks(x, |d, qs, _| BlockQ8_0 { d: half_bits(d), qs })
 }
 
 /// llama.cpp's `quantize_row_q8_1_ref`: [`quantize_q8_0`] plus `s = d * Σq`.
 pub fn quantize_q8_1(x: &[f32]) -> Result<Vec<BlockQ8_1>, KernelError> {
+    quantize_blocks(x, |d, qs, sum| BlockQ8_1 { d: half_bits(d), s: half_bits(sum as f32 * d), qs })
+}
+
+/// Quantises each 32-value block of `x` ([`quantize_block_q8`]) and packs it with `block`,
+/// which also gets `Σ q`.
+fn quantize_blocks<B>(x: &[f32], block: fn(f32, [i8; 32], i32) -> B) -> Result<Vec<B>, KernelError> {
     if !x.len().is_multiple_of(32) {
         return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+        // SAFETY: the CPU has AVX2 and F16C, checked just above.
+        return Ok(unsafe { quantize_blocks_avx2(x, block) });
     }
     Ok(x.chunks_exact(32)
         .map(|chunk| {
             let (d, qs) = quantize_block_q8(chunk);
-            let sum: i32 = qs.iter().map(|&q| q as i32).sum();
-            BlockQ8_1 { d: half_bits(d), s: half_bits(sum as f32 * d), qs }
+            block(d, qs, qs.iter().map(|&q| i32::from(q)).sum())
         })
         .collect())
+}
+
+/// [`quantize_blocks`] with each block vectorised ([`crate::cpu::quant_avx2::quantize_block`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,f16c")]
+fn quantize_blocks_avx2<B>(x: &[f32], block: fn(f32, [i8; 32], i32) -> B) -> Vec<B> {
+    let mut out = Vec::with_capacity(x.len() / 32);
+    for chunk in x.chunks_exact(32) {
+        let (d, qs, sum) = crate::cpu::quant_avx2::quantize_block(chunk.try_into().expect("32 values"));
+        out.push(block(d, qs, sum));
+    }
+    out
 }
 
 fn quantize_block_q8(chunk: &[f32]) -> (f32, [i8; 32]) {
@@ -375,5 +389,35 @@ mod tests {
             assert!((half(b1.s) - sum as f32 * half(b1.d)).abs() <= 1e-2 * half(b1.s).abs().max(1.0));
         }
         assert!(quantize_q8_0(&[0.0; 32]).unwrap()[0].qs.iter().all(|&q| q == 0), "zeros stay zeros");
+    }
+
+    #[test]
+    fn vectorised_quantization_rounds_as_the_reference() {
+        // Blocks with max|x| = 127 (so d = 1 and v * id = v): halves that must round away from
+        // zero, values just either side of them, and random values at several scales.
+        let mut x: Vec<f32> = vec![127.0];
+        for k in -60..60 {
+            let v = k as f32 + 0.5;
+            x.extend([v, f32::from_bits(v.to_bits() - 1), f32::from_bits(v.to_bits() + 1)]);
+        }
+        x.resize(x.len().next_multiple_of(32), 0.0);
+        // A NaN among ordinary values, and an infinity (d = inf, so every q is 0 or NaN → 0).
+        x.extend((0..32).map(|i| if i == 5 { f32::NAN } else { i as f32 - 3.3 }));
+        x.extend((0..32).map(|i| if i == 9 { f32::NEG_INFINITY } else { i as f32 }));
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        for scale in [1e-30f32, 1e-3, 1.0, 7.7, 1e4, 1e30] {
+            for _ in 0..256 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                x.push(((seed % 200_001) as f32 - 100_000.0) / 100_000.0 * scale);
+            }
+        }
+        let reference: Vec<(f32, [i8; 32])> = x.chunks_exact(32).map(quantize_block_q8).collect();
+        let got = quantize_blocks(&x, |d, qs, sum| (d, qs, sum)).unwrap();
+        for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
+            assert_eq!((g.0.to_bits(), g.1), (r.0.to_bits(), r.1), "block {i}");
+            assert_eq!(g.2, r.1.iter().map(|&q| i32::from(q)).sum::<i32>(), "block {i} sum");
+        }
     }
 }

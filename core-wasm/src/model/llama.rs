@@ -6,7 +6,8 @@
 //! f16 before their dot products with it.
 
 use half::f16;
-use hearth_kernels::cpu::ops::{add, dot_f16, rms_norm, rope_norm, silu_mul, softmax};
+use hearth_kernels::cpu::ops::{add, rms_norm, rope_norm, silu_mul};
+use hearth_kernels::cpu::{KvHead, attend_head};
 use rayon::prelude::*;
 
 use super::{ModelError, QMatrix, load_vector};
@@ -192,6 +193,12 @@ impl Llama {
     /// the logits of the last token (`[vocab]`), or of every token (`[n][vocab]`) if `all_logits`.
     /// Positions before `pos` must already be in the cache.
     pub fn forward(&mut self, tokens: &[u32], pos: usize, all_logits: bool) -> Result<Vec<f32>, ModelError> {
+        // On a pool thread, each parallel op below forks and joins there, rather than parking
+        // the calling thread and waking it again for every matrix (hundreds per token).
+        rayon::scope(|_| self.forward_on_pool(tokens, pos, all_logits))
+    }
+
+    fn forward_on_pool(&mut self, tokens: &[u32], pos: usize, all_logits: bool) -> Result<Vec<f32>, ModelError> {
         let c = self.config.clone();
         let n = tokens.len();
         if pos + n > self.cache.n_ctx {
@@ -209,9 +216,8 @@ impl Llama {
             // Attention.
             let mut h = x.clone();
             h.chunks_exact_mut(c.dim).for_each(|row| rms_norm(row, &block.attn_norm, c.rms_eps));
-            let mut q = block.wq.matmul(&h)?; // [n][dim]
-            let mut k = block.wk.matmul(&h)?; // [n][kv_dim]
-            let v = block.wv.matmul(&h)?; // [n][kv_dim]
+            // q: [n][dim], k and v: [n][kv_dim].
+            let [mut q, mut k, v] = QMatrix::matmul_many([&block.wq, &block.wk, &block.wv], &h)?;
             for t in 0..n {
                 rope_norm(&mut q[t * c.dim..(t + 1) * c.dim], c.head_dim, c.n_rot, pos + t, c.rope_base);
                 rope_norm(&mut k[t * c.kv_dim()..(t + 1) * c.kv_dim()], c.head_dim, c.n_rot, pos + t, c.rope_base);
@@ -230,8 +236,7 @@ impl Llama {
             // MLP.
             let mut h = x.clone();
             h.chunks_exact_mut(c.dim).for_each(|row| rms_norm(row, &block.ffn_norm, c.rms_eps));
-            let mut gate = block.w_gate.matmul(&h)?;
-            let up = block.w_up.matmul(&h)?;
+            let [mut gate, up] = QMatrix::matmul_many([&block.w_gate, &block.w_up], &h)?;
             silu_mul(&mut gate, &up);
             add(&mut x, &block.w_down.matmul(&gate)?);
         }
@@ -251,24 +256,8 @@ fn attention(c: &LlamaConfig, q: &[f32], k_cache: &[f16], v_cache: &[f16], pos: 
     let mut out = vec![0.0f32; n * c.dim];
     out.par_chunks_mut(hd).enumerate().for_each(|(i, out_head)| {
         let (t, head) = (i / c.n_heads, i % c.n_heads);
-        let kv_head = head / group;
-        let q_head: Vec<f16> = q[t * c.dim + head * hd..][..hd].iter().map(|&v| f16::from_f32(v)).collect();
-        let len = pos + t + 1;
-        let mut scores: Vec<f32> =
-            (0..len).map(|j| dot_f16(&k_cache[j * kv + kv_head * hd..][..hd], &q_head) * scale).collect();
-        softmax(&mut scores);
-        // llama.cpp multiplies V by the weights rounded to f16, each output a dot product over
-        // positions summed in f64.
-        let mut acc = vec![0.0f64; hd];
-        for (j, &p) in scores.iter().enumerate() {
-            let p = f16::from_f32(p).to_f32();
-            for (a, vv) in acc.iter_mut().zip(&v_cache[j * kv + kv_head * hd..][..hd]) {
-                *a += f64::from(p * vv.to_f32());
-            }
-        }
-        for (o, a) in out_head.iter_mut().zip(acc) {
-            *o = a as f32;
-        }
+        let kv_head = KvHead { k: k_cache, v: v_cache, stride: kv, offset: head / group * hd };
+        attend_head(&q[t * c.dim + head * hd..][..hd], kv_head, pos + t + 1, scale, out_head);
     });
     out
 }

@@ -4,7 +4,7 @@
 pub mod llama;
 
 use hearth_kernels::KernelError;
-use hearth_kernels::cpu::{Activations, matmul_quant};
+use hearth_kernels::cpu::{Activations, QuantWeights, RowLayout, dequantize_row, interleave_rows, matmul_quant_many};
 use hearth_kernels::quant::{QuantFormat, dequantize};
 use thiserror::Error;
 
@@ -38,6 +38,9 @@ pub struct QMatrix {
     pub format: QuantFormat,
     pub rows: usize,
     pub cols: usize,
+    /// Where the rows sit in `data`: interleaved for the SIMD kernels when the bytes are our
+    /// own copy (rearranged in place at load); as in the file when they are shared with it.
+    layout: RowLayout,
     data: TensorData,
 }
 
@@ -54,27 +57,54 @@ impl QMatrix {
         if !info.format.is_supported() {
             return Err(ModelError::UnsupportedFormat { name: name.into(), format: info.format });
         }
-        Ok(Self { format: info.format, rows, cols, data: g.tensor_data(src, info)? })
+        let mut data = g.tensor_data(src, info)?;
+        let layout = match &mut data {
+            TensorData::Owned(bytes) => interleave_rows(info.format, bytes, rows, cols)?,
+            TensorData::Shared { .. } => RowLayout::Plain,
+        };
+        Ok(Self { format: info.format, rows, cols, layout, data })
     }
 
     /// `Y = X Wᵀ` for `n` vectors of `cols` values laid end to end: `[n][rows]`.
     pub fn matmul(&self, xs: &[f32]) -> Result<Vec<f32>, ModelError> {
-        let acts = xs
-            .chunks_exact(self.cols)
-            .map(|x| Activations::for_weights(self.format, x))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(matmul_quant(self.format, &self.data, self.rows, self.cols, &acts)?)
+        let [y] = Self::matmul_many([self], xs)?;
+        Ok(y)
+    }
+
+    /// [`QMatrix::matmul`] for several matrices of the same input width (q, k and v; gate and
+    /// up) in one parallel pass, quantising the input once per activation format.
+    pub fn matmul_many<const N: usize>(mats: [&Self; N], xs: &[f32]) -> Result<[Vec<f32>; N], ModelError> {
+        let mut ys: [Vec<f32>; N] = std::array::from_fn(|_| Vec::new());
+        let mut todo: Vec<usize> = (0..N).collect();
+        while let Some(&first) = todo.first() {
+            // Every matrix whose activations take the same format as the first one left.
+            let format = mats[first].format.vec_dot_format();
+            let (same, rest): (Vec<usize>, Vec<usize>) =
+                todo.iter().partition(|&&i| mats[i].format.vec_dot_format() == format);
+            let acts = xs
+                .chunks_exact(mats[first].cols)
+                .map(|x| Activations::for_weights(mats[first].format, x))
+                .collect::<Result<Vec<_>, _>>()?;
+            let weights: Vec<QuantWeights> = same.iter().map(|&i| mats[i].weights()).collect();
+            for (i, y) in same.into_iter().zip(matmul_quant_many(&weights, &acts)?) {
+                ys[i] = y;
+            }
+            todo = rest;
+        }
+        Ok(ys)
+    }
+
+    fn weights(&self) -> QuantWeights<'_> {
+        QuantWeights { format: self.format, layout: self.layout, data: &self.data, rows: self.rows, cols: self.cols }
     }
 
     /// Row `r` dequantised (an embedding lookup).
     pub fn row(&self, r: usize) -> Result<Vec<f32>, ModelError> {
-        let row_bytes = self.data.len() / self.rows.max(1);
-        let bytes = self
-            .data
-            .get(r * row_bytes..(r + 1) * row_bytes)
-            .ok_or(ModelError::TokenOutOfRange { token: r as u32, vocab: self.rows })?;
+        if r >= self.rows {
+            return Err(ModelError::TokenOutOfRange { token: r as u32, vocab: self.rows });
+        }
         let mut out = vec![0.0; self.cols];
-        dequantize(self.format, bytes, &mut out)?;
+        dequantize_row(self.format, self.layout, &self.data, self.rows, r, &mut out)?;
         Ok(out)
     }
 }

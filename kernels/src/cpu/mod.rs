@@ -2,10 +2,21 @@
 //! runs (vectorisable inner loops, rows split across the rayon pool). On wasm the pool is
 //! wasm-bindgen-rayon's Web Workers in the threaded build and the calling thread otherwise.
 
+mod attention;
+mod interleave;
 mod matvec;
 pub mod ops;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod quant_avx2;
 mod quant_matvec;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod quant_simd128;
 
+pub use attention::{KvHead, attend_head};
+pub use interleave::{GROUP, RowLayout, dequantize_row, interleave_rows, plain_row};
 pub(crate) use matvec::check_matvec_shape;
 pub use matvec::{matvec, matvec_reference};
-pub use quant_matvec::{Activations, dot_q4_0_q8_0, dot_q4_1_q8_1, dot_q8_0_q8_0, matmul_quant, matvec_quant};
+pub use quant_matvec::{
+    Activations, QuantWeights, dot_q4_0_q8_0, dot_q4_1_q8_1, dot_q8_0_q8_0, matmul_quant, matmul_quant_layout,
+    matmul_quant_many, matvec_quant,
+};
