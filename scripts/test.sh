@@ -22,7 +22,8 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --release --tests 2>&1 | tee -a "$log" || status=1
-RUSTFLAGS="-C target-feature=+simd128" cargo test --release --tests -p hearth-kernels \
+# The runner's timeout is per test binary; building the GPU pipelines on SwiftShader is slow.
+WASM_BINDGEN_TEST_TIMEOUT=900 RUSTFLAGS="-C target-feature=+simd128" cargo test --release --tests -p hearth-kernels \
   --target wasm32-unknown-unknown --target-dir target/wasm-single 2>&1 | tee -a "$log" || status=1
 
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }

@@ -2,12 +2,13 @@
 //! token from the engine worker, a stop button, sampling settings and the speed of the last
 //! reply.
 
-use hearth_core::engine::{FinishReason, GenerateParams, Prompt};
-use hearth_core::protocol::EngineRequest;
+use hearth_core::catalog::{DEFAULT_MODEL, model_url};
+use hearth_core::engine::{Backend, BackendChoice, FinishReason, GenerateParams, Prompt};
+use hearth_core::protocol::{EngineRequest, GpuStatus};
 use hearth_core::sampler::SamplerConfig;
 use leptos::prelude::*;
 
-use crate::engine_client::{EngineClient, EngineState, ModelState};
+use crate::engine_client::{EngineClient, EngineState, ModelState, backend_param};
 
 #[component]
 pub fn Chat(engine: EngineClient) -> impl IntoView {
@@ -67,15 +68,41 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                 _ => format!("loading the model: {:.1} MB", loaded as f64 / 1e6),
             },
         ),
-        ModelState::Loaded { bytes, context, ms } => (
+        ModelState::Loaded { bytes, context, ms, backend, note } => (
             "loaded",
-            format!("model loaded ({:.1} MB in {:.1} s), {context} tokens of context", bytes as f64 / 1e6, ms / 1e3),
+            format!(
+                "model loaded ({:.1} MB in {:.1} s), {context} tokens of context, on the {}{}",
+                bytes as f64 / 1e6,
+                ms / 1e3,
+                backend_name(backend),
+                note.map(|n| format!(" ({n})")).unwrap_or_default(),
+            ),
         ),
         ModelState::Failed(why) => ("failed", format!("the model did not load: {why}")),
     };
-    let backend = move || match state.get() {
-        EngineState::Ready(c) => format!("CPU, {} build, {} thread(s)", c.build.dir(), c.threads),
-        _ => "CPU".to_string(),
+    let backend = move || {
+        let on = match model.get() {
+            ModelState::Loaded { backend, .. } => backend,
+            _ => Backend::Cpu,
+        };
+        match (on, state.get()) {
+            (Backend::Gpu, EngineState::Ready(c)) => match c.gpu {
+                GpuStatus::Available { adapter } => format!("GPU ({})", adapter.name),
+                GpuStatus::Unavailable { .. } => "GPU".to_string(),
+            },
+            (Backend::Cpu, EngineState::Ready(c)) => format!("CPU, {} build, {} thread(s)", c.build.dir(), c.threads),
+            (on, _) => backend_name(on).to_string(),
+        }
+    };
+    let backend_data = move || match model.get() {
+        ModelState::Loaded { backend, .. } => backend_name(backend),
+        _ => "",
+    };
+    // Loads the model again onto the backend picked in the settings.
+    let switch_backend = move |ev: leptos::ev::Event| {
+        let choice: BackendChoice = event_target_value(&ev).parse().unwrap_or_default();
+        model.set(ModelState::Loading { loaded: 0, total: None });
+        engine.send(&EngineRequest::LoadModel { url: model_url(&DEFAULT_MODEL), backend: choice });
     };
     let stats = move || {
         chat.with(|c| {
@@ -88,14 +115,16 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                     FinishReason::Cancelled => "cancelled",
                 };
                 view! {
-                    <p id="chat-stats" data-finish=finish data-completion-tokens=done.completion_tokens.to_string()>
+                    <p id="chat-stats" data-finish=finish data-completion-tokens=done.completion_tokens.to_string()
+                        data-backend=backend_data>
                         {format!(
-                            "{} prompt tokens ({} new) at {:.0} tok/s, {} reply tokens at {:.1} tok/s — {} — finish: {finish}",
+                            "{} prompt tokens ({} new) at {:.0} tok/s, {} reply tokens at {:.1} tok/s ({:.1} ms per step) — {} — finish: {finish}",
                             done.prompt_tokens,
                             t.prefill_tokens,
                             per_s(t.prefill_tokens, t.prefill_ms),
                             done.completion_tokens,
                             per_s(done.completion_tokens, t.decode_ms),
+                            t.decode_ms / done.completion_tokens.max(1) as f64,
                             backend(),
                         )}
                     </p>
@@ -127,7 +156,14 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                 <button id="chat-stop" on:click=stop disabled=move || !replying()>"Stop"</button>
             </div>
             <details class="settings">
-                <summary>"Sampling"</summary>
+                <summary>"Settings"</summary>
+                <label>"backend "
+                    <select id="chat-backend" on:change=switch_backend disabled=replying>
+                        <option value="auto" selected=move || backend_param() == BackendChoice::Auto>"auto"</option>
+                        <option value="gpu" selected=move || backend_param() == BackendChoice::Gpu>"GPU"</option>
+                        <option value="cpu" selected=move || backend_param() == BackendChoice::Cpu>"CPU"</option>
+                    </select>
+                </label>
                 <label>"temperature "
                     <input id="chat-temperature" type="number" min="0" max="2" step="0.1"
                         prop:value=move || temperature.get().to_string()
@@ -146,5 +182,12 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
             </details>
             {stats}
         </section>
+    }
+}
+
+fn backend_name(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Gpu => "GPU",
+        Backend::Cpu => "CPU",
     }
 }

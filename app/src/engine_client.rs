@@ -3,7 +3,7 @@
 
 use hearth_core::catalog::{DEFAULT_MODEL, model_url};
 use hearth_core::chat_template::ChatMessage;
-use hearth_core::engine::Completion;
+use hearth_core::engine::{Backend, BackendChoice, Completion};
 use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, RuntimeBuild};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -23,6 +23,11 @@ pub struct BuildChoice {
     pub build: RuntimeBuild,
     pub reason: String,
     pub cross_origin_isolated: bool,
+}
+
+/// The backend the page asks for: `?backend=cpu|gpu|auto`, auto when absent or unreadable.
+pub fn backend_param() -> BackendChoice {
+    page_param("backend").and_then(|b| b.parse().ok()).unwrap_or_default()
 }
 
 /// A query parameter of the page's URL.
@@ -73,7 +78,7 @@ pub enum EngineState {
 pub enum ModelState {
     NotLoaded,
     Loading { loaded: u64, total: Option<u64> },
-    Loaded { bytes: u64, context: usize, ms: f64 },
+    Loaded { bytes: u64, context: usize, ms: f64, backend: Backend, note: Option<String> },
     Failed(String),
 }
 
@@ -168,12 +173,18 @@ impl EngineClient {
                     set_state.set(EngineState::Ready(capabilities));
                     // The chat needs the model; fetch it as soon as the engine can take it.
                     model.set(ModelState::Loading { loaded: 0, total: None });
-                    post(worker_slot, &EngineRequest::LoadModel { url: model_url(&DEFAULT_MODEL) });
+                    let request = EngineRequest::LoadModel { url: model_url(&DEFAULT_MODEL), backend: backend_param() };
+                    post(worker_slot, &request);
                 }
                 Ok(EngineEvent::ModelProgress { loaded, total }) => model.set(ModelState::Loading { loaded, total }),
-                Ok(EngineEvent::ModelLoaded { bytes, context, ms, .. }) => {
-                    model.set(ModelState::Loaded { bytes, context, ms })
+                Ok(EngineEvent::ModelLoaded { bytes, context, ms, backend, backend_note, .. }) => {
+                    model.set(ModelState::Loaded { bytes, context, ms, backend, note: backend_note })
                 }
+                Ok(EngineEvent::BackendChanged { backend: now, note: why }) => model.update(|m| {
+                    if let ModelState::Loaded { backend, note, .. } = m {
+                        (*backend, *note) = (now, why);
+                    }
+                }),
                 Ok(EngineEvent::ModelFailed { message, .. }) => model.set(ModelState::Failed(message)),
                 Ok(event) if crate::js_api::on_event(&event) => {}
                 Ok(event @ (EngineEvent::Delta { .. } | EngineEvent::Done { .. } | EngineEvent::Failed { .. })) => {

@@ -7,6 +7,7 @@
 //!                       { max_tokens: 32, sampler: { temperature: 0 } },
 //!                       (delta) => console.log(delta))     // the completion object
 //! hearth.modelState()                                       // "loading" | "loaded" | …
+//! hearth.backend()                                          // "gpu" | "cpu" once loaded, else ""
 //! ```
 //!
 //! `generate`'s prompt is `{ text: "…" }` or `{ chat: [messages] }`, its parameters those of
@@ -15,7 +16,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use hearth_core::engine::{GenerateParams, Prompt};
+use hearth_core::engine::{Backend, GenerateParams, Prompt};
 use hearth_core::protocol::{EngineEvent, EngineRequest};
 use js_sys::{Function, Object, Promise, Reflect};
 use leptos::prelude::*;
@@ -99,10 +100,19 @@ pub fn install(engine: EngineClient) {
             .to_string()
         })
     };
+    let backend = {
+        let model = engine.model;
+        Closure::<dyn Fn() -> String>::new(move || match model.get_untracked() {
+            ModelState::Loaded { backend: Backend::Gpu, .. } => "gpu".to_string(),
+            ModelState::Loaded { backend: Backend::Cpu, .. } => "cpu".to_string(),
+            _ => String::new(),
+        })
+    };
     for (name, f) in [
         ("tokenize", tokenize.into_js_value()),
         ("generate", generate.into_js_value()),
         ("modelState", model_state.into_js_value()),
+        ("backend", backend.into_js_value()),
     ] {
         let _ = Reflect::set(&api, &name.into(), &f);
     }

@@ -5,16 +5,25 @@
 //!
 //! The KV cache outlives a call: a prompt that starts with the tokens of the previous
 //! conversation (the next turn of a chat) only runs its new tokens through the model.
+//!
+//! The model runs on the GPU (WebGPU through wgpu) or the CPU ([`Backend`]). The CPU copy of
+//! the weights is always kept: if the GPU device is lost mid-generation, the engine replays
+//! the conversation so far on the CPU and the generation goes on. The API is async because a
+//! GPU result can only be awaited on the web; on the CPU nothing ever waits.
 
 use std::ops::ControlFlow;
+use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
 use crate::gguf::{ByteSource, Gguf, GgufError};
+use crate::kernels::KernelError;
+use crate::kernels::gpu::GpuContext;
 use crate::model::ModelError;
 use crate::model::llama::{Llama, PREFILL_CHUNK};
+use crate::model::llama_gpu::{GpuLlama, Prediction, Readback};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 
@@ -32,6 +41,39 @@ pub enum EngineError {
     EmptyPrompt,
     #[error("the prompt is {prompt} tokens but the context holds {context}")]
     PromptTooLong { prompt: usize, context: usize },
+    #[error("the GPU backend was asked for but there is no GPU: {0}")]
+    NoGpu(String),
+}
+
+/// Which processor runs the model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    Cpu,
+    Gpu,
+}
+
+/// The backend a caller asks for: `Auto` takes the GPU when there is one and the model loads
+/// onto it, else the CPU.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Gpu,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "cpu" => Ok(Self::Cpu),
+            "gpu" => Ok(Self::Gpu),
+            other => Err(format!("backend {other:?} is not one of auto, cpu, gpu")),
+        }
+    }
 }
 
 /// What to complete: raw text (the completions API) or a conversation rendered with the model's
@@ -120,7 +162,7 @@ pub struct Generation {
     /// Prompt and generated tokens.
     history: Vec<u32>,
     /// The model's prediction for the next token.
-    logits: Vec<f32>,
+    next: Prediction,
     decoder: StreamDecoder,
     text: String,
     /// Bytes of `text` handed out by [`Engine::step`].
@@ -167,7 +209,12 @@ impl Generation {
 
 /// A model ready to generate: weights, KV cache, tokenizer and chat template.
 pub struct Engine {
+    /// The weights on the CPU: the CPU backend, and the GPU's fallback.
     model: Llama,
+    /// The model on the GPU, when that is the backend.
+    gpu: Option<GpuLlama>,
+    /// Why the engine runs on the CPU although a GPU was offered, if it does.
+    backend_note: Option<String>,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     /// Tokens whose keys and values are in the KV cache, in order from position 0.
@@ -176,15 +223,59 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Loads the model in `src` with `n_ctx` positions of context. `clock` returns milliseconds
-    /// from any fixed origin (`performance.now()` in a browser).
+    /// Loads the model in `src` onto the CPU with `n_ctx` positions of context. `clock` returns
+    /// milliseconds from any fixed origin (`performance.now()` in a browser).
     pub fn load<S: ByteSource + ?Sized>(src: &S, n_ctx: usize, clock: fn() -> f64) -> Result<Self, EngineError> {
+        Self::load_on(src, n_ctx, clock, BackendChoice::Cpu, Err("not asked for".into()))
+    }
+
+    /// [`Engine::load`] onto the backend `choice` names, given the GPU (or why there is none).
+    /// `Auto` falls back to the CPU, saying why in [`Engine::backend_note`]; `Gpu` fails instead.
+    pub fn load_on<S: ByteSource + ?Sized>(
+        src: &S,
+        n_ctx: usize,
+        clock: fn() -> f64,
+        choice: BackendChoice,
+        gpu: Result<Rc<GpuContext>, String>,
+    ) -> Result<Self, EngineError> {
         let g = Gguf::read(src)?;
         let tokenizer = Tokenizer::from_gguf(&g)?;
         let text_of = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_owned();
         let template = ChatTemplate::from_gguf(&g, &text_of(tokenizer.bos()), &text_of(tokenizer.eos()))?;
         let model = Llama::load(&g, src, n_ctx)?;
-        Ok(Self { model, tokenizer, template, cached: Vec::new(), clock })
+        let (gpu, backend_note) = match (choice, gpu) {
+            (BackendChoice::Cpu, _) => (None, None),
+            (BackendChoice::Gpu, Err(why)) => return Err(EngineError::NoGpu(why)),
+            (BackendChoice::Gpu, Ok(ctx)) => (Some(GpuLlama::load(&g, src, ctx, n_ctx)?), None),
+            (BackendChoice::Auto, Err(why)) => (None, Some(format!("no GPU: {why}"))),
+            (BackendChoice::Auto, Ok(ctx)) => match GpuLlama::load(&g, src, ctx, n_ctx) {
+                Ok(m) => (Some(m), None),
+                Err(e) => (None, Some(format!("the model did not load onto the GPU: {e}"))),
+            },
+        };
+        Ok(Self { model, gpu, backend_note, tokenizer, template, cached: Vec::new(), clock })
+    }
+
+    /// The backend the model runs on now.
+    pub fn backend(&self) -> Backend {
+        if self.gpu.is_some() { Backend::Gpu } else { Backend::Cpu }
+    }
+
+    /// Why the model runs on the CPU although a GPU was offered (none available, the model
+    /// did not fit, or the device was lost), if it does.
+    pub fn backend_note(&self) -> Option<&str> {
+        self.backend_note.as_deref()
+    }
+
+    /// The model on the GPU, when that is the backend.
+    pub fn gpu_model(&self) -> Option<&GpuLlama> {
+        self.gpu.as_ref()
+    }
+
+    /// The model on the GPU, for measurements that run its ops directly (benchmarks); what
+    /// they write past the cached tokens is overwritten by the next generation.
+    pub fn gpu_model_mut(&mut self) -> Option<&mut GpuLlama> {
+        self.gpu.as_mut()
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -227,15 +318,15 @@ impl Engine {
     /// is known to be final (text that might begin a stop string is held back until it is
     /// not). `on_delta` returning `ControlFlow::Break` ends generation with
     /// [`FinishReason::Cancelled`].
-    pub fn generate(
+    pub async fn generate(
         &mut self,
         prompt: &Prompt,
         params: &GenerateParams,
         mut on_delta: impl FnMut(&str) -> ControlFlow<()>,
     ) -> Result<Completion, EngineError> {
-        let mut generation = self.start(prompt, params)?;
+        let mut generation = self.start(prompt, params).await?;
         while generation.finish.is_none() {
-            let delta = self.step(&mut generation)?;
+            let delta = self.step(&mut generation).await?;
             if !delta.is_empty() && on_delta(&delta).is_break() && generation.finish.is_none() {
                 generation.cancel();
             }
@@ -247,7 +338,7 @@ impl Engine {
     /// [`Engine::step`] then adds one token; a caller with an event loop (a Web Worker) can
     /// handle messages, such as a stop request, between steps. One generation at a time: the
     /// KV cache is the engine's, so starting another leaves the previous one unusable.
-    pub fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
+    pub async fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
         let prompt_ids = self.prompt_tokens(prompt)?;
         if prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -258,14 +349,15 @@ impl Engine {
         }
         let mut timings = Timings::default();
         let start = (self.clock)();
-        let logits = self.prefill(&prompt_ids, &mut timings)?;
+        let readback = readback_for(params);
+        let next = self.prefill(&prompt_ids, readback, &mut timings).await?;
         timings.prefill_ms = (self.clock)() - start;
         Ok(Generation {
             sampler: Sampler::new(params.sampler.clone()),
             params: params.clone(),
             prompt_tokens: prompt_ids.len(),
             history: prompt_ids,
-            logits,
+            next,
             decoder: StreamDecoder::new(),
             text: String::new(),
             sent: 0,
@@ -279,16 +371,21 @@ impl Engine {
     /// Samples the next token of `generation` and runs it through the model, returning the
     /// text that became final (often empty: part of a character, or text that may begin a stop
     /// string). Once the generation has finished, returns nothing more.
-    pub fn step(&mut self, generation: &mut Generation) -> Result<String, EngineError> {
+    pub async fn step(&mut self, generation: &mut Generation) -> Result<String, EngineError> {
         let g = generation;
         if g.finish.is_some() {
             return Ok(String::new());
         }
         let start = (self.clock)();
-        if g.params.top_logits > 0 {
-            g.top_logits.push(top_n(&g.logits, g.params.top_logits));
-        }
-        let id = g.sampler.sample(&mut g.logits, &g.history);
+        let id = match &mut g.next {
+            Prediction::Token(id) => *id,
+            Prediction::Logits(logits) => {
+                if g.params.top_logits > 0 {
+                    g.top_logits.push(top_n(logits, g.params.top_logits));
+                }
+                g.sampler.sample(logits, &g.history)
+            }
+        };
         g.tokens.push(id);
         g.history.push(id);
         let mut finish = None;
@@ -304,8 +401,20 @@ impl Engine {
             } else if g.tokens.len() >= g.params.max_tokens || g.history.len() >= self.context_size() {
                 finish = Some(FinishReason::Length);
             } else {
-                g.logits = self.model.forward(&[id], g.history.len() - 1, false)?;
-                self.cached.push(id);
+                let readback = readback_for(&g.params);
+                g.next = match self.forward(&[id], g.history.len() - 1, Some(readback)).await {
+                    Err(e) if is_device_lost(&e) && self.gpu.is_some() => {
+                        // Replay the conversation on the CPU and carry on there.
+                        self.fall_back_to_cpu(&e);
+                        let mut replay = Timings::default();
+                        self.prefill(&g.history, readback, &mut replay).await?
+                    }
+                    result => {
+                        let next = result?.unwrap_or(Prediction::Logits(Vec::new()));
+                        self.cached.push(id);
+                        next
+                    }
+                };
             }
         }
         let end = match finish {
@@ -327,21 +436,76 @@ impl Engine {
     }
 
     /// Runs the prompt's tokens that are not already in the KV cache, in chunks, and returns
-    /// the logits of its last token.
-    fn prefill(&mut self, prompt: &[u32], timings: &mut Timings) -> Result<Vec<f32>, EngineError> {
+    /// the prediction after its last token. A GPU lost on the way moves to the CPU.
+    async fn prefill(
+        &mut self,
+        prompt: &[u32],
+        readback: Readback,
+        timings: &mut Timings,
+    ) -> Result<Prediction, EngineError> {
+        match self.prefill_on_backend(prompt, readback, timings).await {
+            Err(e) if is_device_lost(&e) && self.gpu.is_some() => {
+                self.fall_back_to_cpu(&e);
+                self.prefill_on_backend(prompt, readback, timings).await
+            }
+            result => result,
+        }
+    }
+
+    async fn prefill_on_backend(
+        &mut self,
+        prompt: &[u32],
+        readback: Readback,
+        timings: &mut Timings,
+    ) -> Result<Prediction, EngineError> {
         let mut reuse = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        // The last prompt token always runs: its logits are the first prediction.
+        // The last prompt token always runs: its prediction is the first token.
         reuse = reuse.min(prompt.len() - 1);
         self.cached.truncate(reuse);
-        let mut logits = Vec::new();
-        for chunk in prompt[reuse..].chunks(PREFILL_CHUNK) {
+        let mut next = None;
+        let chunks: Vec<&[u32]> = prompt[reuse..].chunks(PREFILL_CHUNK).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
             let pos = self.cached.len();
-            logits = self.model.forward(chunk, pos, false).inspect_err(|_| self.cached.truncate(pos))?;
+            // Only the last chunk's prediction is needed.
+            let wanted = (i + 1 == chunks.len()).then_some(readback);
+            next = self.forward(chunk, pos, wanted).await.inspect_err(|_| self.cached.truncate(pos))?;
             self.cached.extend_from_slice(chunk);
         }
         timings.prefill_tokens = prompt.len() - reuse;
-        Ok(logits)
+        Ok(next.unwrap_or(Prediction::Logits(Vec::new())))
     }
+
+    /// One forward pass on the current backend; the prediction for the next token if
+    /// `readback` asks for one.
+    async fn forward(
+        &mut self,
+        tokens: &[u32],
+        pos: usize,
+        readback: Option<Readback>,
+    ) -> Result<Option<Prediction>, EngineError> {
+        Ok(match &mut self.gpu {
+            Some(gpu) => gpu.forward(tokens, pos, readback).await?,
+            None => Some(Prediction::Logits(self.model.forward(tokens, pos, false)?)),
+        })
+    }
+
+    /// Drops the GPU model after `error` (its device is gone); the CPU's KV cache is empty, so
+    /// the next prefill runs the whole conversation.
+    fn fall_back_to_cpu(&mut self, error: &EngineError) {
+        self.gpu = None;
+        self.cached.clear();
+        self.backend_note = Some(format!("moved to the CPU: {error}"));
+    }
+}
+
+/// What a forward pass must return for `params`: the argmax alone when that decides the next
+/// token (the GPU then reads back 8 bytes, not the logits).
+fn readback_for(params: &GenerateParams) -> Readback {
+    if params.sampler.is_greedy() && params.top_logits == 0 { Readback::Argmax } else { Readback::Logits }
+}
+
+fn is_device_lost(e: &EngineError) -> bool {
+    matches!(e, EngineError::Model(ModelError::Kernel(KernelError::DeviceLost(_))))
 }
 
 /// The `n` largest logits with their token ids, largest first (ties: lower id first).

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Completion, GenerateParams, Prompt};
+use crate::engine::{Backend, BackendChoice, Completion, GenerateParams, Prompt};
 use crate::probe::KernelRun;
 pub use hearth_kernels::gpu::AdapterSummary;
 
@@ -54,8 +54,13 @@ pub struct Capabilities {
 pub enum EngineRequest {
     /// Run the kernel probe (see [`crate::probe`]) on the GPU and on the CPU pool.
     RunKernels,
-    /// Fetch the GGUF file at `url` (relative to the app) and load it for chat.
-    LoadModel { url: String },
+    /// Fetch the GGUF file at `url` (relative to the app) and load it for chat, onto the
+    /// backend `backend` names (auto: a hardware GPU if there is one and the model fits).
+    LoadModel {
+        url: String,
+        #[serde(default)]
+        backend: BackendChoice,
+    },
     /// Complete a prompt or reply to a conversation; the text streams back as
     /// [`EngineEvent::Delta`]s, then [`EngineEvent::Done`] or [`EngineEvent::Failed`].
     Generate { id: u32, prompt: Prompt, params: GenerateParams },
@@ -95,6 +100,15 @@ pub enum EngineEvent {
         bytes: u64,
         context: usize,
         ms: f64,
+        backend: Backend,
+        /// Why it runs on the CPU although a GPU was there, if it does.
+        backend_note: Option<String>,
+    },
+    /// The model moved to another backend mid-session (the GPU device was lost); the
+    /// conversation goes on there.
+    BackendChanged {
+        backend: Backend,
+        note: Option<String>,
     },
     ModelFailed {
         url: String,

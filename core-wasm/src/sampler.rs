@@ -28,6 +28,17 @@ pub struct SamplerConfig {
     pub seed: u64,
 }
 
+impl SamplerConfig {
+    /// Whether the next token is simply the most likely one (no temperature, no penalties):
+    /// then only the argmax of the logits is needed, which a GPU can compute itself.
+    pub fn is_greedy(&self) -> bool {
+        self.temperature <= 0.0
+            && self.repeat_penalty == 1.0
+            && self.presence_penalty == 0.0
+            && self.frequency_penalty == 0.0
+    }
+}
+
 impl Default for SamplerConfig {
     fn default() -> Self {
         Self {

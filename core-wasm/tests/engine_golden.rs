@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
-use hearth_core::engine::{Engine, EngineError, FinishReason, GenerateParams, Prompt, native_clock};
+use hearth_core::engine::{Completion, Engine, EngineError, FinishReason, GenerateParams, Prompt, native_clock};
 use hearth_core::gguf::SharedBytes;
 use hearth_core::sampler::SamplerConfig;
 use serde_json::Value;
@@ -22,6 +22,16 @@ fn engine(n_ctx: usize) -> Engine {
     let file =
         std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
     Engine::load(&file, n_ctx, native_clock).unwrap()
+}
+
+/// [`Engine::generate`], waited for (on the CPU nothing ever waits).
+fn generate(
+    engine: &mut Engine,
+    prompt: &Prompt,
+    params: &GenerateParams,
+    on_delta: impl FnMut(&str) -> ControlFlow<()>,
+) -> Result<Completion, EngineError> {
+    pollster::block_on(engine.generate(prompt, params, on_delta))
 }
 
 fn ids(v: &Value) -> Vec<u32> {
@@ -49,12 +59,11 @@ fn greedy_completions_are_llama_cpp_s() {
         let expected = ids(&case["ids"]);
         assert_eq!(engine.prompt_tokens(&prompt).unwrap(), ids(&case["prompt_ids"]), "prompt of {prompt:?}");
         let mut streamed = String::new();
-        let done = engine
-            .generate(&prompt, &greedy(expected.len()), |delta| {
-                streamed.push_str(delta);
-                ControlFlow::Continue(())
-            })
-            .unwrap();
+        let done = generate(&mut engine, &prompt, &greedy(expected.len()), |delta| {
+            streamed.push_str(delta);
+            ControlFlow::Continue(())
+        })
+        .unwrap();
         assert_eq!(done.tokens, expected, "tokens of {prompt:?}");
         assert_eq!(done.text, case["text"].as_str().unwrap(), "text of {prompt:?}");
         assert_eq!(streamed, done.text, "the deltas add up to the completion");
@@ -73,7 +82,7 @@ fn a_model_in_memory_generates_the_same() {
     let mut engine = Engine::load(&SharedBytes::new(bytes), 256, native_clock).unwrap();
     let case = &golden()["cases"][0];
     let expected = ids(&case["ids"]);
-    let done = engine.generate(&prompt_of(case), &greedy(expected.len()), |_| ControlFlow::Continue(())).unwrap();
+    let done = generate(&mut engine, &prompt_of(case), &greedy(expected.len()), |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(done.tokens, expected);
 }
 
@@ -88,12 +97,11 @@ fn stop_strings_end_the_completion_before_them() {
     let mut engine = engine(512);
     let mut streamed = String::new();
     let params = GenerateParams { stop: vec!["never appears ∅".into(), stop.clone()], ..greedy(40) };
-    let done = engine
-        .generate(&prompt_of(case), &params, |delta| {
-            streamed.push_str(delta);
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let done = generate(&mut engine, &prompt_of(case), &params, |delta| {
+        streamed.push_str(delta);
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(done.finish_reason, FinishReason::Stop);
     assert_eq!(done.text, full[..first], "stop string {stop:?}");
     assert_eq!(streamed, done.text, "no part of the stop string was streamed");
@@ -103,9 +111,10 @@ fn stop_strings_end_the_completion_before_them() {
 fn end_of_generation_tokens_stop_a_chat_reply() {
     let mut engine = engine(512);
     let prompt = Prompt::Chat(vec![ChatMessage::new("user", "Say hello.")]);
-    let done = engine
-        .generate(&prompt, &GenerateParams { max_tokens: 200, ..Default::default() }, |_| ControlFlow::Continue(()))
-        .unwrap();
+    let done = generate(&mut engine, &prompt, &GenerateParams { max_tokens: 200, ..Default::default() }, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap();
     assert_eq!(done.finish_reason, FinishReason::Stop, "reply {:?}", done.text);
     let last = *done.tokens.last().unwrap();
     assert!(engine.tokenizer().is_eog(last), "ends with {last}");
@@ -117,12 +126,11 @@ fn end_of_generation_tokens_stop_a_chat_reply() {
 fn the_callback_can_cancel() {
     let mut engine = engine(512);
     let mut deltas = 0;
-    let done = engine
-        .generate(&Prompt::Text("Once upon a time".into()), &greedy(40), |delta| {
-            deltas += usize::from(!delta.is_empty());
-            if deltas == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
-        })
-        .unwrap();
+    let done = generate(&mut engine, &Prompt::Text("Once upon a time".into()), &greedy(40), |delta| {
+        deltas += usize::from(!delta.is_empty());
+        if deltas == 3 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+    })
+    .unwrap();
     assert_eq!(done.finish_reason, FinishReason::Cancelled);
     assert!(done.completion_tokens < 40);
     assert_eq!(deltas, 3);
@@ -138,7 +146,7 @@ fn the_same_seed_gives_the_same_completion() {
         ..Default::default()
     };
     let run =
-        |engine: &mut Engine, seed| engine.generate(&prompt, &params(seed), |_| ControlFlow::Continue(())).unwrap();
+        |engine: &mut Engine, seed| generate(engine, &prompt, &params(seed), |_| ControlFlow::Continue(())).unwrap();
     let a = run(&mut engine, 7);
     let b = run(&mut engine, 7);
     assert_eq!((&a.tokens, &a.text), (&b.tokens, &b.text));
@@ -150,23 +158,25 @@ fn the_same_seed_gives_the_same_completion() {
 fn a_chat_turn_reuses_the_previous_turns_kv_cache() {
     let mut warm = engine(1024);
     let first = vec![ChatMessage::new("user", "Name a colour.")];
-    let one = warm
-        .generate(&Prompt::Chat(first.clone()), &GenerateParams { max_tokens: 16, ..Default::default() }, |_| {
-            ControlFlow::Continue(())
-        })
-        .unwrap();
+    let one = generate(
+        &mut warm,
+        &Prompt::Chat(first.clone()),
+        &GenerateParams { max_tokens: 16, ..Default::default() },
+        |_| ControlFlow::Continue(()),
+    )
+    .unwrap();
     let mut second = first;
     second.push(ChatMessage::new("assistant", one.text.clone()));
     second.push(ChatMessage::new("user", "And another one?"));
     let params = GenerateParams { max_tokens: 16, ..Default::default() };
-    let reused = warm.generate(&Prompt::Chat(second.clone()), &params, |_| ControlFlow::Continue(())).unwrap();
+    let reused = generate(&mut warm, &Prompt::Chat(second.clone()), &params, |_| ControlFlow::Continue(())).unwrap();
     assert!(
         reused.timings.prefill_tokens < reused.prompt_tokens / 2,
         "only the new turn runs: {} of {} prompt tokens",
         reused.timings.prefill_tokens,
         reused.prompt_tokens
     );
-    let fresh = engine(1024).generate(&Prompt::Chat(second), &params, |_| ControlFlow::Continue(())).unwrap();
+    let fresh = generate(&mut engine(1024), &Prompt::Chat(second), &params, |_| ControlFlow::Continue(())).unwrap();
     assert_eq!(fresh.timings.prefill_tokens, fresh.prompt_tokens);
     assert_eq!(reused.tokens, fresh.tokens, "reusing the cache changes nothing");
 }
@@ -174,21 +184,22 @@ fn a_chat_turn_reuses_the_previous_turns_kv_cache() {
 #[test]
 fn limits_and_bad_prompts_are_reported() {
     let mut engine = engine(32);
-    let done =
-        engine.generate(&Prompt::Text("One two three".into()), &greedy(5), |_| ControlFlow::Continue(())).unwrap();
+    let done = generate(&mut engine, &Prompt::Text("One two three".into()), &greedy(5), |_| ControlFlow::Continue(()))
+        .unwrap();
     assert_eq!((done.finish_reason, done.completion_tokens), (FinishReason::Length, 5));
     // The context ends before max_tokens.
     let done =
-        engine.generate(&Prompt::Text("One two three".into()), &greedy(100), |_| ControlFlow::Continue(())).unwrap();
+        generate(&mut engine, &Prompt::Text("One two three".into()), &greedy(100), |_| ControlFlow::Continue(()))
+            .unwrap();
     assert_eq!(done.finish_reason, FinishReason::Length);
     assert_eq!(done.prompt_tokens + done.completion_tokens, 32);
     let long = Prompt::Text("word ".repeat(100));
-    match engine.generate(&long, &greedy(5), |_| ControlFlow::Continue(())) {
+    match generate(&mut engine, &long, &greedy(5), |_| ControlFlow::Continue(())) {
         Err(e @ EngineError::PromptTooLong { context: 32, .. }) => assert!(e.to_string().contains("32")),
         other => panic!("expected PromptTooLong, got {other:?}"),
     }
     assert!(matches!(
-        engine.generate(&Prompt::Text(String::new()), &greedy(5), |_| ControlFlow::Continue(())),
+        generate(&mut engine, &Prompt::Text(String::new()), &greedy(5), |_| ControlFlow::Continue(())),
         Err(EngineError::EmptyPrompt)
     ));
 }

@@ -37,6 +37,15 @@ pub enum KernelError {
     #[error("row {row} is outside a matrix of {rows} rows")]
     RowOutOfRange { row: usize, rows: usize },
 
+    #[error("{op}: a step of {tokens} tokens exceeds the {max} its buffers were sized for")]
+    TooManyTokens { op: &'static str, tokens: u32, max: u32 },
+
+    #[error("{len} values at offset {offset} do not fit a buffer of {buffer} values")]
+    OutOfBounds { offset: usize, len: usize, buffer: usize },
+
+    #[error("{op}: {why}")]
+    OpShape { op: &'static str, why: String },
+
     #[error("tensor format {0} is not supported yet")]
     UnsupportedFormat(QuantFormat),
 }

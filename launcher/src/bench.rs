@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hearth_core::engine::{Engine, GenerateParams, Prompt, native_clock};
+use hearth_core::engine::{BackendChoice, Engine, GenerateParams, Prompt, native_clock};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thiserror::Error;
@@ -78,24 +78,110 @@ fn decode_params(gen_tokens: usize) -> GenerateParams {
 /// Hearth natively on `threads` threads.
 pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: usize) -> Result<Figures, BenchError> {
     let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
-    let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
+    let pool =
+        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| BenchError::Pool(e.to_string()))?;
+    // The engine is made and used inside the pool (it is not Send: it may hold a GPU).
+    pool.install(|| {
+        let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
+        let ids = engine.tokenizer().encode(PROMPT, true, false);
+        if ids.len() < prompt_tokens {
+            return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
+        }
+        let ids = ids[..prompt_tokens].to_vec();
+        let params = decode_params(gen_tokens);
+        // The warm-up's prompt starts differently, so the measured run reuses no cache.
+        let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
+        pollster::block_on(engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(())))?;
+        let done = pollster::block_on(engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(())))?;
+        let t = done.timings;
+        let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+        Ok(figures("hearth", "native", threads, &t, gen_tokens))
+    })
+}
+
+/// What `hearth bench --backend gpu` reports for one run on a GPU.
+#[derive(Clone, Debug)]
+pub struct GpuFigures {
+    pub figures: Figures,
+    pub adapter: String,
+    /// Bytes of weights on the device: what each decode step reads at least once.
+    pub weight_bytes: u64,
+    /// Bytes per second a buffer copy moves on this device (read + written).
+    pub copy_bandwidth: f64,
+    /// Kernel families by GPU time in one decode step, slowest first (milliseconds).
+    pub kernels: Vec<(&'static str, f64)>,
+}
+
+impl GpuFigures {
+    /// Weight bytes read per second while decoding.
+    pub fn achieved_bandwidth(&self) -> f64 {
+        self.weight_bytes as f64 * self.figures.decode_tok_s
+    }
+}
+
+/// Hearth natively on the GPU through wgpu (Vulkan; lavapipe where there is no GPU).
+pub fn native_gpu(model: &Path, prompt_tokens: usize, gen_tokens: usize) -> Result<GpuFigures, BenchError> {
+    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let ctx = std::rc::Rc::new(
+        pollster::block_on(hearth_core::kernels::gpu::GpuContext::new())
+            .map_err(|e| BenchError::Engine(hearth_core::engine::EngineError::NoGpu(e.to_string())))?,
+    );
+    let mut engine = Engine::load_on(
+        &file,
+        prompt_tokens + gen_tokens + 8,
+        native_clock,
+        BackendChoice::Gpu,
+        Ok(std::rc::Rc::clone(&ctx)),
+    )?;
     let ids = engine.tokenizer().encode(PROMPT, true, false);
     if ids.len() < prompt_tokens {
         return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
     }
     let ids = ids[..prompt_tokens].to_vec();
-    let pool =
-        rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| BenchError::Pool(e.to_string()))?;
-    pool.install(|| {
-        let params = decode_params(gen_tokens);
-        // The warm-up's prompt starts differently, so the measured run reuses no cache.
-        let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
-        engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(()))?;
-        let done = engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(()))?;
-        let t = done.timings;
-        let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
-        Ok(figures("hearth", "native", threads, &t, gen_tokens))
+    let params = decode_params(gen_tokens);
+    let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
+    pollster::block_on(engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(())))?;
+    let done = pollster::block_on(engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(())))?;
+    let t = done.timings;
+    let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+    let last = done.tokens.last().copied().unwrap_or(0);
+    let pos = done.prompt_tokens + done.tokens.len() - 1;
+    let gpu = engine.gpu_model_mut().ok_or_else(|| BenchError::Answer("the model left the GPU".into()))?;
+    let weight_bytes = gpu.weight_bytes();
+    let kernels = gpu.profile_decode(last, pos).map_err(|e| BenchError::Engine(e.into()))?;
+    Ok(GpuFigures {
+        figures: figures("hearth (GPU)", "native", 1, &t, gen_tokens),
+        adapter: format!("{} ({}, {})", ctx.adapter().name, ctx.adapter().backend, ctx.adapter().device_type),
+        weight_bytes,
+        copy_bandwidth: ctx.copy_bandwidth().map_err(|e| BenchError::Answer(e.to_string()))?,
+        kernels,
     })
+}
+
+/// The GPU runs as a Markdown table: speed, and decode's weight reads against the device's
+/// copy bandwidth.
+pub fn gpu_table(runs: &[GpuFigures]) -> String {
+    let mut out = String::from(
+        "| engine | where | adapter | prefill tok/s | decode tok/s | weights MB | weights read GB/s \
+         | copy GB/s | fraction | slowest kernels (ms per decode step) |\n|---|---|---|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    for r in runs {
+        let kernels: Vec<String> = r.kernels.iter().take(3).map(|(k, ms)| format!("{k} {ms:.3}")).collect();
+        out.push_str(&format!(
+            "| {} | {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.0}% | {} |\n",
+            r.figures.engine,
+            r.figures.place,
+            r.adapter,
+            r.figures.prefill_tok_s,
+            r.figures.decode_tok_s,
+            r.weight_bytes as f64 / 1e6,
+            r.achieved_bandwidth() / 1e9,
+            r.copy_bandwidth / 1e9,
+            r.achieved_bandwidth() / r.copy_bandwidth * 100.0,
+            kernels.join(", "),
+        ));
+    }
+    out
 }
 
 /// Hearth in headless Chromium: the app at `url` (which serves the default model), with

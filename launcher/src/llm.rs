@@ -4,11 +4,15 @@ use std::fs::File;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
-use hearth_core::engine::{Completion, Engine, EngineError, GenerateParams, Prompt, native_clock};
+use hearth_core::engine::{
+    Backend, BackendChoice, Completion, Engine, EngineError, GenerateParams, Prompt, native_clock,
+};
 use hearth_core::gguf::{Gguf, GgufError};
+use hearth_core::kernels::gpu::GpuContext;
 use hearth_core::tokenizer::{Tokenizer, TokenizerError};
 use serde::Serialize;
 use thiserror::Error;
@@ -37,6 +41,31 @@ fn open(path: &Path) -> Result<File, CliError> {
     File::open(path).map_err(|source| CliError::OpenModel { path: path.to_owned(), source })
 }
 
+/// The GPU for `choice`, or why there is none. `Auto` takes only hardware: a software Vulkan
+/// device (Mesa's lavapipe) is slower than the CPU backend, so it is used only when asked for.
+pub fn open_gpu(choice: BackendChoice) -> Result<Rc<GpuContext>, String> {
+    if choice == BackendChoice::Cpu {
+        return Err("the CPU backend was asked for".into());
+    }
+    let ctx = pollster::block_on(GpuContext::new()).map_err(|e| e.to_string())?;
+    if choice == BackendChoice::Auto && ctx.adapter().device_type == "Cpu" {
+        return Err(format!("the only adapter, {:?}, is a software renderer", ctx.adapter().name));
+    }
+    Ok(Rc::new(ctx))
+}
+
+/// Loads `model` onto the backend `choice` names, saying on stderr where it runs when that
+/// is not what `auto` would hope for.
+pub fn load_engine(model: &Path, n_ctx: usize, choice: BackendChoice) -> Result<Engine, CliError> {
+    let file = open(model)?;
+    let engine = Engine::load_on(&file, n_ctx, native_clock, choice, open_gpu(choice))
+        .map_err(|source| CliError::Engine { path: model.to_owned(), source })?;
+    if let Some(note) = engine.backend_note() {
+        eprintln!("hearth: running on the CPU: {note}");
+    }
+    Ok(engine)
+}
+
 /// The token ids of `text` as a JSON array.
 pub fn tokenize(model: &Path, text: &str, special: bool) -> Result<String, CliError> {
     let file = open(model)?;
@@ -54,6 +83,7 @@ struct JsonCompletion<'a> {
     completion: &'a Completion,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
+    backend: Backend,
 }
 
 /// Generates a completion, streaming the text to `out` as it comes unless `json`, in which
@@ -63,32 +93,31 @@ pub fn generate(
     prompt: &str,
     chat: bool,
     params: &GenerateParams,
+    backend: BackendChoice,
     json: bool,
     out: &mut dyn Write,
 ) -> Result<Completion, CliError> {
-    let file = open(model)?;
     let engine_error = |source| CliError::Engine { path: model.to_owned(), source };
-    let mut engine = Engine::load(&file, 4096, native_clock).map_err(engine_error)?;
+    let mut engine = load_engine(model, 4096, backend)?;
     if chat && let Some(warning) = engine.chat_template().warning() {
         eprintln!("hearth: {warning}");
     }
     let prompt =
         if chat { Prompt::Chat(vec![ChatMessage::new("user", prompt)]) } else { Prompt::Text(prompt.to_owned()) };
     let mut write_error = None;
-    let completion = engine
-        .generate(&prompt, params, |delta| {
-            if json {
-                return ControlFlow::Continue(());
+    let completion = pollster::block_on(engine.generate(&prompt, params, |delta| {
+        if json {
+            return ControlFlow::Continue(());
+        }
+        match out.write_all(delta.as_bytes()).and_then(|()| out.flush()) {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(e) => {
+                write_error = Some(e);
+                ControlFlow::Break(())
             }
-            match out.write_all(delta.as_bytes()).and_then(|()| out.flush()) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    write_error = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })
-        .map_err(engine_error)?;
+        }
+    }))
+    .map_err(engine_error)?;
     if let Some(e) = write_error {
         return Err(CliError::Output(e));
     }
@@ -99,6 +128,7 @@ pub fn generate(
             completion: &completion,
             prefill_tokens_per_s: per_s(t.prefill_tokens, t.prefill_ms),
             decode_tokens_per_s: per_s(completion.completion_tokens.saturating_sub(1), t.decode_ms),
+            backend: engine.backend(),
         };
         let line = serde_json::to_string(&record).expect("a completion serialises");
         writeln!(out, "{line}").map_err(CliError::Output)?;

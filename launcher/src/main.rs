@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use hearth::server::{self, ServeOptions};
 use hearth::{assets, llm};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
-use hearth_core::engine::GenerateParams;
+use hearth_core::engine::{BackendChoice, GenerateParams};
 use hearth_core::sampler::SamplerConfig;
 
 #[derive(Parser)]
@@ -40,7 +40,7 @@ enum Command {
         no_special: bool,
         text: String,
     },
-    /// Complete a prompt on the CPU, streaming the text to stdout.
+    /// Complete a prompt natively (GPU through wgpu, or CPU), streaming the text to stdout.
     Generate {
         /// A GGUF model; the default model from the cache if left out.
         #[arg(long)]
@@ -75,6 +75,9 @@ enum Command {
         /// Print one JSON object (text, token ids, counts, timings) instead of streaming text.
         #[arg(long)]
         json: bool,
+        /// auto: a hardware GPU when there is one and the model fits, else the CPU.
+        #[arg(long, default_value = "auto")]
+        backend: BackendChoice,
     },
     /// Measure prefill and decode tokens/s on the default model, natively and in headless
     /// Chromium (both builds), beside llama.cpp and wllama; prints a Markdown table.
@@ -89,6 +92,10 @@ enum Command {
         /// Skip llama.cpp and wllama (scripts/bench-peers.sh).
         #[arg(long)]
         no_peers: bool,
+        /// gpu: the GPU backend natively through wgpu (and in Chromium unless --native-only),
+        /// with the fraction of memory bandwidth decode achieves and the slowest kernels.
+        #[arg(long, default_value = "cpu")]
+        backend: BackendChoice,
     },
 }
 
@@ -118,7 +125,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Bench { prompt_tokens, gen_tokens, native_only, no_peers } => {
+        Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
+            bench_gpu(prompt_tokens, gen_tokens, native_only)
+        }
+        Command::Bench { prompt_tokens, gen_tokens, native_only, no_peers, .. } => {
             bench(prompt_tokens, gen_tokens, native_only, no_peers)
         }
         Command::Generate {
@@ -135,12 +145,13 @@ fn main() -> ExitCode {
             stop,
             ignore_eos,
             json,
+            backend,
         } => {
             let sampler =
                 SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..Default::default() };
             let params = GenerateParams { max_tokens, sampler, stop, ignore_eos, ..Default::default() };
             let mut out = std::io::stdout().lock();
-            match llm::generate(&llm::model_path(model), &prompt, chat, &params, json, &mut out) {
+            match llm::generate(&llm::model_path(model), &prompt, chat, &params, backend, json, &mut out) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
@@ -206,6 +217,51 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
     };
     say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}:\n", DEFAULT_MODEL.name));
     say(&bench::table(&rows, &peers));
+    ExitCode::SUCCESS
+}
+
+fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> ExitCode {
+    use hearth::bench;
+    let model = llm::model_path(None);
+    eprintln!("bench: hearth natively on the GPU…");
+    let native = match bench::native_gpu(&model, prompt_tokens, gen_tokens) {
+        Ok(run) => run,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut browser_rows = Vec::new();
+    if !native_only {
+        let runtime = match tokio::runtime::Runtime::new() {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                eprintln!("hearth: cannot start the async runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        runtime.block_on(async {
+            let Ok(listener) = server::bind(0).await else { return };
+            let Ok(addr) = listener.local_addr() else { return };
+            let url = format!("http://{addr}/");
+            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
+            let server = tokio::spawn(server::serve(listener, options, std::future::pending()));
+            eprintln!("bench: hearth in Chromium on WebGPU…");
+            match bench::chromium(&url, "backend=gpu", 1, prompt_tokens, gen_tokens).await {
+                Ok(mut row) => {
+                    row.engine = "hearth (GPU)".into();
+                    browser_rows.push(row);
+                }
+                Err(e) => eprintln!("hearth: the Chromium run failed: {e}"),
+            }
+            server.abort();
+        });
+    }
+    say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}, GPU backend:\n", DEFAULT_MODEL.name));
+    say(&bench::gpu_table(std::slice::from_ref(&native)));
+    if !browser_rows.is_empty() {
+        say(&bench::table(&browser_rows, &[]));
+    }
     ExitCode::SUCCESS
 }
 

@@ -3,11 +3,12 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use hearth_core::engine::{Engine as Llm, GenerateParams, Prompt};
+use hearth_core::engine::{Backend, BackendChoice, Engine as Llm, GenerateParams, Prompt};
 use hearth_core::gguf::SharedBytes;
 use hearth_core::kernels::{cpu, gpu::GpuContext};
 use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
 use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, RuntimeBuild};
+use hearth_core::tokenizer::Tokenizer;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -21,9 +22,13 @@ const BUILD: RuntimeBuild =
 
 struct Engine {
     scope: DedicatedWorkerGlobalScope,
-    gpu: Option<GpuContext>,
-    /// The chat model, once loaded. Never borrowed across an `await`.
+    /// The WebGPU device, or why there is none.
+    gpu: Result<Rc<GpuContext>, String>,
+    /// The chat model, once loaded. Never borrowed across an `await`: a step that waits for
+    /// the GPU takes it out and puts it back.
     llm: RefCell<Option<Llm>>,
+    /// The model's tokenizer, also while a step has the model out.
+    tokenizer: RefCell<Option<Tokenizer>>,
     /// The reply being generated, and whether the page asked to stop it.
     replying: Cell<Option<u32>>,
     stop_requested: Cell<bool>,
@@ -42,6 +47,7 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
         scope,
         gpu,
         llm: RefCell::new(None),
+        tokenizer: RefCell::new(None),
         replying: Cell::new(None),
         stop_requested: Cell::new(false),
         loading: Cell::new(false),
@@ -66,11 +72,12 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
     Ok(())
 }
 
-async fn open_gpu(scope: &DedicatedWorkerGlobalScope) -> (Option<GpuContext>, GpuStatus) {
+async fn open_gpu(scope: &DedicatedWorkerGlobalScope) -> (Result<Rc<GpuContext>, String>, GpuStatus) {
     let gpu = js_sys::Reflect::get(&scope.navigator(), &JsValue::from_str("gpu")).unwrap_or(JsValue::UNDEFINED);
     if gpu.is_undefined() || gpu.is_null() {
-        let reason = "navigator.gpu is undefined in the worker: this engine has WebGPU off or unsupported".into();
-        return (None, GpuStatus::Unavailable { reason });
+        let reason: String =
+            "navigator.gpu is undefined in the worker: this engine has WebGPU off or unsupported".into();
+        return (Err(reason.clone()), GpuStatus::Unavailable { reason });
     }
     match GpuContext::new().await {
         Ok(ctx) => {
@@ -78,10 +85,17 @@ async fn open_gpu(scope: &DedicatedWorkerGlobalScope) -> (Option<GpuContext>, Gp
             if adapter.name.is_empty() {
                 adapter.name = browser_adapter_label(&gpu).await.unwrap_or_default();
             }
-            (Some(ctx), GpuStatus::Available { adapter })
+            (Ok(Rc::new(ctx)), GpuStatus::Available { adapter })
         }
-        Err(e) => (None, GpuStatus::Unavailable { reason: e.to_string() }),
+        Err(e) => (Err(e.to_string()), GpuStatus::Unavailable { reason: e.to_string() }),
     }
+}
+
+/// Whether an adapter is a software renderer (SwiftShader, lavapipe): the CPU backend beats
+/// it, so `auto` passes it over.
+fn is_software(adapter: &hearth_core::kernels::gpu::AdapterSummary) -> bool {
+    let name = adapter.name.to_lowercase();
+    adapter.device_type == "Cpu" || ["swiftshader", "llvmpipe", "lavapipe"].iter().any(|s| name.contains(s))
 }
 
 /// wgpu names a browser adapter by `GPUAdapterInfo.description`, which browsers often leave
@@ -119,7 +133,7 @@ impl Engine {
                 let event = self.run_kernels().await;
                 self.post(&event);
             }
-            EngineRequest::LoadModel { url } => self.load_model(url).await,
+            EngineRequest::LoadModel { url, backend } => self.load_model(url, backend).await,
             EngineRequest::Generate { id, prompt, params } => self.generate(id, prompt, params).await,
             EngineRequest::Stop { id } => {
                 if self.replying.get() == Some(id) {
@@ -127,8 +141,8 @@ impl Engine {
                 }
             }
             EngineRequest::Tokenize { id, text, special } => {
-                let event = match self.llm.borrow().as_ref() {
-                    Some(llm) => EngineEvent::Tokens { id, ids: llm.tokenizer().encode(&text, special, special) },
+                let event = match self.tokenizer.borrow().as_ref() {
+                    Some(tokenizer) => EngineEvent::Tokens { id, ids: tokenizer.encode(&text, special, special) },
                     None => EngineEvent::Failed { id, message: "no model is loaded yet".into() },
                 };
                 self.post(&event);
@@ -136,13 +150,21 @@ impl Engine {
         }
     }
 
-    /// Streams the model file into wasm memory and loads it; the weights stay in that one
-    /// buffer (no second copy).
-    async fn load_model(&self, url: String) {
-        if self.loading.replace(true) {
-            return self.post(&EngineEvent::ModelFailed { url, message: "a model is already loading".into() });
+    /// Streams the model file into wasm memory and loads it onto `backend`; the CPU's
+    /// weights stay in that one buffer (no second copy).
+    async fn load_model(&self, url: String, backend: BackendChoice) {
+        if self.loading.get() || self.replying.get().is_some() {
+            return self
+                .post(&EngineEvent::ModelFailed { url, message: "the engine is busy loading or replying".into() });
         }
+        self.loading.set(true);
         let start = self.now_ms();
+        let gpu = match (&self.gpu, backend) {
+            (Ok(ctx), BackendChoice::Auto) if is_software(ctx.adapter()) => {
+                Err(format!("the only adapter, {:?}, is a software renderer", ctx.adapter().name))
+            }
+            (gpu, _) => gpu.clone(),
+        };
         let result = match fetch_bytes(&self.scope, &url, |loaded, total| {
             self.post(&EngineEvent::ModelProgress { loaded, total })
         })
@@ -150,7 +172,7 @@ impl Engine {
         {
             Ok(bytes) => {
                 let size = bytes.len() as u64;
-                Llm::load(&SharedBytes::new(bytes), CHAT_CONTEXT, worker_clock)
+                Llm::load_on(&SharedBytes::new(bytes), CHAT_CONTEXT, worker_clock, backend, gpu)
                     .map(|llm| (llm, size))
                     .map_err(|e| format!("{url}: {e}"))
             }
@@ -160,51 +182,67 @@ impl Engine {
         match result {
             Ok((llm, bytes)) => {
                 let context = llm.context_size();
+                let (backend, backend_note) = (llm.backend(), llm.backend_note().map(str::to_owned));
+                *self.tokenizer.borrow_mut() = Some(llm.tokenizer().clone());
                 *self.llm.borrow_mut() = Some(llm);
-                self.post(&EngineEvent::ModelLoaded { url, bytes, context, ms: self.now_ms() - start });
+                let ms = self.now_ms() - start;
+                self.post(&EngineEvent::ModelLoaded { url, bytes, context, ms, backend, backend_note });
             }
             Err(message) => self.post(&EngineEvent::ModelFailed { url, message }),
         }
     }
 
     /// Generates one token at a time, posting each delta, and yields to the event loop
-    /// between tokens so a `Stop` can arrive.
+    /// between tokens so a `Stop` can arrive. The model is out of `self.llm` while a step
+    /// awaits the GPU, and back between steps.
     async fn generate(&self, id: u32, prompt: Prompt, params: GenerateParams) {
-        if self.replying.get().is_some() {
-            return self.post(&EngineEvent::Failed { id, message: "the engine is already generating".into() });
+        if self.replying.get().is_some() || self.loading.get() {
+            return self.post(&EngineEvent::Failed { id, message: "the engine is busy loading or replying".into() });
         }
-        let started = match self.llm.borrow_mut().as_mut() {
-            None => Err("no model is loaded yet".to_string()),
-            Some(llm) => llm.start(&prompt, &params).map_err(|e| e.to_string()),
-        };
-        let mut generation = match started {
-            Ok(generation) => generation,
-            Err(message) => return self.post(&EngineEvent::Failed { id, message }),
+        let Some(mut llm) = self.llm.borrow_mut().take() else {
+            return self.post(&EngineEvent::Failed { id, message: "no model is loaded yet".into() });
         };
         self.replying.set(Some(id));
         self.stop_requested.set(false);
-        let failure = loop {
+        let backend = llm.backend();
+        let result = self.reply(&mut llm, id, &prompt, &params).await;
+        if llm.backend() != backend {
+            self.post(&EngineEvent::BackendChanged {
+                backend: llm.backend(),
+                note: llm.backend_note().map(str::to_owned),
+            });
+        }
+        *self.llm.borrow_mut() = Some(llm);
+        self.replying.set(None);
+        match result {
+            Ok(completion) => self.post(&EngineEvent::Done { id, completion }),
+            Err(message) => self.post(&EngineEvent::Failed { id, message }),
+        }
+    }
+
+    async fn reply(
+        &self,
+        llm: &mut Llm,
+        id: u32,
+        prompt: &Prompt,
+        params: &GenerateParams,
+    ) -> Result<hearth_core::engine::Completion, String> {
+        let mut generation = llm.start(prompt, params).await.map_err(|e| e.to_string())?;
+        loop {
             if self.stop_requested.get() {
                 generation.cancel();
             }
             if generation.finish_reason().is_some() {
-                break None;
+                return Ok(generation.into_completion());
             }
-            let step = match self.llm.borrow_mut().as_mut() {
-                Some(llm) => llm.step(&mut generation).map_err(|e| e.to_string()),
-                None => Err("the model was unloaded".to_string()),
-            };
-            match step {
-                Ok(text) if !text.is_empty() => self.post(&EngineEvent::Delta { id, text }),
-                Ok(_) => {}
-                Err(message) => break Some(message),
+            let text = llm.step(&mut generation).await.map_err(|e| e.to_string())?;
+            if !text.is_empty() {
+                self.post(&EngineEvent::Delta { id, text });
             }
-            yield_to_event_loop().await;
-        };
-        self.replying.set(None);
-        match failure {
-            None => self.post(&EngineEvent::Done { id, completion: generation.into_completion() }),
-            Some(message) => self.post(&EngineEvent::Failed { id, message }),
+            if llm.backend() == Backend::Cpu {
+                // A GPU step awaits its readback, which already lets messages in.
+                yield_to_event_loop().await;
+            }
         }
     }
 
@@ -212,8 +250,8 @@ impl Engine {
         let (rows, cols) = (PROBE_ROWS, PROBE_COLS);
         let (w, x) = probe_inputs(rows, cols);
         let gpu = match &self.gpu {
-            None => KernelOutcome::Failed { error: "no WebGPU device in this engine".into() },
-            Some(ctx) => {
+            Err(why) => KernelOutcome::Failed { error: format!("no WebGPU device in this engine: {why}") },
+            Ok(ctx) => {
                 let start = self.now_ms();
                 match ctx.matvec(&w, &x, rows, cols).await {
                     Ok(y) => KernelOutcome::Ran {

@@ -128,6 +128,7 @@ struct Block {
 }
 
 /// The KV cache: per layer, `[n_ctx][kv_dim]` keys and values in f16 (llama.cpp's default).
+/// Allocated by the first forward pass, so a model kept only as the GPU's fallback holds none.
 struct KvCache {
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
@@ -176,11 +177,7 @@ impl Llama {
         }
         let output_norm = load_vector(g, src, "output_norm.weight", c.dim)?;
         let n_ctx = n_ctx.clamp(1, c.context_length);
-        let cache = KvCache {
-            k: (0..c.n_layers).map(|_| vec![f16::ZERO; n_ctx * c.kv_dim()]).collect(),
-            v: (0..c.n_layers).map(|_| vec![f16::ZERO; n_ctx * c.kv_dim()]).collect(),
-            n_ctx,
-        };
+        let cache = KvCache { k: Vec::new(), v: Vec::new(), n_ctx };
         Ok(Self { config, token_embd, blocks, output_norm, output, cache })
     }
 
@@ -203,6 +200,11 @@ impl Llama {
         let n = tokens.len();
         if pos + n > self.cache.n_ctx {
             return Err(ModelError::ContextFull { needed: pos + n, context: self.cache.n_ctx });
+        }
+        if self.cache.k.is_empty() {
+            let size = self.cache.n_ctx * c.kv_dim();
+            self.cache.k = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
+            self.cache.v = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
         }
         // x: [n][dim], the residual stream.
         let mut x = Vec::with_capacity(n * c.dim);

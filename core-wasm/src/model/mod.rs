@@ -2,6 +2,7 @@
 //! they share (quantised weight matrices, errors) live here.
 
 pub mod llama;
+pub mod llama_gpu;
 
 use hearth_kernels::KernelError;
 use hearth_kernels::cpu::{Activations, QuantWeights, RowLayout, dequantize_row, interleave_rows, matmul_quant_many};
@@ -28,6 +29,10 @@ pub enum ModelError {
     BadConfig { key: String, value: String, why: &'static str },
     #[error("the prompt needs {needed} positions but the context holds {context}")]
     ContextFull { needed: usize, context: usize },
+    #[error("tensor {name:?} cannot go to the GPU: {source}")]
+    GpuTensor { name: String, source: KernelError },
+    #[error("a forward pass takes 1 to {max} tokens, not {tokens}")]
+    BadChunk { tokens: usize, max: usize },
     #[error("token id {token} is outside the vocabulary of {vocab}")]
     TokenOutOfRange { token: u32, vocab: usize },
 }
@@ -119,7 +124,7 @@ pub fn load_vector<S: ByteSource + ?Sized>(g: &Gguf, src: &S, name: &str, len: u
     Ok(out)
 }
 
-fn tensor_info<'a>(g: &'a Gguf, name: &str, expected: &[u64]) -> Result<&'a TensorInfo, ModelError> {
+pub(crate) fn tensor_info<'a>(g: &'a Gguf, name: &str, expected: &[u64]) -> Result<&'a TensorInfo, ModelError> {
     let info = g.tensor(name).ok_or_else(|| ModelError::MissingTensor(name.into()))?;
     if info.dims != expected {
         return Err(ModelError::TensorShape {

@@ -1,6 +1,10 @@
 use std::sync::{Arc, Mutex};
 
+use super::attention::AttentionKernels;
+use super::layer::LayerKernels;
+use super::matmul::MatmulKernels;
 use super::matvec::MatvecPipeline;
+use super::sample::SampleKernels;
 use crate::KernelError;
 
 /// What the UI and logs say about the adapter a [`GpuContext`] runs on.
@@ -15,6 +19,9 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_invocations_per_workgroup: u32,
+    /// Whether the device has `shader-f16` (kernels use it when present, and work without).
+    #[serde(default)]
+    pub shader_f16: bool,
 }
 
 /// A wgpu device with Hearth's compute pipelines built on it.
@@ -26,6 +33,12 @@ pub struct GpuContext {
     /// error rather than a hang on a readback that will never complete.
     lost: Arc<Mutex<Option<String>>>,
     pub(crate) matvec: MatvecPipeline,
+    pub(crate) matmul: MatmulKernels,
+    pub(crate) layer: LayerKernels,
+    pub(crate) attention: AttentionKernels,
+    pub(crate) sample: SampleKernels,
+    /// Bytes one storage binding may hold: the adapter's limit, or less for tests of splitting.
+    binding_limit: u64,
 }
 
 impl GpuContext {
@@ -41,10 +54,12 @@ impl GpuContext {
             .await
             .map_err(|e| KernelError::NoAdapter(e.to_string()))?;
         let limits = adapter.limits();
+        let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let required_features = if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
                 label: Some("hearth"),
-                required_features: wgpu::Features::empty(),
+                required_features,
                 required_limits: limits.clone(),
                 ..Default::default()
             })
@@ -56,6 +71,14 @@ impl GpuContext {
                 *slot = Some(format!("{reason:?}: {message}"));
             }
         });
+        // wgpu's default for a validation or out-of-memory error nobody captured is to panic;
+        // record it instead, so the next op fails with a clear error.
+        let failed = Arc::clone(&lost);
+        device.on_uncaptured_error(Arc::new(move |error: wgpu::Error| {
+            if let Ok(mut slot) = failed.lock() {
+                slot.get_or_insert_with(|| format!("GPU error: {error}"));
+            }
+        }));
         let info = adapter.get_info();
         let summary = AdapterSummary {
             name: info.name,
@@ -66,9 +89,43 @@ impl GpuContext {
             max_storage_buffer_binding_size: limits.max_storage_buffer_binding_size,
             max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
             max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            shader_f16,
         };
         let matvec = MatvecPipeline::new(&device);
-        Ok(Self { device, queue, summary, lost, matvec })
+        let matmul = MatmulKernels::new(&device, shader_f16);
+        let layer = LayerKernels::new(&device, shader_f16);
+        let attention = AttentionKernels::new(&device, shader_f16);
+        let sample = SampleKernels::new(&device, shader_f16);
+        let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
+        Ok(Self { device, queue, summary, lost, matvec, matmul, layer, attention, sample, binding_limit })
+    }
+
+    /// Destroys the device, as a driver reset or a browser reclaiming the GPU would: every
+    /// later op fails with [`KernelError::DeviceLost`]. For fault tests.
+    pub fn destroy(&self) {
+        self.device.destroy();
+        if let Ok(mut slot) = self.lost.lock() {
+            slot.get_or_insert_with(|| "Destroyed: the device was destroyed".into());
+        }
+    }
+
+    /// Bytes one storage binding may hold on this device.
+    pub fn binding_limit(&self) -> u64 {
+        self.binding_limit
+    }
+
+    /// Lowers [`GpuContext::binding_limit`] to `bytes` (never raises it): tensors larger than
+    /// that are split as they would be on a device with that limit. For tests.
+    pub fn limit_binding_size(&mut self, bytes: u64) {
+        self.binding_limit = self.binding_limit.min(bytes);
+    }
+
+    /// Waits until the GPU has finished everything submitted (natively; on the web a read
+    /// is the only way to wait, so this returns at once there).
+    pub fn wait_idle(&self) -> Result<(), KernelError> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| KernelError::Readback(e.to_string()))?;
+        self.check_alive()
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -85,6 +142,16 @@ impl GpuContext {
     /// Copies `size` bytes of `src` into a fresh mappable buffer and awaits the mapping.
     /// Natively the device is polled to drive the callback; on the web the browser does it.
     pub(crate) async fn read_back(&self, src: &wgpu::Buffer, size: u64) -> Result<Vec<u8>, KernelError> {
+        self.read_back_range(src, 0, size).await
+    }
+
+    /// [`GpuContext::read_back`] of `size` bytes from byte `offset` (both multiples of 4).
+    pub(crate) async fn read_back_range(
+        &self,
+        src: &wgpu::Buffer,
+        offset: u64,
+        size: u64,
+    ) -> Result<Vec<u8>, KernelError> {
         let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("hearth readback"),
             size,
@@ -92,7 +159,7 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(src, 0, &staging, 0, size);
+        encoder.copy_buffer_to_buffer(src, offset, &staging, 0, size);
         self.queue.submit([encoder.finish()]);
 
         let (tx, rx) = futures_channel::oneshot::channel();
@@ -107,5 +174,37 @@ impl GpuContext {
         let bytes = staging.get_mapped_range(..).map_err(|e| KernelError::Readback(e.to_string()))?.to_vec();
         staging.unmap();
         Ok(bytes)
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl GpuContext {
+    /// Device memory bandwidth as a buffer copy achieves it, in bytes moved (read + written)
+    /// per second: the practical ceiling a memory-bound kernel is measured against.
+    pub fn copy_bandwidth(&self) -> Result<f64, KernelError> {
+        let bytes = (256u64 << 20).min(self.binding_limit).min(self.summary.max_buffer_size) & !3;
+        let buffer = |label| {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(label),
+                size: bytes,
+                usage: wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        let (a, b) = (buffer("bandwidth a"), buffer("bandwidth b"));
+        let copies = 8;
+        let run = || -> Result<f64, KernelError> {
+            let start = std::time::Instant::now();
+            let mut encoder = self.device.create_command_encoder(&Default::default());
+            for _ in 0..copies {
+                encoder.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
+            }
+            self.queue.submit([encoder.finish()]);
+            self.wait_idle()?;
+            Ok(start.elapsed().as_secs_f64())
+        };
+        run()?; // warm-up
+        let seconds = (0..3).map(|_| run()).collect::<Result<Vec<_>, _>>()?.into_iter().fold(f64::INFINITY, f64::min);
+        Ok((2 * bytes * copies) as f64 / seconds)
     }
 }

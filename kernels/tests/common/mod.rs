@@ -1,5 +1,7 @@
 //! Kernel checks shared by the native (lavapipe) and browser (WebGPU) test binaries: one body,
 //! every backend.
+// Each test binary uses only some of these.
+#![allow(dead_code)]
 
 use hearth_kernels::{KernelError, cpu, gpu::GpuContext};
 
@@ -44,4 +46,47 @@ pub async fn matvec_spills_rows_past_one_dispatch_dimension(ctx: &GpuContext) {
 pub async fn matvec_rejects_bad_shapes(ctx: &GpuContext) {
     let err = ctx.matvec(&[1.0; 6], &[1.0; 2], 2, 3).await.unwrap_err();
     assert!(matches!(err, KernelError::MatvecShape { .. }), "{err}");
+}
+
+/// Declares each `name => check` (an `async fn(&GpuContext)`) as a test twice over: natively on
+/// Vulkan (lavapipe where there is no GPU) and, in the wasm build, on WebGPU in a dedicated
+/// worker of headless Chromium. A test file holds its checks and one `gpu_tests!` call.
+#[macro_export]
+macro_rules! gpu_tests {
+    ($($name:ident => $check:path),* $(,)?) => {
+        #[cfg(target_arch = "wasm32")]
+        wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+        $(
+            #[cfg(not(target_arch = "wasm32"))]
+            #[test]
+            fn $name() {
+                let ctx = pollster::block_on(hearth_kernels::gpu::GpuContext::new())
+                    .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)");
+                pollster::block_on($check(&ctx));
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            #[wasm_bindgen_test::wasm_bindgen_test]
+            async fn $name() {
+                let ctx = hearth_kernels::gpu::GpuContext::new()
+                    .await
+                    .expect("a WebGPU adapter (Chromium with --enable-unsafe-webgpu)");
+                $check(&ctx).await;
+            }
+        )*
+    };
+}
+
+/// Deterministic pseudo-random values in `[-scale, scale]` (xorshift), for kernel inputs.
+pub fn random_values(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut s = seed.max(1);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
 }

@@ -1,0 +1,510 @@
+//! Quantised matrix times activations: `Y[t] = W X[t]` for the tokens of a step, with `W` kept
+//! in its GGUF format on the device and dequantised inside the kernel (`wgsl/matmul.wgsl`).
+//! Decode (one token) runs a matrix-vector kernel; prefill a tiled matrix-matrix kernel.
+//! Also the embedding lookup (a row of a quantised table per token).
+
+use std::sync::OnceLock;
+
+use wgpu::util::DeviceExt;
+
+use super::GpuContext;
+use super::tensor::{self, Dispatch, GpuBuffer, GpuOp, StepBuffer};
+use crate::KernelError;
+use crate::quant::QuantFormat;
+
+/// Invocations per workgroup of `matvec` and `matmul` (`MV_WG` in the shader).
+const WG: u32 = 256;
+/// Rows each `matvec` invocation handles (`MV_R`).
+const MV_ROWS_PER_INVOCATION: u32 = 2;
+/// Most invocations sharing one row in `matvec`.
+const MAX_LANES: usize = 64;
+/// Rows × tokens of one `matmul` workgroup's tile (`MM_ROWS`, `MM_TOKENS`).
+const MM_ROWS: u32 = 64;
+const MM_TOKENS: u32 = 32;
+/// Invocations per workgroup of `embed`.
+const EMBED_WG: u32 = 64;
+/// Values per unit: what one invocation reads of a row at a time.
+const UNIT: usize = 8;
+/// F32 and F16 rows are zero-padded to whole blocks of this many values.
+const BLOCK: usize = 32;
+
+/// The formats the kernels read, in the order of [`MatmulKernels::formats`].
+const FORMATS: [QuantFormat; 5] =
+    [QuantFormat::F32, QuantFormat::F16, QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q8_0];
+
+/// u32 words of repacked quants per 8-value unit (`WPU` in the shader).
+fn words_per_unit(format: QuantFormat) -> usize {
+    match format {
+        QuantFormat::F32 => 8,
+        QuantFormat::F16 => 4,
+        QuantFormat::Q8_0 => 2,
+        _ => 1,
+    }
+}
+
+/// The pipelines of `matmul.wgsl` specialised for one weight format.
+struct FormatPipelines {
+    matvec: wgpu::ComputePipeline,
+    matmul: wgpu::ComputePipeline,
+    embed: wgpu::ComputePipeline,
+}
+
+/// The pipelines of `matmul.wgsl`, one set per weight format, each built on first use.
+///
+/// Every format has its own specialised pipelines (`FORMAT` and `WPU` are prepended as
+/// constants, so the format branches of the shader fold away). They are compiled at the first
+/// upload of a matrix of that format, not up front: a model holds two or three of the five
+/// formats, and on SwiftShader (the browser tests) the 15 pipelines took some 16 s per device.
+/// Nothing is compiled per op or per step. (f16 weights go through `unpack2x16float`, so
+/// `shader-f16` is not needed.)
+pub(crate) struct MatmulKernels {
+    formats: [OnceLock<FormatPipelines>; FORMATS.len()],
+}
+
+impl MatmulKernels {
+    pub(crate) fn new(_device: &wgpu::Device, _shader_f16: bool) -> Self {
+        Self { formats: Default::default() }
+    }
+
+    /// The pipelines for `format` (one of [`FORMATS`]), built now if this is its first use.
+    fn get(&self, device: &wgpu::Device, format: QuantFormat) -> &FormatPipelines {
+        let i = FORMATS.iter().position(|&f| f == format).expect("GpuMatrix formats are checked at upload");
+        self.formats[i].get_or_init(|| FormatPipelines::new(device, format))
+    }
+}
+
+impl FormatPipelines {
+    fn new(device: &wgpu::Device, format: QuantFormat) -> Self {
+        let label = match format {
+            QuantFormat::F32 => "matmul.wgsl F32",
+            QuantFormat::F16 => "matmul.wgsl F16",
+            QuantFormat::Q4_0 => "matmul.wgsl Q4_0",
+            QuantFormat::Q4_1 => "matmul.wgsl Q4_1",
+            _ => "matmul.wgsl Q8_0",
+        };
+        let source = format!(
+            "const FORMAT: u32 = {}u;\nconst WPU: u32 = {}u;\n{}",
+            format.ggml_type(),
+            words_per_unit(format),
+            include_str!("../../wgsl/matmul.wgsl")
+        );
+        let module = tensor::shader(device, label, &source);
+        Self {
+            matvec: tensor::pipeline(device, &module, "matvec"),
+            matmul: tensor::pipeline(device, &module, "matmul"),
+            embed: tensor::pipeline(device, &module, "embed"),
+        }
+    }
+}
+
+/// `Params` of `matmul.wgsl`, field for field.
+#[repr(C)]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    rows: u32,
+    cols: u32,
+    units: u32,
+    y_stride: u32,
+    row0: u32,
+    lanes: u32,
+    mv_groups_x: u32,
+    mm_groups_x: u32,
+}
+const _: () = assert!(size_of::<Params>() == 32);
+
+/// A block of consecutive rows stored in buffers that each fit one storage binding.
+struct MatrixPart {
+    quants: wgpu::Buffer,
+    scales: wgpu::Buffer,
+    params: wgpu::Buffer,
+    /// Workgroups (x, y) of the matvec and matmul dispatches of this part.
+    mv_grid: [u32; 2],
+    mm_grid: [u32; 2],
+}
+
+/// A weight matrix on the device: `rows` outputs of `cols` inputs, in `format` (F32, F16,
+/// Q8_0, Q4_0, Q4_1), split by rows into parts that each fit one storage binding.
+pub struct GpuMatrix {
+    pub format: QuantFormat,
+    pub rows: usize,
+    pub cols: usize,
+    /// 8-value units per stored row.
+    units: usize,
+    parts: Vec<MatrixPart>,
+}
+
+impl std::fmt::Debug for GpuMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuMatrix")
+            .field("format", &self.format)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .field("parts", &self.parts.len())
+            .finish()
+    }
+}
+
+impl GpuMatrix {
+    /// Bytes this matrix takes on the device.
+    pub fn device_bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.quants.size() + p.scales.size() + p.params.size()).sum()
+    }
+
+    /// How many parts the rows were split into to fit the device's storage binding limit.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+}
+
+/// `(x, y)` workgroups covering `n` linear workgroups with at most `max` per dimension: the
+/// shader's linear index is `x + y * grid[0]` and it skips indices past `n`.
+fn spill_grid(n: u64, max: u32) -> Result<[u32; 2], u64> {
+    let x = n.clamp(1, u64::from(max));
+    let y = n.div_ceil(x).max(1);
+    if y > u64::from(max) {
+        return Err(y);
+    }
+    Ok([x as u32, y as u32])
+}
+
+/// Lanes per row group of `matvec`: a power of two around half the units of a row (each lane
+/// then has about two units to read), between 4 and [`MAX_LANES`].
+fn matvec_lanes(units: usize) -> u32 {
+    let half = (units / 2).max(1);
+    let pow2 = 1usize << (usize::BITS - 1 - half.leading_zeros());
+    pow2.clamp(4, MAX_LANES) as u32
+}
+
+/// Appends one GGUF row of `format` (`src`, `cols` values) to the repacked `quants` and
+/// `scales` (f16 bits for Q4_0 / Q8_0, `d | m << 16` words for Q4_1); see `matmul.wgsl`.
+fn repack_row(format: QuantFormat, src: &[u8], cols: usize, quants: &mut Vec<u32>, half_scales: &mut Vec<u16>) {
+    let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    let padded = cols.next_multiple_of(BLOCK);
+    match format {
+        QuantFormat::F32 => {
+            quants.extend(src.chunks_exact(4).map(word));
+            quants.extend(std::iter::repeat_n(0, padded - cols));
+        }
+        QuantFormat::F16 => {
+            let mut halves: Vec<u8> = src.to_vec();
+            halves.resize(padded * 2, 0);
+            quants.extend(halves.chunks_exact(4).map(word));
+        }
+        QuantFormat::Q4_0 | QuantFormat::Q8_0 => {
+            for block in src.chunks_exact(format.block_bytes()) {
+                half_scales.push(u16::from_le_bytes([block[0], block[1]]));
+                quants.extend(block[2..].chunks_exact(4).map(word));
+            }
+        }
+        QuantFormat::Q4_1 => {
+            for block in src.chunks_exact(format.block_bytes()) {
+                // d in the low half, m in the high half: unpack2x16float gives (d, m).
+                half_scales
+                    .extend([u16::from_le_bytes([block[0], block[1]]), u16::from_le_bytes([block[2], block[3]])]);
+                quants.extend(block[4..].chunks_exact(4).map(word));
+            }
+        }
+        other => unreachable!("{other} is rejected before repacking"),
+    }
+}
+
+/// A bind group for `pipeline` with `resources` at the given bindings.
+fn bind_at(
+    device: &wgpu::Device,
+    label: &'static str,
+    pipeline: &wgpu::ComputePipeline,
+    resources: &[(u32, wgpu::BindingResource<'_>)],
+) -> wgpu::BindGroup {
+    let entries: Vec<wgpu::BindGroupEntry<'_>> =
+        resources.iter().map(|(binding, r)| wgpu::BindGroupEntry { binding: *binding, resource: r.clone() }).collect();
+    device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some(label),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    })
+}
+
+impl GpuContext {
+    /// Uploads a matrix given as GGUF bytes (`rows` rows of `cols` values, plain row-major
+    /// blocks as in the file), rearranged as the kernels read it.
+    pub fn upload_matrix(
+        &self,
+        label: &str,
+        format: QuantFormat,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+    ) -> Result<GpuMatrix, KernelError> {
+        self.upload_matrix_with_grid_limit(
+            label,
+            format,
+            bytes,
+            rows,
+            cols,
+            self.adapter().max_compute_workgroups_per_dimension,
+        )
+    }
+
+    /// [`GpuContext::upload_matrix`] with dispatches of at most `max_groups` workgroups per
+    /// dimension (the device's limit, or less to test the spilling).
+    fn upload_matrix_with_grid_limit(
+        &self,
+        label: &str,
+        format: QuantFormat,
+        bytes: &[u8],
+        rows: usize,
+        cols: usize,
+        max_groups: u32,
+    ) -> Result<GpuMatrix, KernelError> {
+        const OP: &str = "upload_matrix";
+        if !FORMATS.contains(&format) {
+            return Err(KernelError::UnsupportedFormat(format));
+        }
+        if rows == 0 || cols == 0 {
+            return Err(KernelError::OpShape { op: OP, why: format!("{label}: a {rows} x {cols} matrix is empty") });
+        }
+        let block = format.block_size();
+        if !cols.is_multiple_of(block) {
+            return Err(KernelError::OpShape {
+                op: OP,
+                why: format!("{label}: {cols} columns are not a whole number of {format} blocks of {block} values"),
+            });
+        }
+        let values = rows
+            .checked_mul(cols)
+            .ok_or_else(|| KernelError::OpShape { op: OP, why: format!("{label}: {rows} x {cols} values overflow") })?;
+        if format.bytes_for(values as u64) != Some(bytes.len() as u64) {
+            return Err(KernelError::QuantLength { format, values, bytes: bytes.len() });
+        }
+        // Compile this format's kernels now, at load time, rather than in the first step.
+        self.matmul.get(&self.device, format);
+        let row_bytes = bytes.len() / rows;
+        let units = cols.next_multiple_of(BLOCK) / UNIT;
+        let row_words = units * words_per_unit(format);
+        // The quants of a row outweigh its scales in every format, so they set the split.
+        let limit = self.binding_limit();
+        let row_quant_bytes = (row_words * 4) as u64;
+        let fit = (limit / row_quant_bytes) as usize;
+        if fit == 0 {
+            return Err(KernelError::BufferTooLarge { bytes: row_quant_bytes, limit });
+        }
+        let n_parts = rows.div_ceil(fit);
+        let part_rows = rows.div_ceil(n_parts);
+        let lanes = matvec_lanes(units);
+        let mv_rows_per_group = u64::from(WG / lanes * MV_ROWS_PER_INVOCATION);
+
+        let mut parts = Vec::with_capacity(n_parts);
+        for row0 in (0..rows).step_by(part_rows) {
+            let n = part_rows.min(rows - row0);
+            let too_many = |_| KernelError::TooManyRows { rows: n, limit: max_groups };
+            let mv_grid = spill_grid((n as u64).div_ceil(mv_rows_per_group), max_groups).map_err(too_many)?;
+            let mm_grid = spill_grid((n as u64).div_ceil(u64::from(MM_ROWS)), max_groups).map_err(too_many)?;
+
+            let mut quants = Vec::with_capacity(n * row_words);
+            let mut half_scales = Vec::new();
+            for src in bytes[row0 * row_bytes..(row0 + n) * row_bytes].chunks_exact(row_bytes) {
+                repack_row(format, src, cols, &mut quants, &mut half_scales);
+            }
+            if half_scales.len() % 2 == 1 {
+                half_scales.push(0);
+            }
+            let mut scales: Vec<u32> =
+                half_scales.chunks_exact(2).map(|p| u32::from(p[0]) | (u32::from(p[1]) << 16)).collect();
+            if scales.is_empty() {
+                // F32 / F16: nothing to scale, but the binding must exist.
+                scales.push(0);
+            }
+            let storage = |what: &str, words: &[u32]| {
+                self.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(&format!("{label} {what} {row0}..{}", row0 + n)),
+                    contents: bytemuck::cast_slice(words),
+                    usage: wgpu::BufferUsages::STORAGE,
+                })
+            };
+            let params = Params {
+                rows: n as u32,
+                cols: cols as u32,
+                units: units as u32,
+                y_stride: rows as u32,
+                row0: row0 as u32,
+                lanes,
+                mv_groups_x: mv_grid[0],
+                mm_groups_x: mm_grid[0],
+            };
+            parts.push(MatrixPart {
+                quants: storage("quants", &quants),
+                scales: storage("scales", &scales),
+                params: tensor::uniform(&self.device, "matmul params", &params),
+                mv_grid,
+                mm_grid,
+            });
+        }
+        Ok(GpuMatrix { format, rows, cols, units, parts })
+    }
+
+    /// `y[t][r] = Σ_c w[r][c] · x[t][c]` for `t < step.n_tokens`: `x` holds tokens of `w.cols`
+    /// values, `y` tokens of `w.rows`.
+    pub fn op_matmul(
+        &self,
+        w: &GpuMatrix,
+        x: &GpuBuffer,
+        y: &GpuBuffer,
+        step: &StepBuffer,
+    ) -> Result<GpuOp, KernelError> {
+        const OP: &str = "matmul";
+        if x.buffer == y.buffer {
+            return Err(KernelError::OpShape { op: OP, why: "y may not be the buffer x is read from".into() });
+        }
+        let max_tokens = x.len() / w.cols;
+        if max_tokens == 0 {
+            return Err(KernelError::OpShape {
+                op: OP,
+                why: format!("x holds {} values, less than one token of {} columns", x.len(), w.cols),
+            });
+        }
+        if y.len() < max_tokens * w.rows {
+            return Err(KernelError::OpShape {
+                op: OP,
+                why: format!(
+                    "y holds {} values, less than the {max_tokens} tokens of {} rows that x holds ({} values of {} columns)",
+                    y.len(),
+                    w.rows,
+                    x.len(),
+                    w.cols
+                ),
+            });
+        }
+        let max_groups = self.adapter().max_compute_workgroups_per_dimension;
+        let max_tokens =
+            u32::try_from(max_tokens).ok().filter(|t| t.div_ceil(MM_TOKENS) <= max_groups).ok_or_else(|| {
+                KernelError::OpShape { op: OP, why: format!("{max_tokens} tokens are too many to dispatch") }
+            })?;
+        let pipelines = self.matmul.get(&self.device, w.format);
+        let mut dispatches = Vec::with_capacity(2 * w.parts.len());
+        for part in &w.parts {
+            let resources = |pipeline| {
+                bind_at(
+                    &self.device,
+                    "matmul",
+                    pipeline,
+                    &[
+                        (0, step.buffer.as_entire_binding()),
+                        (1, part.params.as_entire_binding()),
+                        (2, part.scales.as_entire_binding()),
+                        (3, part.quants.as_entire_binding()),
+                        (4, x.binding()),
+                        (5, y.binding()),
+                    ],
+                )
+            };
+            let [mx, my] = part.mv_grid;
+            dispatches.push(Dispatch {
+                pipeline: pipelines.matvec.clone(),
+                bind_group: resources(&pipelines.matvec),
+                grid: Box::new(move |s| if s.n_tokens == 1 { [mx, my, 1] } else { [0; 3] }),
+            });
+            let [tx, ty] = part.mm_grid;
+            dispatches.push(Dispatch {
+                pipeline: pipelines.matmul.clone(),
+                bind_group: resources(&pipelines.matmul),
+                grid: Box::new(
+                    move |s| if s.n_tokens >= 2 { [tx, ty, s.n_tokens.div_ceil(MM_TOKENS)] } else { [0; 3] },
+                ),
+            });
+        }
+        Ok(GpuOp { label: OP, dispatches, max_tokens })
+    }
+
+    /// `out[t] = table[tokens[t]]` dequantised, for `t < step.n_tokens`: `tokens` holds u32
+    /// ids (checked against `table.rows` by the caller), `out` tokens of `table.cols` values.
+    pub fn op_embed(
+        &self,
+        table: &GpuMatrix,
+        tokens: &GpuBuffer,
+        out: &GpuBuffer,
+        step: &StepBuffer,
+    ) -> Result<GpuOp, KernelError> {
+        const OP: &str = "embed";
+        let max_tokens = tokens.len();
+        let max_groups = self.adapter().max_compute_workgroups_per_dimension;
+        if max_tokens == 0 || max_tokens > max_groups as usize {
+            return Err(KernelError::OpShape {
+                op: OP,
+                why: format!("a token buffer of {max_tokens} ids (1 to {max_groups} allowed)"),
+            });
+        }
+        if out.len() < max_tokens * table.cols {
+            return Err(KernelError::OpShape {
+                op: OP,
+                why: format!("out holds {} values, less than {max_tokens} tokens of {} columns", out.len(), table.cols),
+            });
+        }
+        let pipeline = &self.matmul.get(&self.device, table.format).embed;
+        let groups_x = (table.units as u32).div_ceil(EMBED_WG);
+        let dispatches = table
+            .parts
+            .iter()
+            .map(|part| Dispatch {
+                pipeline: pipeline.clone(),
+                bind_group: bind_at(
+                    &self.device,
+                    "embed",
+                    pipeline,
+                    &[
+                        (0, step.buffer.as_entire_binding()),
+                        (1, part.params.as_entire_binding()),
+                        (2, part.scales.as_entire_binding()),
+                        (3, part.quants.as_entire_binding()),
+                        (6, tokens.binding()),
+                        (7, out.binding()),
+                    ],
+                ),
+                grid: Box::new(move |s| [groups_x, s.n_tokens, 1]),
+            })
+            .collect();
+        Ok(GpuOp { label: OP, dispatches, max_tokens: max_tokens as u32 })
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod tests {
+    use super::*;
+    use crate::gpu::Step;
+
+    /// More workgroups than one dispatch dimension allows spill into y. Real limits (65535)
+    /// need millions of rows to reach, so this lowers the limit to 6 per dimension: 2000 rows
+    /// are then 16 matvec workgroups on a 6 × 3 grid and 32 matmul tiles on 6 × 6.
+    #[test]
+    fn grids_spill_into_the_y_dimension() {
+        let ctx = pollster::block_on(GpuContext::new()).expect("a Vulkan adapter (lavapipe)");
+        let (rows, cols, tokens) = (2000, 64, 2);
+        let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 500.0).collect();
+        let bytes = bytemuck::cast_slice(&crate::quant::quantize_q8_0(&w).unwrap()).to_vec();
+        let matrix = ctx.upload_matrix_with_grid_limit("w", QuantFormat::Q8_0, &bytes, rows, cols, 6).unwrap();
+        assert_eq!((matrix.parts[0].mv_grid, matrix.parts[0].mm_grid), ([6, 3], [6, 6]));
+
+        let mut deq = vec![0.0; rows * cols];
+        crate::quant::dequantize(QuantFormat::Q8_0, &bytes, &mut deq).unwrap();
+        let x: Vec<f32> = (0..tokens * cols).map(|i| ((i * 104729 % 997) as f32 - 498.0) / 300.0).collect();
+        let xb = ctx.buffer_from("x", &x).unwrap();
+        let yb = ctx.buffer("y", tokens * rows).unwrap();
+        let step = ctx.step_buffer();
+        let op = ctx.op_matmul(&matrix, &xb, &yb, &step).unwrap();
+        for n_tokens in [1, 2] {
+            ctx.run(&step, Step { n_tokens: n_tokens as u32, pos: 0 }, &[&op]).unwrap();
+            let y = pollster::block_on(ctx.read::<f32>(&yb, 0..n_tokens * rows)).unwrap();
+            for (i, &got) in y.iter().enumerate() {
+                let (t, r) = (i / rows, i % rows);
+                let want: f64 = (0..cols).map(|c| f64::from(deq[r * cols + c]) * f64::from(x[t * cols + c])).sum();
+                assert!((f64::from(got) - want).abs() < 1e-3, "{n_tokens} tokens, y[{t}][{r}]: gpu {got} cpu {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn matvec_lanes_follow_row_length() {
+        assert_eq!([4, 8, 72, 256, 4096].map(matvec_lanes), [4, 4, 32, 64, 64]);
+        assert_eq!(spill_grid(70_000, 65_535), Ok([65_535, 2]));
+        assert_eq!(spill_grid(10, 3), Err(4));
+    }
+}
