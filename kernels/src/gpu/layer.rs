@@ -3,7 +3,7 @@
 //! [`crate::cpu::ops`].
 
 use super::GpuContext;
-use super::tensor::{Dispatch, GpuBuffer, GpuOp, Step, StepBuffer, bind, shader, uniform};
+use super::tensor::{Dispatch, GpuBuffer, GpuOp, Step, StepBuffer, bind, pipeline, shader, uniform};
 use crate::KernelError;
 
 /// Invocations per workgroup of every kernel here (`WG` in the WGSL).
@@ -24,35 +24,12 @@ impl LayerKernels {
         let rope = shader(device, "rope.wgsl", include_str!("../../wgsl/rope.wgsl"));
         let elementwise = shader(device, "elementwise.wgsl", include_str!("../../wgsl/elementwise.wgsl"));
         Self {
-            rms_norm: unzeroed_pipeline(device, &norm, "rms_norm"),
-            rope: unzeroed_pipeline(device, &rope, "rope"),
-            silu_mul: unzeroed_pipeline(device, &elementwise, "silu_mul"),
-            add: unzeroed_pipeline(device, &elementwise, "add"),
+            rms_norm: pipeline(device, &norm, "rms_norm"),
+            rope: pipeline(device, &rope, "rope"),
+            silu_mul: pipeline(device, &elementwise, "silu_mul"),
+            add: pipeline(device, &elementwise, "add"),
         }
     }
-}
-
-/// [`super::tensor::pipeline`] without wgpu's zeroing of workgroup memory at the start of
-/// each workgroup. Every kernel of `layer.rs` and `sample.rs` writes its workgroup arrays
-/// before reading them, and the zeroing naga emits (a store per element) is not free: SwiftShader
-/// took ~2 s to compile each `sample.wgsl` pipeline with it, 40-70 ms without. Browsers zero
-/// workgroup memory whatever this says.
-pub(super) fn unzeroed_pipeline(
-    device: &wgpu::Device,
-    module: &wgpu::ShaderModule,
-    entry: &'static str,
-) -> wgpu::ComputePipeline {
-    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: None,
-        module,
-        entry_point: Some(entry),
-        compilation_options: wgpu::PipelineCompilationOptions {
-            zero_initialize_workgroup_memory: false,
-            ..Default::default()
-        },
-        cache: None,
-    })
 }
 
 /// `NormParams` of `norm.wgsl`.

@@ -7,8 +7,7 @@
 //! index first among equals.
 
 use super::GpuContext;
-use super::layer::unzeroed_pipeline;
-use super::tensor::{Dispatch, GpuBuffer, GpuOp, StepBuffer, bind, shader, uniform};
+use super::tensor::{Dispatch, GpuBuffer, GpuOp, StepBuffer, bind, pipeline, shader, uniform};
 use crate::KernelError;
 
 /// Invocations per workgroup (`WG` in the WGSL).
@@ -33,10 +32,10 @@ impl SampleKernels {
     pub(crate) fn new(device: &wgpu::Device, _shader_f16: bool) -> Self {
         let module = shader(device, "sample.wgsl", include_str!("../../wgsl/sample.wgsl"));
         Self {
-            argmax_partial: unzeroed_pipeline(device, &module, "argmax_partial"),
-            argmax_final: unzeroed_pipeline(device, &module, "argmax_final"),
-            top_k_partial: unzeroed_pipeline(device, &module, "top_k_partial"),
-            top_k_final: unzeroed_pipeline(device, &module, "top_k_final"),
+            argmax_partial: pipeline(device, &module, "argmax_partial"),
+            argmax_final: pipeline(device, &module, "argmax_final"),
+            top_k_partial: pipeline(device, &module, "top_k_partial"),
+            top_k_final: pipeline(device, &module, "top_k_final"),
         }
     }
 }
