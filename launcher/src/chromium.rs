@@ -2,7 +2,7 @@
 //! from shared/DESIGN.md): how `hearth bench` measures the app in a browser, and what the
 //! end-to-end tests drive.
 
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -38,28 +38,30 @@ impl Drop for Process {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port())
-}
-
-/// ChromeDriver on a free port, ready to take sessions.
+/// ChromeDriver on a port it picks itself (`--port=0`, so no other process can take the port
+/// between choosing and binding it), ready to take sessions.
 pub fn chromedriver() -> Result<(Process, String), ChromiumError> {
-    let port = free_port().map_err(ChromiumError::Driver)?;
-    let child = Command::new("chromedriver")
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
+    let mut child = Command::new("chromedriver")
+        .arg("--port=0")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .map_err(ChromiumError::Driver)?;
+    let stdout = child.stdout.take();
     let process = Process(child);
-    let limit = Duration::from_secs(30);
-    let deadline = Instant::now() + limit;
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if Instant::now() > deadline {
-            return Err(ChromiumError::DriverTimeout(limit));
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads the "started successfully on port N." line, then drains what the driver prints.
+    std::thread::spawn(move || {
+        let Some(stdout) = stdout else { return };
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let port = line.split("on port ").nth(1).and_then(|p| p.trim_end_matches('.').parse::<u16>().ok());
+            if let (Some(port), true) = (port, line.contains("successfully")) {
+                let _ = tx.send(port);
+            }
         }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
+    let limit = Duration::from_secs(30);
+    let port = rx.recv_timeout(limit).map_err(|_| ChromiumError::DriverTimeout(limit))?;
     Ok((process, format!("http://127.0.0.1:{port}")))
 }
 
@@ -94,8 +96,26 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Opens `url` in a fresh headless Chromium.
+    /// Opens `url` in a fresh headless Chromium. Starting the browser is tried three times:
+    /// on a loaded machine Chromium now and then fails to come up in time.
     pub async fn open(url: &str) -> Result<Self, ChromiumError> {
+        let mut attempt = 1;
+        loop {
+            match Self::start().await {
+                Ok(browser) => {
+                    browser.client.goto(url).await.map_err(|e| ChromiumError::WebDriver(format!("open {url}: {e}")))?;
+                    return Ok(browser);
+                }
+                Err(e @ ChromiumError::Session(_)) if attempt < 3 => {
+                    eprintln!("headless Chromium did not start (attempt {attempt}): {e}; trying again");
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn start() -> Result<Self, ChromiumError> {
         let (driver, driver_url) = chromedriver()?;
         let profile = tempfile::tempdir().map_err(ChromiumError::Profile)?;
         let caps = serde_json::json!({
@@ -109,7 +129,6 @@ impl Browser {
             .connect(&driver_url)
             .await
             .map_err(|e| ChromiumError::Session(e.to_string()))?;
-        client.goto(url).await.map_err(|e| ChromiumError::WebDriver(format!("open {url}: {e}")))?;
         Ok(Self { client, _driver: driver, _profile: profile })
     }
 
