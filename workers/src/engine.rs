@@ -163,9 +163,6 @@ impl Engine {
             (Ok(ctx), BackendChoice::Auto) if is_software(ctx.adapter()) => {
                 Err(format!("the only adapter, {:?}, is a software renderer", ctx.adapter().name))
             }
-            // In the browser the GPU backend is opt-in for now: a reply on it did not finish on
-            // SwiftShader in our tests, and no hardware browser run has checked it yet.
-            (Ok(_), BackendChoice::Auto) => Err("the WebGPU backend is opt-in (?backend=gpu) for now".into()),
             (gpu, _) => gpu.clone(),
         };
         let result = match fetch_bytes(&self.scope, &url, |loaded, total| {

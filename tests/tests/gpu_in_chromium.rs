@@ -1,0 +1,54 @@
+//! The default model on the WebGPU backend in headless Chromium (SwiftShader): the page's
+//! engine worker loads it onto the GPU, reports the backend, and a greedy reply follows
+//! llama.cpp's goldens with the top logits within `GPU_LOGIT_TOLERANCE` (`check_gpu_greedy`).
+//! SwiftShader takes seconds per decode step, so the reply is a few tokens long; the whole
+//! forward pass runs at each of them, and natively on lavapipe (gpu_model.rs) the replies are
+//! longer.
+
+use std::time::Duration;
+
+use hearth_tests::{check_gpu_greedy, hearth_serve, open_in_chromium};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(600);
+const STEPS: usize = 3;
+
+fn golden() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/golden/smollm2-135m-q4_1/greedy.json");
+    serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("golden JSON")
+}
+
+#[tokio::test]
+async fn greedy_reply_on_webgpu_follows_llama_cpp() {
+    let (_server, url) = hearth_serve();
+    let browser = open_in_chromium(&format!("{url}?backend=gpu")).await;
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    let backend = browser.run("return hearth.backend();", Value::Null, WAIT).await.unwrap();
+    assert_eq!(backend, "gpu", "?backend=gpu loads the model onto WebGPU");
+
+    let golden = golden();
+    let mut case = golden["cases"][0].clone();
+    assert_eq!(case["chat"], Value::Bool(false), "the first golden case is a plain prompt");
+    for key in ["ids", "top_logits"] {
+        let first: Vec<Value> = case[key].as_array().unwrap()[..STEPS].to_vec();
+        case[key] = Value::Array(first);
+    }
+    let params = json!({"max_tokens": STEPS, "ignore_eos": true, "top_logits": golden["top"]});
+    let done = browser
+        .run("return await hearth.generate(args[0], args[1]);", json!([{"text": case["prompt"]}, params]), WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let tokens: Vec<u64> = done["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    let top_logits: Vec<Vec<(u64, f64)>> = done["top_logits"]
+        .as_array()
+        .expect("top logits in the completion")
+        .iter()
+        .map(|step| step.as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap())).collect())
+        .collect();
+    let (worst, steps) = check_gpu_greedy(&case, &tokens, &top_logits);
+    println!(
+        "WebGPU in Chromium: {steps} of {STEPS} steps compared, largest logit difference {worst:.3}; timings {}",
+        done["timings"]
+    );
+    browser.close().await.unwrap();
+}
