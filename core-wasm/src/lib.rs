@@ -1,6 +1,7 @@
 //! Hearth's core: everything that is neither a kernel nor a platform binding. It compiles for
 //! native targets and wasm32 alike and never touches web-sys; its tests run natively.
 
+pub mod agents;
 pub mod catalog;
 pub mod chat_template;
 pub mod engine;

@@ -1,4 +1,4 @@
-//! `hearth tokenize` and `hearth generate`: the engine on the command line, natively.
+//! `hearth tokenize`, `hearth generate` and `hearth run`: the engine on the command line, natively.
 
 use std::fs::File;
 use std::io::Write;
@@ -6,6 +6,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
+use hearth_core::agents::{Workflow, WorkflowError};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
@@ -30,6 +31,10 @@ pub enum CliError {
     Engine { path: PathBuf, source: EngineError },
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    #[error("cannot read the workflow {path}: {source}")]
+    ReadWorkflow { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {source}")]
+    Workflow { path: PathBuf, source: WorkflowError },
 }
 
 /// The model to use: `--model PATH`, else the default model in the cache.
@@ -136,4 +141,34 @@ pub fn generate(
         writeln!(out).map_err(CliError::Output)?;
     }
     Ok(completion)
+}
+
+/// Runs the workflow in `path` on `model` (natively), printing its transcript as JSON lines as
+/// it happens. `seed` replaces the workflow's own.
+pub fn run_workflow(
+    path: &Path,
+    model: &Path,
+    seed: Option<u64>,
+    backend: BackendChoice,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| CliError::ReadWorkflow { path: path.to_owned(), source })?;
+    let mut workflow =
+        Workflow::from_toml(&text).map_err(|source| CliError::Workflow { path: path.to_owned(), source })?;
+    if let Some(seed) = seed {
+        workflow.seed = seed;
+    }
+    let mut engine = load_engine(model, 4096, backend)?;
+    let mut write_error = None;
+    pollster::block_on(hearth_core::agents::run_workflow(&workflow, &mut engine, |event| {
+        let line = serde_json::to_string(event).unwrap_or_default();
+        if write_error.is_none()
+            && let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
+        {
+            write_error = Some(e);
+        }
+    }))
+    .map_err(|source| CliError::Engine { path: model.to_owned(), source })?;
+    write_error.map_or(Ok(()), |e| Err(CliError::Output(e)))
 }

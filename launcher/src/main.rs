@@ -79,6 +79,19 @@ enum Command {
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
     },
+    /// Run a workflow (TOML, see examples/) natively and print its transcript as JSON lines.
+    Run {
+        #[arg(long)]
+        workflow: PathBuf,
+        /// A GGUF model; the default model from the cache if left out.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Replaces the workflow's seed.
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value = "auto")]
+        backend: BackendChoice,
+    },
     /// Measure prefill and decode tokens/s on the default model, natively and in headless
     /// Chromium (both builds), beside llama.cpp and wllama; prints a Markdown table.
     Bench {
@@ -122,6 +135,13 @@ fn main() -> ExitCode {
                     say(&json);
                     ExitCode::SUCCESS
                 }
+                Err(e) => fail(&e),
+            }
+        }
+        Command::Run { workflow, model, seed, backend } => {
+            let mut out = std::io::stdout().lock();
+            match llm::run_workflow(&workflow, &llm::model_path(model), seed, backend, &mut out) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }

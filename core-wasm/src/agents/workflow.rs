@@ -1,0 +1,420 @@
+//! Workflows in TOML: the agents (role, system prompt, sampling), the task, and the topology
+//! that says who speaks when. Every error names the line and the field.
+//!
+//! ```toml
+//! [workflow]
+//! name = "debate"
+//! seed = 7
+//! task = "Is a hot dog a sandwich?"
+//!
+//! [topology]
+//! kind = "round_robin"        # sequential | round_robin | planner_workers_critic | map_reduce
+//! members = ["pro", "con"]
+//! rounds = 2
+//! judge = "judge"             # optional: speaks last, after every round
+//!
+//! [[agents]]
+//! name = "pro"
+//! system = "You argue that a hot dog is a sandwich."
+//! temperature = 0.7
+//! max_tokens = 48
+//! ```
+
+use std::collections::HashSet;
+use std::ops::Range;
+
+use serde::Deserialize;
+use thiserror::Error;
+use toml::Spanned;
+
+#[derive(Debug, Error, PartialEq)]
+pub enum WorkflowError {
+    #[error("workflow line {line}: {message}")]
+    Syntax { line: usize, message: String },
+    #[error("workflow line {line}, field `{field}`: {message}")]
+    Invalid { line: usize, field: String, message: String },
+}
+
+/// A validated workflow.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Workflow {
+    pub name: String,
+    pub seed: u64,
+    /// What the agents work on: the first message of the run, from the user.
+    pub task: String,
+    pub agents: Vec<AgentSpec>,
+    pub topology: Topology,
+}
+
+/// One LLM agent.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentSpec {
+    pub name: String,
+    /// A short description of what it does, shown to the other agents.
+    pub role: String,
+    pub system: String,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub max_tokens: usize,
+}
+
+/// Who speaks when; agents are indices into [`Workflow::agents`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Topology {
+    /// Each agent in turn, each given the previous one's output.
+    Sequential { order: Vec<usize> },
+    /// The members take turns for `rounds` rounds, each seeing the whole conversation; the
+    /// judge, if any, speaks last.
+    RoundRobin { members: Vec<usize>, rounds: usize, judge: Option<usize> },
+    /// The planner writes numbered steps; each step goes to a worker (in turn); the critic
+    /// reviews the workers' results.
+    PlannerWorkersCritic { planner: usize, workers: Vec<usize>, critic: usize, max_steps: usize },
+    /// The mapper handles each chunk of the input on its own; the reducer combines the results.
+    MapReduce { mapper: usize, reducer: usize, chunks: Vec<String> },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    workflow: Spanned<Header>,
+    topology: Spanned<TopologyFile>,
+    agents: Spanned<Vec<Spanned<AgentFile>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Header {
+    name: Spanned<String>,
+    #[serde(default)]
+    seed: u64,
+    task: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TopologyFile {
+    kind: Spanned<String>,
+    order: Option<Vec<Spanned<String>>>,
+    members: Option<Vec<Spanned<String>>>,
+    rounds: Option<Spanned<i64>>,
+    judge: Option<Spanned<String>>,
+    planner: Option<Spanned<String>>,
+    workers: Option<Vec<Spanned<String>>>,
+    critic: Option<Spanned<String>>,
+    max_steps: Option<Spanned<i64>>,
+    mapper: Option<Spanned<String>>,
+    reducer: Option<Spanned<String>>,
+    /// map_reduce: the text to split (defaults to the task).
+    input: Option<Spanned<String>>,
+    chunk_words: Option<Spanned<i64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentFile {
+    name: Spanned<String>,
+    #[serde(default)]
+    role: String,
+    system: Spanned<String>,
+    temperature: Option<Spanned<f64>>,
+    top_k: Option<Spanned<i64>>,
+    top_p: Option<Spanned<f64>>,
+    max_tokens: Option<Spanned<i64>>,
+}
+
+/// Most tokens one turn may ask for, and most turns a topology may plan: a workflow file is
+/// user input and must not size allocations or runs without bound.
+pub const MAX_TURN_TOKENS: i64 = 4096;
+pub const MAX_ROUNDS: i64 = 64;
+
+/// Line (1-based) of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+}
+
+struct Checker<'a> {
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn err(&self, span: Range<usize>, field: &str, message: impl Into<String>) -> WorkflowError {
+        WorkflowError::Invalid { line: line_of(self.text, span.start), field: field.into(), message: message.into() }
+    }
+
+    fn required<'v, T>(
+        &self,
+        value: &'v Option<T>,
+        at: Range<usize>,
+        field: &str,
+        kind: &str,
+    ) -> Result<&'v T, WorkflowError> {
+        value.as_ref().ok_or_else(|| self.err(at, field, format!("a {kind} topology needs `{field}`")))
+    }
+
+    fn count(&self, value: &Spanned<i64>, field: &str, max: i64) -> Result<usize, WorkflowError> {
+        let v = *value.get_ref();
+        if !(1..=max).contains(&v) {
+            return Err(self.err(value.span(), field, format!("{v} is not between 1 and {max}")));
+        }
+        Ok(v as usize)
+    }
+}
+
+impl Workflow {
+    pub fn from_toml(text: &str) -> Result<Self, WorkflowError> {
+        let file: File = toml::from_str(text).map_err(|e| WorkflowError::Syntax {
+            line: e.span().map_or(1, |s| line_of(text, s.start)),
+            message: e.message().trim().to_string(),
+        })?;
+        let check = Checker { text };
+
+        let mut agents = Vec::new();
+        let mut names = HashSet::new();
+        if file.agents.get_ref().is_empty() {
+            return Err(check.err(file.agents.span(), "agents", "a workflow needs at least one agent"));
+        }
+        for agent in file.agents.get_ref() {
+            let a = agent.get_ref();
+            let name = a.name.get_ref().trim().to_string();
+            if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(check.err(
+                    a.name.span(),
+                    "agents.name",
+                    format!("{name:?} is not a name (1-64 letters, digits, _ or -)"),
+                ));
+            }
+            if !names.insert(name.clone()) {
+                return Err(check.err(a.name.span(), "agents.name", format!("two agents are named {name:?}")));
+            }
+            let temperature = a.temperature.as_ref().map_or(0.0, |t| *t.get_ref());
+            if !(0.0..=2.0).contains(&temperature) {
+                let span = a.temperature.as_ref().map_or(agent.span(), |t| t.span());
+                return Err(check.err(span, "agents.temperature", format!("{temperature} is not between 0 and 2")));
+            }
+            let top_p = a.top_p.as_ref().map_or(1.0, |t| *t.get_ref());
+            if !(top_p > 0.0 && top_p <= 1.0) {
+                let span = a.top_p.as_ref().map_or(agent.span(), |t| t.span());
+                return Err(check.err(span, "agents.top_p", format!("{top_p} is not in (0, 1]")));
+            }
+            let top_k = match &a.top_k {
+                Some(k) if *k.get_ref() < 0 => {
+                    return Err(check.err(k.span(), "agents.top_k", format!("{} is negative", k.get_ref())));
+                }
+                Some(k) => *k.get_ref() as usize,
+                None => 0,
+            };
+            let max_tokens = match &a.max_tokens {
+                Some(m) => check.count(m, "agents.max_tokens", MAX_TURN_TOKENS)?,
+                None => 96,
+            };
+            agents.push(AgentSpec {
+                name,
+                role: a.role.clone(),
+                system: a.system.get_ref().clone(),
+                temperature: temperature as f32,
+                top_k,
+                top_p: top_p as f32,
+                max_tokens,
+            });
+        }
+
+        let t = file.topology.get_ref();
+        let at = file.topology.span();
+        let agent = |name: &Spanned<String>, field: &str| -> Result<usize, WorkflowError> {
+            agents.iter().position(|a| a.name == *name.get_ref()).ok_or_else(|| {
+                let known: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
+                check.err(
+                    name.span(),
+                    field,
+                    format!("no agent is named {:?} (agents: {})", name.get_ref(), known.join(", ")),
+                )
+            })
+        };
+        let list = |names: &[Spanned<String>], field: &str| -> Result<Vec<usize>, WorkflowError> {
+            if names.is_empty() {
+                return Err(check.err(at.clone(), field, "the list is empty"));
+            }
+            names.iter().map(|n| agent(n, field)).collect()
+        };
+        let kind = t.kind.get_ref().as_str();
+        let topology = match kind {
+            "sequential" => Topology::Sequential {
+                order: list(check.required(&t.order, at.clone(), "topology.order", kind)?, "topology.order")?,
+            },
+            "round_robin" => Topology::RoundRobin {
+                members: list(check.required(&t.members, at.clone(), "topology.members", kind)?, "topology.members")?,
+                rounds: match &t.rounds {
+                    Some(r) => check.count(r, "topology.rounds", MAX_ROUNDS)?,
+                    None => 1,
+                },
+                judge: t.judge.as_ref().map(|j| agent(j, "topology.judge")).transpose()?,
+            },
+            "planner_workers_critic" => Topology::PlannerWorkersCritic {
+                planner: agent(check.required(&t.planner, at.clone(), "topology.planner", kind)?, "topology.planner")?,
+                workers: list(check.required(&t.workers, at.clone(), "topology.workers", kind)?, "topology.workers")?,
+                critic: agent(check.required(&t.critic, at.clone(), "topology.critic", kind)?, "topology.critic")?,
+                max_steps: match &t.max_steps {
+                    Some(m) => check.count(m, "topology.max_steps", MAX_ROUNDS)?,
+                    None => 3,
+                },
+            },
+            "map_reduce" => {
+                let chunk_words = match &t.chunk_words {
+                    Some(c) => check.count(c, "topology.chunk_words", 100_000)?,
+                    None => 120,
+                };
+                let input = t.input.as_ref().map_or(file.workflow.get_ref().task.get_ref(), |i| i.get_ref());
+                let words: Vec<&str> = input.split_whitespace().collect();
+                if words.is_empty() {
+                    let span = t.input.as_ref().map_or(at.clone(), |i| i.span());
+                    return Err(check.err(span, "topology.input", "there is no text to map over"));
+                }
+                let chunks: Vec<String> = words.chunks(chunk_words).map(|c| c.join(" ")).collect();
+                if chunks.len() as i64 > MAX_ROUNDS {
+                    let span = t.chunk_words.as_ref().map_or(at.clone(), |c| c.span());
+                    return Err(check.err(
+                        span,
+                        "topology.chunk_words",
+                        format!("the input makes {} chunks, more than {MAX_ROUNDS}", chunks.len()),
+                    ));
+                }
+                Topology::MapReduce {
+                    mapper: agent(check.required(&t.mapper, at.clone(), "topology.mapper", kind)?, "topology.mapper")?,
+                    reducer: agent(
+                        check.required(&t.reducer, at.clone(), "topology.reducer", kind)?,
+                        "topology.reducer",
+                    )?,
+                    chunks,
+                }
+            }
+            other => {
+                return Err(check.err(
+                    t.kind.span(),
+                    "topology.kind",
+                    format!("unknown topology {other:?} (sequential, round_robin, planner_workers_critic, map_reduce)"),
+                ));
+            }
+        };
+
+        let header = file.workflow.get_ref();
+        let task = header.task.get_ref().trim().to_string();
+        if task.is_empty() {
+            return Err(check.err(header.task.span(), "workflow.task", "the task is empty"));
+        }
+        Ok(Workflow { name: header.name.get_ref().clone(), seed: header.seed, task, agents, topology })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DEBATE: &str = r#"
+[workflow]
+name = "debate"
+seed = 7
+task = "Is a hot dog a sandwich?"
+
+[topology]
+kind = "round_robin"
+members = ["pro", "con"]
+rounds = 2
+judge = "judge"
+
+[[agents]]
+name = "pro"
+system = "Argue yes."
+temperature = 0.7
+
+[[agents]]
+name = "con"
+system = "Argue no."
+
+[[agents]]
+name = "judge"
+system = "Decide."
+max_tokens = 32
+"#;
+
+    #[test]
+    fn a_debate_parses() {
+        let w = Workflow::from_toml(DEBATE).unwrap();
+        assert_eq!(w.seed, 7);
+        assert_eq!(w.agents.len(), 3);
+        assert_eq!(w.agents[0].temperature, 0.7);
+        assert_eq!(w.agents[2].max_tokens, 32);
+        assert_eq!(w.topology, Topology::RoundRobin { members: vec![0, 1], rounds: 2, judge: Some(2) });
+    }
+
+    fn error_of(text: &str) -> WorkflowError {
+        Workflow::from_toml(text).unwrap_err()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_field() {
+        let e = error_of(&DEBATE.replace("judge = \"judge\"", "judge = \"referee\""));
+        assert_eq!(
+            e,
+            WorkflowError::Invalid {
+                line: 11,
+                field: "topology.judge".into(),
+                message: "no agent is named \"referee\" (agents: pro, con, judge)".into()
+            },
+            "{e}"
+        );
+        let e = error_of(&DEBATE.replace("rounds = 2", "rounds = 0"));
+        assert!(matches!(&e, WorkflowError::Invalid { line: 10, field, .. } if field == "topology.rounds"), "{e}");
+        let e = error_of(&DEBATE.replace("temperature = 0.7", "temperature = 9"));
+        assert!(e.to_string().contains("line 16, field `agents.temperature`: 9 is not between 0 and 2"), "{e}");
+        let e = error_of(&DEBATE.replace("round_robin", "star"));
+        assert!(e.to_string().contains("line 8, field `topology.kind`: unknown topology \"star\""), "{e}");
+        let e = error_of(&DEBATE.replace("name = \"con\"", "name = \"pro\""));
+        assert!(e.to_string().contains("line 19, field `agents.name`: two agents are named \"pro\""), "{e}");
+        let e = error_of(&DEBATE.replace("members = [\"pro\", \"con\"]", ""));
+        assert!(e.to_string().contains("field `topology.members`: a round_robin topology needs"), "{e}");
+    }
+
+    #[test]
+    fn syntax_errors_and_unknown_fields_name_the_line() {
+        let e = error_of(&DEBATE.replace("seed = 7", "seed = "));
+        assert!(matches!(e, WorkflowError::Syntax { line: 4, .. }), "{e}");
+        let e = error_of(&DEBATE.replace("temperature = 0.7", "temprature = 0.7"));
+        assert!(matches!(&e, WorkflowError::Syntax { line: 16, message } if message.contains("temprature")), "{e}");
+        let e = error_of("[workflow]\nname = \"x\"\ntask = \"t\"\n");
+        assert!(e.to_string().contains("missing field `topology`"), "{e}");
+    }
+
+    #[test]
+    fn map_reduce_splits_its_input_into_chunks() {
+        let text = r#"
+[workflow]
+name = "summary"
+task = "Summarise."
+[topology]
+kind = "map_reduce"
+mapper = "m"
+reducer = "r"
+input = "one two three four five"
+chunk_words = 2
+[[agents]]
+name = "m"
+system = "s"
+[[agents]]
+name = "r"
+system = "s"
+"#;
+        let w = Workflow::from_toml(text).unwrap();
+        assert_eq!(
+            w.topology,
+            Topology::MapReduce {
+                mapper: 0,
+                reducer: 1,
+                chunks: vec!["one two".into(), "three four".into(), "five".into()]
+            }
+        );
+        let e = error_of(&text.replace("chunk_words = 2", "chunk_words = -1"));
+        assert!(e.to_string().contains("field `topology.chunk_words`: -1 is not between"), "{e}");
+    }
+}
