@@ -60,18 +60,15 @@ pub async fn run_workflow(
     let (mut steps, mut completion_tokens) = (0u32, 0usize);
     while let Some(turns) = scheduler.next_step() {
         let mut replies = Vec::with_capacity(turns.len());
-        let mut seq_of = vec![0u32; workflow.agents.len()];
         for turn in &turns {
             let done = take_turn(workflow, engine, turn).await?;
             let content = done.text.trim().to_string();
-            let seq = seq_of[turn.agent];
-            seq_of[turn.agent] += 1;
             completion_tokens += done.completion_tokens;
             emit(
                 TranscriptEvent::Message {
                     step: steps,
                     from: workflow.agents[turn.agent].name.clone(),
-                    seq,
+                    seq: turn.seq,
                     turn: turn.turn,
                     content: content.clone(),
                     prompt_tokens: done.prompt_tokens,

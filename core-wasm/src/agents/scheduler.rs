@@ -26,6 +26,8 @@ pub struct Turn {
     pub agent: usize,
     /// The agent's turn number over the run (0 for its first).
     pub turn: u32,
+    /// The sequence number of this turn's message among the agent's messages of the step.
+    pub seq: u32,
     /// The user-role request of this turn: the task, the messages it sees, what to do.
     pub request: String,
     /// The sampling seed of this turn.
@@ -124,21 +126,24 @@ impl<'w> Scheduler<'w> {
             .map(|(agent, instruction, seen)| {
                 let turn = self.turns_taken[agent];
                 self.turns_taken[agent] += 1;
-                Turn { agent, turn, request: self.request(&instruction, &seen), seed: turn_seed(w.seed, agent, turn) }
+                let (request, seed) = (self.request(&instruction, &seen), turn_seed(w.seed, agent, turn));
+                Turn { agent, turn, seq: 0, request, seed }
             })
             .collect();
         turns.sort_by_key(|t| (t.agent, t.turn));
+        let mut seq_of = vec![0u32; w.agents.len()];
+        for t in &mut turns {
+            t.seq = seq_of[t.agent];
+            seq_of[t.agent] += 1;
+        }
         Some(turns)
     }
 
     /// Commits the replies of the step's turns (in the order `next_step` gave them).
     pub fn commit(&mut self, turns: &[Turn], replies: Vec<String>) {
-        let mut seq_of = vec![0u32; self.workflow.agents.len()];
         for (turn, content) in turns.iter().zip(replies) {
-            let seq = seq_of[turn.agent];
-            seq_of[turn.agent] += 1;
             let from = self.workflow.agents[turn.agent].name.clone();
-            self.messages.push(Message { step: self.step, from, seq, content });
+            self.messages.push(Message { step: self.step, from, seq: turn.seq, content });
         }
         self.step += 1;
     }
@@ -218,6 +223,8 @@ mod tests {
         assert_eq!(steps(&pwc, "1. a\n2. b\n\n3) c\n4. d"), [vec![0], vec![1, 1, 2], vec![3]]);
         let mr = workflow(Topology::MapReduce { mapper: 1, reducer: 0, chunks: vec!["p".into(), "q".into()] }, 2);
         assert_eq!(steps(&mr, "x"), [vec![1, 1], vec![0]]);
+        let mapped = Scheduler::new(&mr).next_step().unwrap();
+        assert_eq!(mapped.iter().map(|t| (t.agent, t.turn, t.seq)).collect::<Vec<_>>(), [(1, 0, 0), (1, 1, 1)]);
     }
 
     #[test]
