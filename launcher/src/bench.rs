@@ -13,7 +13,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use hearth_core::engine::{BackendChoice, Engine, GenerateParams, Prompt, native_clock};
+use hearth_core::engine::{BackendChoice, Completion, Engine, GenerateParams, Prompt, native_clock};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thiserror::Error;
@@ -83,20 +83,31 @@ pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: us
     // The engine is made and used inside the pool (it is not Send: it may hold a GPU).
     pool.install(|| {
         let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
-        let ids = engine.tokenizer().encode(PROMPT, true, false);
-        if ids.len() < prompt_tokens {
-            return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
-        }
-        let ids = ids[..prompt_tokens].to_vec();
-        let params = decode_params(gen_tokens);
-        // The warm-up's prompt starts differently, so the measured run reuses no cache.
-        let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
-        pollster::block_on(engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(())))?;
-        let done = pollster::block_on(engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(())))?;
-        let t = done.timings;
-        let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+        let (_, t) = timed_run(&mut engine, prompt_tokens, gen_tokens)?;
         Ok(figures("hearth", "native", threads, &t, gen_tokens))
     })
+}
+
+/// A warm-up generation, then the measured one: `prompt_tokens` of the bench prompt and
+/// `gen_tokens` decoded. Returns the measured completion and its timings.
+fn timed_run(
+    engine: &mut Engine,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+) -> Result<(Completion, Timings), BenchError> {
+    let ids = engine.tokenizer().encode(PROMPT, true, false);
+    if ids.len() < prompt_tokens {
+        return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
+    }
+    let ids = ids[..prompt_tokens].to_vec();
+    let params = decode_params(gen_tokens);
+    // The warm-up's prompt starts differently, so the measured run reuses no cache.
+    let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
+    pollster::block_on(engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(())))?;
+    let done = pollster::block_on(engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(())))?;
+    let t = done.timings;
+    let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+    Ok((done, t))
 }
 
 /// What `hearth bench --backend gpu` reports for one run on a GPU.
@@ -133,17 +144,7 @@ pub fn native_gpu(model: &Path, prompt_tokens: usize, gen_tokens: usize) -> Resu
         BackendChoice::Gpu,
         Ok(std::rc::Rc::clone(&ctx)),
     )?;
-    let ids = engine.tokenizer().encode(PROMPT, true, false);
-    if ids.len() < prompt_tokens {
-        return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
-    }
-    let ids = ids[..prompt_tokens].to_vec();
-    let params = decode_params(gen_tokens);
-    let warm_up: Vec<u32> = ids.iter().rev().copied().collect();
-    pollster::block_on(engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(())))?;
-    let done = pollster::block_on(engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(())))?;
-    let t = done.timings;
-    let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+    let (done, t) = timed_run(&mut engine, prompt_tokens, gen_tokens)?;
     let last = done.tokens.last().copied().unwrap_or(0);
     let pos = done.prompt_tokens + done.tokens.len() - 1;
     let gpu = engine.gpu_model_mut().ok_or_else(|| BenchError::Answer("the model left the GPU".into()))?;
