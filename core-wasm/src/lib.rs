@@ -2,6 +2,7 @@
 //! native targets and wasm32 alike and never touches web-sys; its tests run natively.
 
 pub mod agents;
+pub mod bus;
 pub mod catalog;
 pub mod chat_template;
 pub mod engine;

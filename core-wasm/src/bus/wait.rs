@@ -1,0 +1,65 @@
+//! Blocking wait on a shared word, and waking its waiters: `Atomics.wait`/`notify` in wasm
+//! with shared memory, a condition variable natively.
+//!
+//! Natively one condition variable per region is enough: a waker stores the word, then
+//! notifies under the lock, so a waiter that checked the word under the same lock cannot miss
+//! it; a wake for another word is only a spurious wake-up, after which the waiter checks again.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
+#[derive(Debug, Default)]
+pub struct Waiters {
+    lock: std::sync::Mutex<()>,
+    cond: std::sync::Condvar,
+}
+
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
+impl Waiters {
+    /// Blocks while `word` holds `expected`, at most `timeout`; returns false on timeout.
+    pub fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        while word.load(Ordering::Acquire) == expected {
+            match deadline {
+                None => guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
+                Some(deadline) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    guard = self.cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
+                }
+            }
+        }
+        true
+    }
+
+    /// Wakes every waiter (call after storing the word).
+    pub fn wake(&self, _word: &AtomicU32) {
+        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+        self.cond.notify_all();
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+#[derive(Debug, Default)]
+pub struct Waiters;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
+impl Waiters {
+    /// `memory.atomic.wait32`: only allowed off the browser's main thread (workers, the hub).
+    pub fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+        let ns = timeout.map_or(-1, |t| i64::try_from(t.as_nanos()).unwrap_or(i64::MAX));
+        let ptr = word.as_ptr().cast::<i32>();
+        // SAFETY: `ptr` points at a live, aligned word of the shared linear memory.
+        let woke = unsafe { core::arch::wasm32::memory_atomic_wait32(ptr, expected as i32, ns) };
+        woke != 2
+    }
+
+    pub fn wake(&self, word: &AtomicU32) {
+        // SAFETY: as above.
+        unsafe { core::arch::wasm32::memory_atomic_notify(word.as_ptr().cast::<i32>(), u32::MAX) };
+    }
+}
