@@ -9,6 +9,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 bash scripts/setup.sh
 bash scripts/build-app.sh
+bash scripts/build-agents.sh
 export PATH="$HOME/.cargo/bin:$PATH"
 # Mesa's Vulkan loader looks for it; the tests need no display.
 if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi
@@ -16,7 +17,8 @@ if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; 
 # House style: formatted, and clippy-clean on every crate and both targets.
 cargo fmt --all --check
 cargo clippy --release --tests -- -D warnings
-cargo clippy --release --target wasm32-unknown-unknown -p hearth-app -p hearth-workers -- -D warnings
+cargo clippy --release --target wasm32-unknown-unknown -p hearth-app -p hearth-workers \
+  -p hearth-agent-sdk -p word-stats -p keywords -p faulty-agent -- -D warnings
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -6,7 +6,8 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use hearth_core::agents::{Workflow, WorkflowError};
+use hearth_core::agents::protocol::LlmRequest;
+use hearth_core::agents::{LlmReply, LlmService, RunError, RunOptions, Workflow, WorkflowError};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
@@ -14,6 +15,7 @@ use hearth_core::engine::{
 };
 use hearth_core::gguf::{Gguf, GgufError};
 use hearth_core::kernels::gpu::GpuContext;
+use hearth_core::sampler::SamplerConfig;
 use hearth_core::tokenizer::{Tokenizer, TokenizerError};
 use serde::Serialize;
 use thiserror::Error;
@@ -35,6 +37,8 @@ pub enum CliError {
     ReadWorkflow { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]
     Workflow { path: PathBuf, source: WorkflowError },
+    #[error("{path}: {source}")]
+    Run { path: PathBuf, source: RunError },
 }
 
 /// The model to use: `--model PATH`, else the default model in the cache.
@@ -143,13 +147,15 @@ pub fn generate(
     Ok(completion)
 }
 
-/// Runs the workflow in `path` on `model` (natively), printing its transcript as JSON lines as
-/// it happens. `seed` replaces the workflow's own.
+/// Runs the workflow in `path` on `model` (natively: agents on threads, talking to the hub over
+/// the bus), printing its transcript as JSON lines as it happens. `seed` replaces the
+/// workflow's own.
 pub fn run_workflow(
     path: &Path,
     model: &Path,
     seed: Option<u64>,
     backend: BackendChoice,
+    options: RunOptions,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let text =
@@ -159,16 +165,59 @@ pub fn run_workflow(
     if let Some(seed) = seed {
         workflow.seed = seed;
     }
-    let mut engine = load_engine(model, 4096, backend)?;
+    let run_error = |source| CliError::Run { path: path.to_owned(), source };
+    let programs =
+        hearth_core::agents::programs(&workflow, path.parent().unwrap_or(Path::new("."))).map_err(run_error)?;
+    let mut llm = EngineLlm { engine: load_engine(model, 4096, backend)? };
     let mut write_error = None;
-    pollster::block_on(hearth_core::agents::run_workflow(&workflow, &mut engine, |event| {
+    let result = hearth_core::agents::run(&workflow, programs, &mut llm, options, |event| {
         let line = serde_json::to_string(event).unwrap_or_default();
         if write_error.is_none()
             && let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())
         {
             write_error = Some(e);
         }
-    }))
-    .map_err(|source| CliError::Engine { path: model.to_owned(), source })?;
-    write_error.map_or(Ok(()), |e| Err(CliError::Output(e)))
+    });
+    if let Some(e) = write_error {
+        return Err(CliError::Output(e));
+    }
+    result.map(drop).map_err(run_error)
+}
+
+/// The engine as the agents' LLM service. Requests of a batch run one after another for now;
+/// each is a chat of the agent's system prompt and the turn's request.
+struct EngineLlm {
+    engine: Engine,
+}
+
+impl LlmService for EngineLlm {
+    fn backend(&self) -> String {
+        format!("{:?}", self.engine.backend()).to_lowercase()
+    }
+
+    fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>> {
+        batch
+            .iter()
+            .map(|r| {
+                let prompt =
+                    Prompt::Chat(vec![ChatMessage::new("system", &r.system), ChatMessage::new("user", &r.prompt)]);
+                let sampler = SamplerConfig {
+                    temperature: r.temperature,
+                    top_k: r.top_k,
+                    top_p: r.top_p,
+                    seed: r.seed,
+                    ..SamplerConfig::default()
+                };
+                let params = GenerateParams { max_tokens: r.max_tokens, sampler, ..GenerateParams::default() };
+                let done = pollster::block_on(self.engine.generate(&prompt, &params, |_| ControlFlow::Continue(())))
+                    .map_err(|e| e.to_string())?;
+                Ok(LlmReply {
+                    text: done.text,
+                    prompt_tokens: done.prompt_tokens,
+                    completion_tokens: done.completion_tokens,
+                    finish_reason: done.finish_reason,
+                })
+            })
+            .collect()
+    }
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 
 use hearth::server::{self, ServeOptions};
 use hearth::{assets, llm};
+use hearth_core::agents::agent::Jitter;
+use hearth_core::agents::{RunOptions, Transport};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::engine::{BackendChoice, GenerateParams};
 use hearth_core::sampler::SamplerConfig;
@@ -91,6 +93,12 @@ enum Command {
         seed: Option<u64>,
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
+        /// The bus between the hub and the agents: shared memory rings, or message passing.
+        #[arg(long, default_value = "shared")]
+        bus: BusKind,
+        /// Inject random delays of up to this many ms into the agents (tests of determinism).
+        #[arg(long, default_value_t = 0, hide = true)]
+        jitter_ms: u64,
     },
     /// Measure prefill and decode tokens/s on the default model, natively and in headless
     /// Chromium (both builds), beside llama.cpp and wllama; prints a Markdown table.
@@ -110,6 +118,12 @@ enum Command {
         #[arg(long, default_value = "cpu")]
         backend: BackendChoice,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum BusKind {
+    Shared,
+    Messages,
 }
 
 fn main() -> ExitCode {
@@ -138,9 +152,14 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Run { workflow, model, seed, backend } => {
+        Command::Run { workflow, model, seed, backend, bus, jitter_ms } => {
+            let transport = match bus {
+                BusKind::Shared => Transport::SharedMemory,
+                BusKind::Messages => Transport::MessagePassing,
+            };
+            let options = RunOptions { transport, jitter: Jitter { max_ms: jitter_ms } };
             let mut out = std::io::stdout().lock();
-            match llm::run_workflow(&workflow, &llm::model_path(model), seed, backend, &mut out) {
+            match llm::run_workflow(&workflow, &llm::model_path(model), seed, backend, options, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }

@@ -2,7 +2,7 @@
 //! Chromium with WebGPU on SwiftShader (flags from shared/DESIGN.md).
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 pub use hearth::chromium::Process;
@@ -14,6 +14,14 @@ pub fn hearth_binary() -> PathBuf {
     let bin = dir.join("hearth");
     assert!(bin.is_file(), "{} is missing: build it with `cargo build -p hearth` (same profile)", bin.display());
     bin
+}
+
+/// A custom agent module built by scripts/build-agents.sh (`word_stats`, `keywords`,
+/// `faulty_agent`).
+pub fn agent_module(name: &str) -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/agents").join(format!("{name}.wasm"));
+    assert!(path.is_file(), "{} is missing: build the agents with scripts/build-agents.sh", path.display());
+    path
 }
 
 /// Runs `hearth serve --port 0` and returns it with the URL it printed.

@@ -1,11 +1,17 @@
 //! Agents and workflows: a workflow file ([`workflow`]), the deterministic scheduler that turns
-//! its topology into logical steps of agent turns ([`scheduler`]), and the runner that takes
-//! those turns on the engine and writes the transcript ([`run`]).
+//! its topology into logical steps of agent turns ([`scheduler`]), the hub that runs those turns
+//! on agents over the bus and supervises them ([`hub`]), the agents' side ([`agent`], with custom
+//! agents as wasm modules in [`module`]), what they say ([`protocol`]) and the built-in
+//! [`tools`].
 
-pub mod run;
+pub mod agent;
+pub mod hub;
+pub mod module;
+pub mod protocol;
 pub mod scheduler;
+pub mod tools;
 pub mod workflow;
 
-pub use run::{TranscriptEvent, run_workflow};
+pub use hub::{LlmReply, LlmService, RunError, RunOptions, RunSummary, TranscriptEvent, Transport, programs, run};
 pub use scheduler::{Message, Scheduler, Turn, turn_seed};
-pub use workflow::{AgentSpec, Topology, Workflow, WorkflowError};
+pub use workflow::{AgentSpec, OnFault, Supervision, Topology, Workflow, WorkflowError};

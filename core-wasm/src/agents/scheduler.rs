@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::workflow::{Topology, Workflow};
 
 /// A message committed to the transcript.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Message {
     pub step: u32,
     /// The sending agent's name.
@@ -32,6 +32,8 @@ pub struct Turn {
     pub request: String,
     /// The sampling seed of this turn.
     pub seed: u64,
+    /// The earlier messages this turn sees (also quoted in `request`).
+    pub seen: Vec<Message>,
 }
 
 /// SplitMix64's finaliser: a well-mixed 64-bit value from any input.
@@ -127,7 +129,8 @@ impl<'w> Scheduler<'w> {
                 let turn = self.turns_taken[agent];
                 self.turns_taken[agent] += 1;
                 let (request, seed) = (self.request(&instruction, &seen), turn_seed(w.seed, agent, turn));
-                Turn { agent, turn, seq: 0, request, seed }
+                let seen = seen.iter().map(|&i| self.messages[i].clone()).collect();
+                Turn { agent, turn, seq: 0, request, seed, seen }
             })
             .collect();
         turns.sort_by_key(|t| (t.agent, t.turn));
@@ -139,9 +142,11 @@ impl<'w> Scheduler<'w> {
         Some(turns)
     }
 
-    /// Commits the replies of the step's turns (in the order `next_step` gave them).
-    pub fn commit(&mut self, turns: &[Turn], replies: Vec<String>) {
+    /// Commits the replies of the step's turns (in the order `next_step` gave them); a turn
+    /// without a reply (its agent failed, or said nothing) leaves no message.
+    pub fn commit(&mut self, turns: &[Turn], replies: Vec<Option<String>>) {
         for (turn, content) in turns.iter().zip(replies) {
+            let Some(content) = content else { continue };
             let from = self.workflow.agents[turn.agent].name.clone();
             self.messages.push(Message { step: self.step, from, seq: turn.seq, content });
         }
@@ -182,17 +187,7 @@ mod tests {
     use crate::agents::workflow::AgentSpec;
 
     fn workflow(topology: Topology, n: usize) -> Workflow {
-        let agents = (0..n)
-            .map(|i| AgentSpec {
-                name: format!("a{i}"),
-                role: String::new(),
-                system: "s".into(),
-                temperature: 0.0,
-                top_k: 0,
-                top_p: 1.0,
-                max_tokens: 8,
-            })
-            .collect();
+        let agents = (0..n).map(|i| AgentSpec::new(format!("a{i}"), "s")).collect();
         Workflow { name: "w".into(), seed: 1, task: "T".into(), agents, topology }
     }
 
@@ -204,7 +199,7 @@ mod tests {
             out.push(turns.iter().map(|t| t.agent).collect());
             let replies = turns
                 .iter()
-                .map(|t| if t.agent == 0 { plan_reply.to_string() } else { format!("{}#{}", t.agent, t.turn) })
+                .map(|t| Some(if t.agent == 0 { plan_reply.to_string() } else { format!("{}#{}", t.agent, t.turn) }))
                 .collect();
             s.commit(&turns, replies);
             assert!(out.len() < 100, "the schedule ends");
@@ -232,10 +227,11 @@ mod tests {
         let w = workflow(Topology::RoundRobin { members: vec![0, 1], rounds: 2, judge: None }, 2);
         let mut s = Scheduler::new(&w);
         let first = s.next_step().unwrap();
-        s.commit(&first, vec!["hello".into()]);
+        s.commit(&first, vec![Some("hello".into())]);
         let second = s.next_step().unwrap();
         assert!(second[0].request.contains("a0: hello"), "{}", second[0].request);
-        s.commit(&second, vec!["hi".into()]);
+        assert_eq!(second[0].seen, [Message { step: 0, from: "a0".into(), seq: 0, content: "hello".into() }]);
+        s.commit(&second, vec![Some("hi".into())]);
         let third = s.next_step().unwrap();
         assert_eq!((third[0].agent, third[0].turn), (0, 1));
         assert_ne!(third[0].seed, first[0].seed, "each turn has its own stream");

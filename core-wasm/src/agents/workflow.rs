@@ -27,6 +27,8 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
+use super::module::ModuleLimits;
+
 #[derive(Debug, Error, PartialEq)]
 pub enum WorkflowError {
     #[error("workflow line {line}: {message}")]
@@ -46,7 +48,7 @@ pub struct Workflow {
     pub topology: Topology,
 }
 
-/// One LLM agent.
+/// One agent: the built-in LLM agent, or a custom wasm module when `module` is set.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AgentSpec {
     pub name: String,
@@ -57,7 +59,67 @@ pub struct AgentSpec {
     pub top_k: usize,
     pub top_p: f32,
     pub max_tokens: usize,
+    /// Path of a custom agent module (relative to the workflow file).
+    pub module: Option<String>,
+    /// Free text handed to the module with every turn.
+    pub config: String,
+    pub supervision: Supervision,
+    /// Instructions per turn and memory of a module agent.
+    pub limits: ModuleLimits,
+    /// Wall-clock time a turn may take outside LLM and tool calls.
+    pub time_budget_ms: u64,
 }
+
+impl AgentSpec {
+    /// An LLM agent with default sampling, supervision and budgets.
+    pub fn new(name: impl Into<String>, system: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            role: String::new(),
+            system: system.into(),
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            max_tokens: 96,
+            module: None,
+            config: String::new(),
+            supervision: Supervision::default(),
+            limits: DEFAULT_LIMITS,
+            time_budget_ms: DEFAULT_TIME_BUDGET_MS,
+        }
+    }
+}
+
+/// What the supervisor does when the agent faults.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Supervision {
+    pub on_fault: OnFault,
+    /// Restarts allowed over the run before the agent is given up.
+    pub max_restarts: u32,
+    /// The wait before the first restart; it doubles with each restart.
+    pub backoff_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFault {
+    /// Restart the agent (a fresh instance) and retry the turn.
+    Restart,
+    /// Drop the agent; the others go on without it.
+    GiveUp,
+    /// Stop the whole workflow with an error.
+    Escalate,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self { on_fault: OnFault::Restart, max_restarts: 3, backoff_ms: 20 }
+    }
+}
+
+/// Default budgets of a module agent.
+pub const DEFAULT_LIMITS: ModuleLimits = ModuleLimits { fuel: 200_000_000, memory_bytes: 64 << 20 };
+pub const DEFAULT_TIME_BUDGET_MS: u64 = 10_000;
 
 /// Who speaks when; agents are indices into [`Workflow::agents`].
 #[derive(Clone, Debug, PartialEq)]
@@ -116,11 +178,20 @@ struct AgentFile {
     name: Spanned<String>,
     #[serde(default)]
     role: String,
-    system: Spanned<String>,
+    system: Option<Spanned<String>>,
     temperature: Option<Spanned<f64>>,
     top_k: Option<Spanned<i64>>,
     top_p: Option<Spanned<f64>>,
     max_tokens: Option<Spanned<i64>>,
+    module: Option<Spanned<String>>,
+    #[serde(default)]
+    config: String,
+    on_fault: Option<Spanned<String>>,
+    max_restarts: Option<Spanned<i64>>,
+    backoff_ms: Option<Spanned<i64>>,
+    fuel: Option<Spanned<i64>>,
+    memory_mb: Option<Spanned<i64>>,
+    time_budget_ms: Option<Spanned<i64>>,
 }
 
 /// Most tokens one turn may ask for, and most turns a topology may plan: a workflow file is
@@ -209,14 +280,70 @@ impl Workflow {
                 Some(m) => check.count(m, "agents.max_tokens", MAX_TURN_TOKENS)?,
                 None => 96,
             };
+            let module = a.module.as_ref().map(|m| m.get_ref().trim().to_string());
+            if let Some(m) = &a.module
+                && m.get_ref().trim().is_empty()
+            {
+                return Err(check.err(m.span(), "agents.module", "the module path is empty"));
+            }
+            let system = match (&a.system, &module) {
+                (Some(s), _) => s.get_ref().clone(),
+                (None, Some(_)) => String::new(),
+                (None, None) => {
+                    return Err(check.err(agent.span(), "agents.system", "an LLM agent needs a system prompt"));
+                }
+            };
+            let on_fault = match &a.on_fault {
+                None => OnFault::Restart,
+                Some(p) => match p.get_ref().as_str() {
+                    "restart" => OnFault::Restart,
+                    "give_up" => OnFault::GiveUp,
+                    "escalate" => OnFault::Escalate,
+                    other => {
+                        return Err(check.err(
+                            p.span(),
+                            "agents.on_fault",
+                            format!("unknown policy {other:?} (restart, give_up, escalate)"),
+                        ));
+                    }
+                },
+            };
+            let number = |v: &Option<Spanned<i64>>, field: &str, max: i64, default: u64| match v {
+                Some(v) => check.count(v, field, max).map(|n| n as u64),
+                None => Ok(default),
+            };
+            let supervision = Supervision {
+                on_fault,
+                max_restarts: match &a.max_restarts {
+                    Some(r) if *r.get_ref() == 0 => 0,
+                    r => number(r, "agents.max_restarts", 100, 3)? as u32,
+                },
+                backoff_ms: number(&a.backoff_ms, "agents.backoff_ms", 60_000, 20)?,
+            };
+            let limits = ModuleLimits {
+                fuel: number(&a.fuel, "agents.fuel", 1 << 40, DEFAULT_LIMITS.fuel)?,
+                memory_bytes: number(
+                    &a.memory_mb,
+                    "agents.memory_mb",
+                    4096,
+                    (DEFAULT_LIMITS.memory_bytes >> 20) as u64,
+                )? as usize
+                    * (1 << 20),
+            };
+            let time_budget_ms = number(&a.time_budget_ms, "agents.time_budget_ms", 3_600_000, DEFAULT_TIME_BUDGET_MS)?;
             agents.push(AgentSpec {
                 name,
                 role: a.role.clone(),
-                system: a.system.get_ref().clone(),
+                system,
                 temperature: temperature as f32,
                 top_k,
                 top_p: top_p as f32,
                 max_tokens,
+                module,
+                config: a.config.clone(),
+                supervision,
+                limits,
+                time_budget_ms,
             });
         }
 

@@ -5,7 +5,9 @@
 //! notifies under the lock, so a waiter that checked the word under the same lock cannot miss
 //! it; a wake for another word is only a spurious wake-up, after which the waiter checks again.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::AtomicU32;
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]

@@ -1,0 +1,92 @@
+//! An agent's side of the bus: the loop its worker runs. Two kinds: the built-in LLM agent and
+//! a custom agent module (see [`super::module`]).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::module::{ModuleAgent, ModuleLimits};
+use super::protocol::{LlmRequest, ToAgent, ToHub};
+use crate::bus::AgentPort;
+
+/// What an agent runs.
+#[derive(Clone, Debug)]
+pub enum AgentProgram {
+    /// Each turn is one LLM call with the agent's system prompt and sampling (`llm`).
+    Llm { llm: LlmRequest },
+    /// A wasm module; `llm` holds the defaults of its `ask_llm` calls.
+    Module { wasm: Arc<[u8]>, limits: ModuleLimits, config: String, llm: LlmRequest },
+}
+
+/// Random delays (up to `max_ms` before each message) injected into an agent, for tests that
+/// show timing cannot change a transcript.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Jitter {
+    pub max_ms: u64,
+}
+
+impl Jitter {
+    fn pause(&self) {
+        if self.max_ms == 0 {
+            return;
+        }
+        // Seeded from the clock on purpose: these delays must differ run to run.
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let r = super::scheduler::turn_seed(nanos.as_nanos() as u64, 0, 0);
+        std::thread::sleep(Duration::from_micros(r % (self.max_ms * 1000 + 1)));
+    }
+}
+
+fn send(port: &dyn AgentPort, msg: &ToHub, jitter: Jitter) -> bool {
+    jitter.pause();
+    serde_json::to_vec(msg).is_ok_and(|bytes| port.send(&bytes, None).is_ok())
+}
+
+fn recv(port: &dyn AgentPort) -> Option<ToAgent> {
+    serde_json::from_slice(&port.recv(None).ok()?).ok()
+}
+
+/// Runs `program` on `port` until the hub says stop or the bus closes.
+pub fn run_agent(program: &AgentProgram, port: Box<dyn AgentPort>, jitter: Jitter) {
+    match program {
+        AgentProgram::Llm { llm } => run_llm_agent(llm, port.as_ref(), jitter),
+        AgentProgram::Module { wasm, limits, config, llm } => {
+            // The hub checked the module before the run; if instantiation still fails, the
+            // worker ends and the hub sees it gone.
+            let Ok(mut agent) = ModuleAgent::new(wasm, *limits, llm.clone(), port) else { return };
+            while let Some(ToAgent::Turn { step, turn, attempt, request, seed, seen }) = recv(agent.port()) {
+                let input = serde_json::json!({
+                    "step": step, "turn": turn, "attempt": attempt, "request": request, "config": config,
+                    "seen": seen.iter().map(|m| serde_json::json!({ "from": m.from, "content": m.content })).collect::<Vec<_>>(),
+                })
+                .to_string();
+                jitter.pause();
+                match agent.turn(step, seed, &input) {
+                    Ok(()) => {
+                        if !send(agent.port(), &ToHub::TurnDone, jitter) {
+                            return;
+                        }
+                    }
+                    Err(fault) => {
+                        send(agent.port(), &ToHub::Fault { kind: fault.kind, detail: fault.detail }, Jitter::default());
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn run_llm_agent(llm: &LlmRequest, port: &dyn AgentPort, jitter: Jitter) {
+    while let Some(ToAgent::Turn { request, seed, .. }) = recv(port) {
+        let ask = LlmRequest { prompt: request, seed, ..llm.clone() };
+        if !send(port, &ToHub::Llm(ask), jitter) {
+            return;
+        }
+        let Some(ToAgent::LlmReply { text, .. }) = recv(port) else { return };
+        if !send(port, &ToHub::Send { content: text.trim().to_string() }, jitter)
+            || !send(port, &ToHub::TurnDone, jitter)
+        {
+            return;
+        }
+    }
+}

@@ -1,0 +1,579 @@
+//! The hub: runs a workflow with every agent on its own worker (a thread natively, a Web
+//! Worker in the browser), all talking to the hub over the bus.
+//!
+//! Per logical step the hub hands each agent its turns, serves their LLM and tool calls, and
+//! supervises them. LLM calls are served in batches when every busy agent is waiting on the LLM,
+//! in agent order, so a batch's make-up follows from the schedule and never from timing. What
+//! happened in a step is written to the transcript when the step ends, agent by agent, so the
+//! transcript is the same however the workers were timed.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use thiserror::Error;
+
+use super::agent::{AgentProgram, Jitter, run_agent};
+use super::module::{ModuleAgent, ModuleError};
+use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
+use super::scheduler::{Scheduler, Turn};
+use super::tools::{self, Scratchpad};
+use super::workflow::{AgentSpec, OnFault, Workflow};
+use crate::bus::{AgentPort, BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
+use crate::engine::FinishReason;
+
+/// One line of a run's transcript (JSON lines; `event` names the kind).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum TranscriptEvent {
+    Started {
+        workflow: String,
+        seed: u64,
+        agents: Vec<String>,
+        backend: String,
+        transport: Transport,
+    },
+    LlmCall {
+        step: u32,
+        agent: String,
+        turn: u32,
+        prompt_tokens: usize,
+        completion_tokens: usize,
+        finish_reason: FinishReason,
+    },
+    ToolCall {
+        step: u32,
+        agent: String,
+        turn: u32,
+        tool: String,
+        args: String,
+        ok: bool,
+        output: String,
+    },
+    Log {
+        step: u32,
+        agent: String,
+        text: String,
+    },
+    Message {
+        step: u32,
+        from: String,
+        seq: u32,
+        turn: u32,
+        content: String,
+    },
+    Fault {
+        step: u32,
+        agent: String,
+        turn: u32,
+        attempt: u32,
+        kind: FaultKind,
+        detail: String,
+    },
+    Restart {
+        step: u32,
+        agent: String,
+        attempt: u32,
+        backoff_ms: u64,
+    },
+    GaveUp {
+        step: u32,
+        agent: String,
+    },
+    Skipped {
+        step: u32,
+        agent: String,
+        turn: u32,
+    },
+    Escalated {
+        step: u32,
+        agent: String,
+    },
+    Finished {
+        steps: u32,
+        messages: usize,
+        completion_tokens: usize,
+        faults: usize,
+        restarts: usize,
+    },
+}
+
+/// The engine behind the agents' LLM calls.
+pub trait LlmService {
+    fn backend(&self) -> String;
+    /// Completes a batch of requests (in batch order).
+    fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>>;
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LlmReply {
+    pub text: String,
+    pub prompt_tokens: usize,
+    pub completion_tokens: usize,
+    pub finish_reason: FinishReason,
+}
+
+/// Which bus carries the run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    #[default]
+    SharedMemory,
+    MessagePassing,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RunOptions {
+    pub transport: Transport,
+    pub jitter: Jitter,
+}
+
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("agent {agent}: cannot read its module {path}: {source}")]
+    ReadModule { agent: String, path: String, source: std::io::Error },
+    #[error("agent {agent}: its module {path} {source}")]
+    Module { agent: String, path: String, source: ModuleError },
+    #[error("agent {agent} faulted ({kind:?}: {detail}) and its policy escalates: the workflow stops")]
+    Escalated { agent: String, kind: FaultKind, detail: String },
+    #[error("the LLM failed: {0}")]
+    Llm(String),
+    #[error("the bus failed: {0}")]
+    Bus(#[from] BusError),
+}
+
+/// Loads the programs of `workflow`'s agents; module paths are relative to `base_dir`.
+pub fn programs(workflow: &Workflow, base_dir: &Path) -> Result<Vec<AgentProgram>, RunError> {
+    workflow
+        .agents
+        .iter()
+        .map(|spec| {
+            let llm = llm_defaults(spec);
+            let Some(path) = &spec.module else { return Ok(AgentProgram::Llm { llm }) };
+            let wasm = std::fs::read(base_dir.join(path)).map_err(|source| RunError::ReadModule {
+                agent: spec.name.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            ModuleAgent::check(&wasm).map_err(|source| RunError::Module {
+                agent: spec.name.clone(),
+                path: path.clone(),
+                source,
+            })?;
+            Ok(AgentProgram::Module { wasm: wasm.into(), limits: spec.limits, config: spec.config.clone(), llm })
+        })
+        .collect()
+}
+
+fn llm_defaults(spec: &AgentSpec) -> LlmRequest {
+    let mut system = spec.system.clone();
+    if !spec.role.is_empty() {
+        system = format!("You are {}, the {}. {system}", spec.name, spec.role);
+    }
+    LlmRequest {
+        system,
+        prompt: String::new(),
+        max_tokens: spec.max_tokens,
+        temperature: spec.temperature,
+        top_k: spec.top_k,
+        top_p: spec.top_p,
+        seed: 0,
+    }
+}
+
+/// What the run did, beyond its transcript.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RunSummary {
+    pub steps: u32,
+    pub messages: usize,
+    pub completion_tokens: usize,
+    pub faults: usize,
+    pub restarts: usize,
+}
+
+struct Working {
+    turn: Turn,
+    attempt: u32,
+    parts: Vec<String>,
+    waiting_llm: bool,
+    deadline: Instant,
+}
+
+struct Slot {
+    program: Arc<AgentProgram>,
+    worker: Option<JoinHandle<()>>,
+    working: Option<Working>,
+    queue: VecDeque<Turn>,
+    restarts: u32,
+    gave_up: bool,
+    /// This step's events, written out when the step ends.
+    events: Vec<TranscriptEvent>,
+}
+
+struct Hub<'a> {
+    workflow: &'a Workflow,
+    bus: Box<dyn HubPort>,
+    slots: Vec<Slot>,
+    llm: &'a mut dyn LlmService,
+    options: RunOptions,
+    scratchpad: Scratchpad,
+    step: u32,
+    summary: RunSummary,
+    /// Replies of this step's turns, by (agent, turn number).
+    replies: Vec<((usize, u32), String)>,
+    llm_queue: Vec<(usize, LlmRequest)>,
+}
+
+/// How often the hub looks for workers that died without a word.
+const LIVENESS: Duration = Duration::from_millis(100);
+
+/// Runs `workflow` with `programs` (see [`programs`]), passing each event to `on_event`.
+pub fn run(
+    workflow: &Workflow,
+    programs: Vec<AgentProgram>,
+    llm: &mut dyn LlmService,
+    options: RunOptions,
+    mut on_event: impl FnMut(&TranscriptEvent),
+) -> Result<RunSummary, RunError> {
+    let n = workflow.agents.len();
+    let (bus, ports): (Box<dyn HubPort>, Vec<Box<dyn AgentPort>>) = match options.transport {
+        Transport::SharedMemory => {
+            let (bus, ports) = SharedBus::new(n, SharedBusConfig::default());
+            (Box::new(bus), ports)
+        }
+        Transport::MessagePassing => {
+            let (bus, ports) = ChannelBus::new(n);
+            (Box::new(bus), ports)
+        }
+    };
+    on_event(&TranscriptEvent::Started {
+        workflow: workflow.name.clone(),
+        seed: workflow.seed,
+        agents: workflow.agents.iter().map(|a| a.name.clone()).collect(),
+        backend: llm.backend(),
+        transport: options.transport,
+    });
+    let slots = programs
+        .into_iter()
+        .zip(ports)
+        .map(|(program, port)| {
+            let program = Arc::new(program);
+            let worker = Some(spawn(program.clone(), port, options.jitter));
+            Slot { program, worker, working: None, queue: VecDeque::new(), restarts: 0, gave_up: false, events: vec![] }
+        })
+        .collect();
+    let mut hub = Hub {
+        workflow,
+        bus,
+        slots,
+        llm,
+        options,
+        scratchpad: Scratchpad::default(),
+        step: 0,
+        summary: RunSummary::default(),
+        replies: Vec::new(),
+        llm_queue: Vec::new(),
+    };
+    let result = hub.run(&mut on_event);
+    hub.stop();
+    let summary = result?;
+    on_event(&TranscriptEvent::Finished {
+        steps: summary.steps,
+        messages: summary.messages,
+        completion_tokens: summary.completion_tokens,
+        faults: summary.faults,
+        restarts: summary.restarts,
+    });
+    Ok(summary)
+}
+
+fn spawn(program: Arc<AgentProgram>, port: Box<dyn AgentPort>, jitter: Jitter) -> JoinHandle<()> {
+    std::thread::spawn(move || run_agent(&program, port, jitter))
+}
+
+impl Hub<'_> {
+    fn run(&mut self, on_event: &mut impl FnMut(&TranscriptEvent)) -> Result<RunSummary, RunError> {
+        let mut scheduler = Scheduler::new(self.workflow);
+        while let Some(turns) = scheduler.next_step() {
+            for t in &turns {
+                self.slots[t.agent].queue.push_back(t.clone());
+            }
+            let outcome = self.run_step();
+            // The step's events, agent by agent, whatever the step's outcome.
+            for slot in &mut self.slots {
+                slot.events.drain(..).for_each(|e| on_event(&e));
+            }
+            outcome?;
+            let replies = turns
+                .iter()
+                .map(|t| {
+                    let key = (t.agent, t.turn);
+                    self.replies.iter().position(|(k, _)| *k == key).map(|i| self.replies.swap_remove(i).1)
+                })
+                .collect::<Vec<_>>();
+            self.summary.messages += replies.iter().flatten().count();
+            scheduler.commit(&turns, replies);
+            self.scratchpad.end_step();
+            self.step += 1;
+        }
+        self.summary.steps = self.step;
+        Ok(self.summary.clone())
+    }
+
+    fn name(&self, agent: usize) -> String {
+        self.workflow.agents[agent].name.clone()
+    }
+
+    fn send(&mut self, agent: usize, msg: &ToAgent) -> Result<(), RunError> {
+        let bytes = serde_json::to_vec(msg).map_err(|e| RunError::Llm(e.to_string()))?;
+        match self.bus.send(agent, &bytes, Some(Duration::from_secs(30))) {
+            Ok(()) => Ok(()),
+            // The agent is gone: its worker's exit is noticed and handled as a fault.
+            Err(BusError::Closed { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Starts `agent`'s next queued turn, if it is free and has one.
+    fn next_turn(&mut self, agent: usize) -> Result<(), RunError> {
+        let (step, name) = (self.step, self.name(agent));
+        let slot = &mut self.slots[agent];
+        if slot.working.is_some() {
+            return Ok(());
+        }
+        let Some(turn) = slot.queue.pop_front() else { return Ok(()) };
+        if slot.gave_up {
+            slot.events.push(TranscriptEvent::Skipped { step, agent: name, turn: turn.turn });
+            return self.next_turn(agent);
+        }
+        self.start(agent, turn, 0)
+    }
+
+    fn start(&mut self, agent: usize, turn: Turn, attempt: u32) -> Result<(), RunError> {
+        let budget = Duration::from_millis(self.workflow.agents[agent].time_budget_ms);
+        let msg = ToAgent::Turn {
+            step: self.step,
+            turn: turn.turn,
+            attempt,
+            request: turn.request.clone(),
+            seed: turn.seed,
+            seen: turn.seen.clone(),
+        };
+        self.slots[agent].working =
+            Some(Working { turn, attempt, parts: vec![], waiting_llm: false, deadline: Instant::now() + budget });
+        self.send(agent, &msg)
+    }
+
+    fn busy(&self) -> bool {
+        self.slots.iter().any(|s| s.working.is_some())
+    }
+
+    fn run_step(&mut self) -> Result<(), RunError> {
+        for agent in 0..self.slots.len() {
+            self.next_turn(agent)?;
+        }
+        while self.busy() {
+            let all_waiting = self.slots.iter().filter_map(|s| s.working.as_ref()).all(|w| w.waiting_llm);
+            if all_waiting && !self.llm_queue.is_empty() {
+                self.serve_llm()?;
+                continue;
+            }
+            let now = Instant::now();
+            let next_deadline = self
+                .slots
+                .iter()
+                .filter_map(|s| s.working.as_ref())
+                .filter(|w| !w.waiting_llm)
+                .map(|w| w.deadline.saturating_duration_since(now))
+                .min()
+                .unwrap_or(LIVENESS);
+            match self.bus.recv(Some(next_deadline.min(LIVENESS))) {
+                Ok((agent, bytes)) => match serde_json::from_slice::<ToHub>(&bytes) {
+                    Ok(msg) => self.handle(agent, msg)?,
+                    Err(e) => {
+                        self.fault(agent, FaultKind::Crash, format!("sent a message the hub cannot read: {e}"))?
+                    }
+                },
+                Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => self.check_workers()?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Faults agents past their wall-clock budget and agents whose worker exited mid-turn.
+    fn check_workers(&mut self) -> Result<(), RunError> {
+        let now = Instant::now();
+        for agent in 0..self.slots.len() {
+            let slot = &self.slots[agent];
+            let Some(w) = &slot.working else { continue };
+            if !w.waiting_llm && now >= w.deadline {
+                let ms = self.workflow.agents[agent].time_budget_ms;
+                self.fault(
+                    agent,
+                    FaultKind::TimeBudget,
+                    format!("ran past its time budget of {ms} ms; its worker was stopped"),
+                )?;
+            } else if slot.worker.as_ref().is_none_or(|h| h.is_finished()) {
+                self.fault(agent, FaultKind::Crash, "its worker exited in the middle of a turn".into())?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, agent: usize, msg: ToHub) -> Result<(), RunError> {
+        let step = self.step;
+        let name = self.name(agent);
+        let budget = Duration::from_millis(self.workflow.agents[agent].time_budget_ms);
+        let slot = &mut self.slots[agent];
+        // A late message from a worker that was already cut off.
+        let Some(w) = slot.working.as_mut() else { return Ok(()) };
+        let turn = w.turn.turn;
+        match msg {
+            ToHub::Llm(request) => {
+                w.waiting_llm = true;
+                self.llm_queue.push((agent, request));
+            }
+            ToHub::Tool { name: tool, args } => {
+                w.deadline = Instant::now() + budget;
+                let result = tools::call(&tool, &args, agent, &mut self.scratchpad);
+                let (ok, output) = match result {
+                    Ok(o) => (true, o),
+                    Err(e) => (false, e),
+                };
+                slot.events.push(TranscriptEvent::ToolCall {
+                    step,
+                    agent: name,
+                    turn,
+                    tool,
+                    args,
+                    ok,
+                    output: output.clone(),
+                });
+                self.send(agent, &ToAgent::ToolReply { ok, output })?;
+            }
+            ToHub::Send { content } => w.parts.push(content),
+            ToHub::Log { text } => slot.events.push(TranscriptEvent::Log { step, agent: name, text }),
+            ToHub::TurnDone => {
+                let w = slot.working.take().expect("working");
+                let content = w.parts.join("\n");
+                if !content.is_empty() {
+                    slot.events.push(TranscriptEvent::Message {
+                        step,
+                        from: name,
+                        seq: w.turn.seq,
+                        turn,
+                        content: content.clone(),
+                    });
+                    self.replies.push(((agent, turn), content));
+                }
+                self.next_turn(agent)?;
+            }
+            ToHub::Fault { kind, detail } => self.fault(agent, kind, detail)?,
+        }
+        Ok(())
+    }
+
+    /// Serves every queued LLM call as one batch, in agent order.
+    fn serve_llm(&mut self) -> Result<(), RunError> {
+        let mut queue = std::mem::take(&mut self.llm_queue);
+        queue.sort_by_key(|(agent, _)| *agent);
+        let requests: Vec<LlmRequest> = queue.iter().map(|(_, r)| r.clone()).collect();
+        let replies = self.llm.complete(&requests);
+        for ((agent, _), reply) in queue.into_iter().zip(replies) {
+            let reply = reply.map_err(RunError::Llm)?;
+            let budget = Duration::from_millis(self.workflow.agents[agent].time_budget_ms);
+            let name = self.name(agent);
+            let step = self.step;
+            let slot = &mut self.slots[agent];
+            let Some(w) = slot.working.as_mut() else { continue };
+            (w.waiting_llm, w.deadline) = (false, Instant::now() + budget);
+            slot.events.push(TranscriptEvent::LlmCall {
+                step,
+                agent: name,
+                turn: w.turn.turn,
+                prompt_tokens: reply.prompt_tokens,
+                completion_tokens: reply.completion_tokens,
+                finish_reason: reply.finish_reason,
+            });
+            self.summary.completion_tokens += reply.completion_tokens;
+            let msg = ToAgent::LlmReply {
+                text: reply.text,
+                prompt_tokens: reply.prompt_tokens,
+                completion_tokens: reply.completion_tokens,
+                finish_reason: reply.finish_reason,
+            };
+            self.send(agent, &msg)?;
+        }
+        Ok(())
+    }
+
+    /// Applies `agent`'s policy to a fault in its current turn.
+    fn fault(&mut self, agent: usize, kind: FaultKind, detail: String) -> Result<(), RunError> {
+        let step = self.step;
+        let name = self.name(agent);
+        let supervision = self.workflow.agents[agent].supervision;
+        let slot = &mut self.slots[agent];
+        let Some(w) = slot.working.take() else { return Ok(()) };
+        self.summary.faults += 1;
+        self.llm_queue.retain(|(a, _)| *a != agent);
+        slot.events.push(TranscriptEvent::Fault {
+            step,
+            agent: name.clone(),
+            turn: w.turn.turn,
+            attempt: w.attempt,
+            kind,
+            detail: detail.clone(),
+        });
+        // Cut the worker off. A thread cannot be killed: a stuck one is left behind, deaf (its
+        // bus end is closed), and module agents cannot be stuck past their fuel anyway.
+        self.bus.disconnect(agent);
+        if let Some(worker) = slot.worker.take()
+            && worker.is_finished()
+        {
+            let _ = worker.join();
+        }
+        match supervision.on_fault {
+            OnFault::Restart if slot.restarts < supervision.max_restarts => {
+                let backoff_ms = supervision.backoff_ms << slot.restarts.min(16);
+                slot.restarts += 1;
+                self.summary.restarts += 1;
+                slot.events.push(TranscriptEvent::Restart { step, agent: name, attempt: w.attempt + 1, backoff_ms });
+                std::thread::sleep(Duration::from_millis(backoff_ms));
+                let port = self.bus.reconnect(agent)?;
+                slot.worker = Some(spawn(slot.program.clone(), port, self.options.jitter));
+                self.start(agent, w.turn, w.attempt + 1)
+            }
+            OnFault::Escalate => {
+                slot.events.push(TranscriptEvent::Escalated { step, agent: name.clone() });
+                Err(RunError::Escalated { agent: name, kind, detail })
+            }
+            OnFault::Restart | OnFault::GiveUp => {
+                slot.gave_up = true;
+                slot.events.push(TranscriptEvent::GaveUp { step, agent: name });
+                self.next_turn(agent)
+            }
+        }
+    }
+
+    /// Tells every worker to stop and waits for those that can.
+    fn stop(&mut self) {
+        for agent in 0..self.slots.len() {
+            let _ = self.send(agent, &ToAgent::Stop);
+        }
+        for slot in &mut self.slots {
+            if let Some(worker) = slot.worker.take() {
+                let deadline = Instant::now() + Duration::from_secs(2);
+                while !worker.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                if worker.is_finished() {
+                    let _ = worker.join();
+                }
+            }
+        }
+    }
+}

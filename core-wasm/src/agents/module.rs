@@ -1,0 +1,394 @@
+//! Custom agents: `.wasm` modules run in their own store with their own memory, a fuel budget
+//! per turn and a memory limit, and no imports but the agent ABI.
+//!
+//! # The agent ABI
+//! Exports: `memory`, `hearth_alloc(len: i32) -> i32` (a buffer the host may fill) and
+//! `hearth_receive(ptr: i32, len: i32)` (a turn: JSON `{"step", "turn", "attempt", "request",
+//! "config"}`, UTF-8). Imports, all from module `hearth`, all pointers into the agent's memory:
+//!
+//! | import | meaning |
+//! |---|---|
+//! | `send(ptr, len)` | append text to this turn's message |
+//! | `ask_llm(ptr, len) -> i32` | JSON `{"prompt", "system"?, "max_tokens"?}`; the reply's length |
+//! | `tool(name_ptr, name_len, args_ptr, args_len) -> i32` | output length, or `-1 - len` of an error |
+//! | `take(ptr)` | copy the last `ask_llm`/`tool` result to `ptr` |
+//! | `log(ptr, len)` | a line in the transcript (`panic: ...` marks a panic) |
+//! | `clock() -> i64` | the logical clock: the workflow step |
+//!
+//! The `hearth-agent-sdk` crate wraps all of this. The interpreter is wasmi, so a module runs the
+//! same in a Web Worker and natively, and its budget is counted in instructions (fuel), which
+//! makes "too slow" a deterministic verdict.
+
+use serde::Deserialize;
+use thiserror::Error;
+use wasmi::{
+    Caller, Config, Engine, Extern, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
+};
+
+use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
+use crate::bus::AgentPort;
+
+/// The imports a module may ask for, all in module [`ABI_MODULE`].
+pub const ABI_MODULE: &str = "hearth";
+pub const ABI_IMPORTS: [&str; 6] = ["send", "ask_llm", "tool", "take", "log", "clock"];
+
+/// A module's budget.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ModuleLimits {
+    /// Instructions per turn.
+    pub fuel: u64,
+    /// Bytes of linear memory.
+    pub memory_bytes: usize,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum ModuleError {
+    #[error("not a valid wasm module: {0}")]
+    Invalid(String),
+    #[error("imports `{module}.{name}`, which the agent ABI does not offer (only {ABI_MODULE}.{{{}}})", ABI_IMPORTS.join(", "))]
+    ForbiddenImport { module: String, name: String },
+    #[error("does not export `{0}` (the ABI needs memory, hearth_alloc and hearth_receive)")]
+    MissingExport(String),
+    #[error("cannot be instantiated: {0}")]
+    Instantiate(String),
+}
+
+/// A turn failed; the agent's instance is not to be used again.
+#[derive(Debug, PartialEq)]
+pub struct Fault {
+    pub kind: FaultKind,
+    pub detail: String,
+}
+
+/// What a module agent's host calls need: its bus end and the turn it is in.
+pub struct Host {
+    port: Box<dyn AgentPort>,
+    limits: StoreLimits,
+    /// The last `ask_llm`/`tool` result, for `take`.
+    pending: Vec<u8>,
+    panic: Option<String>,
+    step: u32,
+    /// The turn's seed and how many LLM calls it made (each call gets its own seed).
+    seed: u64,
+    llm_calls: u64,
+    llm: LlmRequest,
+    bus_error: Option<String>,
+}
+
+/// An instantiated agent module.
+pub struct ModuleAgent {
+    store: Store<Host>,
+    alloc: TypedFunc<i32, i32>,
+    receive: TypedFunc<(i32, i32), ()>,
+    instance: Instance,
+    limits: ModuleLimits,
+}
+
+impl ModuleAgent {
+    /// Checks `wasm` without running it: valid, importing only the ABI, exporting what it needs.
+    pub fn check(wasm: &[u8]) -> Result<(), ModuleError> {
+        let engine = Engine::default();
+        let module = Module::new(&engine, wasm).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        check_imports(&module)?;
+        for export in ["memory", "hearth_alloc", "hearth_receive"] {
+            if module.get_export(export).is_none() {
+                return Err(ModuleError::MissingExport(export.into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles, checks and instantiates `wasm`; `llm` holds the agent's sampling defaults.
+    pub fn new(
+        wasm: &[u8],
+        limits: ModuleLimits,
+        llm: LlmRequest,
+        port: Box<dyn AgentPort>,
+    ) -> Result<Self, ModuleError> {
+        let mut config = Config::default();
+        config.consume_fuel(true);
+        let engine = Engine::new(&config);
+        let module = Module::new(&engine, wasm).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        check_imports(&module)?;
+        let host = Host {
+            port,
+            limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
+            pending: Vec::new(),
+            panic: None,
+            step: 0,
+            seed: 0,
+            llm_calls: 0,
+            llm,
+            bus_error: None,
+        };
+        let mut store = Store::new(&engine, host);
+        store.limiter(|h| &mut h.limits);
+        store.set_fuel(limits.fuel).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
+        let linker = abi_linker(&engine).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
+        let instance =
+            linker.instantiate_and_start(&mut store, &module).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
+        if instance.get_memory(&store, "memory").is_none() {
+            return Err(ModuleError::MissingExport("memory".into()));
+        }
+        let alloc = instance
+            .get_typed_func::<i32, i32>(&store, "hearth_alloc")
+            .map_err(|_| ModuleError::MissingExport("hearth_alloc".into()))?;
+        let receive = instance
+            .get_typed_func::<(i32, i32), ()>(&store, "hearth_receive")
+            .map_err(|_| ModuleError::MissingExport("hearth_receive".into()))?;
+        Ok(Self { store, alloc, receive, instance, limits })
+    }
+
+    /// Runs one turn: hands `input` (the turn's JSON) to `hearth_receive` with a fresh fuel
+    /// budget. Messages and calls go out over the bus as the module makes them.
+    pub fn turn(&mut self, step: u32, seed: u64, input: &str) -> Result<(), Fault> {
+        let host = self.store.data_mut();
+        (host.step, host.seed, host.llm_calls, host.panic) = (step, seed, 0, None);
+        self.store.set_fuel(self.limits.fuel).map_err(|e| crash(e.to_string()))?;
+        let result = (|| {
+            let len = i32::try_from(input.len()).map_err(|_| wasmi::Error::new("the turn is too large"))?;
+            let ptr = self.alloc.call(&mut self.store, len)?;
+            write(&self.instance, &mut self.store, ptr, input.as_bytes())?;
+            self.receive.call(&mut self.store, (ptr, len))
+        })();
+        result.map_err(|e| self.classify(e))
+    }
+
+    fn classify(&mut self, e: wasmi::Error) -> Fault {
+        let host = self.store.data_mut();
+        if let Some(bus) = host.bus_error.take() {
+            return Fault { kind: FaultKind::Crash, detail: bus };
+        }
+        if let Some(message) = host.panic.take() {
+            return Fault { kind: FaultKind::Panic, detail: message };
+        }
+        match e.as_trap_code() {
+            Some(wasmi::TrapCode::OutOfFuel) => Fault {
+                kind: FaultKind::TimeBudget,
+                detail: format!("ran past its budget of {} instructions in one turn", self.limits.fuel),
+            },
+            Some(wasmi::TrapCode::GrowthOperationLimited) => Fault {
+                kind: FaultKind::Memory,
+                detail: format!("asked for more than its {} MiB of memory", self.limits.memory_bytes >> 20),
+            },
+            _ => Fault { kind: FaultKind::Trap, detail: e.to_string() },
+        }
+    }
+
+    /// The agent's bus end, back (for reporting a fault or leaving).
+    pub fn port(&self) -> &dyn AgentPort {
+        self.store.data().port.as_ref()
+    }
+}
+
+fn check_imports(module: &Module) -> Result<(), ModuleError> {
+    for import in module.imports() {
+        let allowed = import.module() == ABI_MODULE
+            && ABI_IMPORTS.contains(&import.name())
+            && matches!(import.ty(), wasmi::ExternType::Func(_));
+        if !allowed {
+            return Err(ModuleError::ForbiddenImport {
+                module: import.module().to_string(),
+                name: import.name().to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn crash(detail: String) -> Fault {
+    Fault { kind: FaultKind::Crash, detail }
+}
+
+fn memory(instance: &Instance, store: impl wasmi::AsContext) -> Result<wasmi::Memory, wasmi::Error> {
+    instance.get_memory(store, "memory").ok_or_else(|| wasmi::Error::new("the module has no memory"))
+}
+
+fn write(instance: &Instance, store: &mut Store<Host>, ptr: i32, bytes: &[u8]) -> Result<(), wasmi::Error> {
+    memory(instance, &*store)?
+        .write(store, ptr as u32 as usize, bytes)
+        .map_err(|_| wasmi::Error::new(format!("the buffer at {ptr} is outside the module's memory")))
+}
+
+fn read(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> Result<Vec<u8>, wasmi::Error> {
+    let memory = match caller.get_export("memory") {
+        Some(Extern::Memory(m)) => m,
+        _ => return Err(wasmi::Error::new("the module has no memory")),
+    };
+    let mut buf = vec![0; usize::try_from(len).map_err(|_| wasmi::Error::new(format!("negative length {len}")))?];
+    memory
+        .read(caller, ptr as u32 as usize, &mut buf)
+        .map_err(|_| wasmi::Error::new(format!("{len} bytes at {ptr} are outside the module's memory")))?;
+    Ok(buf)
+}
+
+fn read_str(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> Result<String, wasmi::Error> {
+    String::from_utf8(read(caller, ptr, len)?).map_err(|_| wasmi::Error::new("a string that is not UTF-8"))
+}
+
+/// Sends `msg` and, when `wait`, returns the hub's answer; bus trouble ends the turn.
+fn exchange(host: &mut Host, msg: &ToHub, wait: bool) -> Result<Option<ToAgent>, wasmi::Error> {
+    let mut fail = |e: String| {
+        host.bus_error = Some(e.clone());
+        wasmi::Error::new(e)
+    };
+    let bytes = serde_json::to_vec(msg).map_err(|e| fail(e.to_string()))?;
+    host.port.send(&bytes, None).map_err(|e| fail(e.to_string()))?;
+    if !wait {
+        return Ok(None);
+    }
+    let reply = host.port.recv(None).map_err(|e| fail(e.to_string()))?;
+    serde_json::from_slice(&reply).map(Some).map_err(|e| fail(format!("a bad message from the hub: {e}")))
+}
+
+fn len_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+fn abi_linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
+    let mut linker = Linker::<Host>::new(engine);
+    linker.func_wrap(ABI_MODULE, "send", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
+        let content = read_str(&caller, ptr, len)?;
+        exchange(caller.data_mut(), &ToHub::Send { content }, false).map(drop)
+    })?;
+    linker.func_wrap(ABI_MODULE, "log", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
+        let text = read_str(&caller, ptr, len)?;
+        if let Some(message) = text.strip_prefix("panic: ") {
+            caller.data_mut().panic = Some(message.to_string());
+        }
+        exchange(caller.data_mut(), &ToHub::Log { text }, false).map(drop)
+    })?;
+    linker.func_wrap(ABI_MODULE, "clock", |caller: Caller<'_, Host>| i64::from(caller.data().step))?;
+    linker.func_wrap(ABI_MODULE, "take", |mut caller: Caller<'_, Host>, ptr: i32| {
+        let pending = std::mem::take(&mut caller.data_mut().pending);
+        let memory = match caller.get_export("memory") {
+            Some(Extern::Memory(m)) => m,
+            _ => return Err(wasmi::Error::new("the module has no memory")),
+        };
+        memory
+            .write(&mut caller, ptr as u32 as usize, &pending)
+            .map_err(|_| wasmi::Error::new(format!("the buffer at {ptr} is outside the module's memory")))
+    })?;
+    linker.func_wrap(ABI_MODULE, "ask_llm", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
+        #[derive(Deserialize)]
+        struct Ask {
+            prompt: String,
+            system: Option<String>,
+            max_tokens: Option<usize>,
+        }
+        let ask: Ask = serde_json::from_slice(&read(&caller, ptr, len)?).map_err(|e| {
+            wasmi::Error::new(format!("ask_llm wants {{\"prompt\", \"system\"?, \"max_tokens\"?}}: {e}"))
+        })?;
+        let host = caller.data_mut();
+        let mut request = host.llm.clone();
+        request.prompt = ask.prompt;
+        request.system = ask.system.unwrap_or(request.system);
+        request.max_tokens = ask.max_tokens.unwrap_or(request.max_tokens).clamp(1, 4096);
+        request.seed = super::scheduler::turn_seed(host.seed, 0, host.llm_calls as u32);
+        host.llm_calls += 1;
+        match exchange(host, &ToHub::Llm(request), true)? {
+            Some(ToAgent::LlmReply { text, .. }) => {
+                host.pending = text.into_bytes();
+                Ok(len_i32(host.pending.len()))
+            }
+            other => Err(wasmi::Error::new(format!("the hub answered an LLM call with {other:?}"))),
+        }
+    })?;
+    linker.func_wrap(
+        ABI_MODULE,
+        "tool",
+        |mut caller: Caller<'_, Host>, name_ptr: i32, name_len: i32, args_ptr: i32, args_len: i32| {
+            let name = read_str(&caller, name_ptr, name_len)?;
+            let args = read_str(&caller, args_ptr, args_len)?;
+            let host = caller.data_mut();
+            match exchange(host, &ToHub::Tool { name, args }, true)? {
+                Some(ToAgent::ToolReply { ok, output }) => {
+                    host.pending = output.into_bytes();
+                    let n = len_i32(host.pending.len());
+                    Ok(if ok { n } else { -1 - n })
+                }
+                other => Err(wasmi::Error::new(format!("the hub answered a tool call with {other:?}"))),
+            }
+        },
+    )?;
+    Ok(linker)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{ChannelBus, HubPort};
+
+    const LIMITS: ModuleLimits = ModuleLimits { fuel: 1_000_000, memory_bytes: 1 << 20 };
+
+    fn wasm(body: &str) -> Vec<u8> {
+        wat::parse_str(format!(
+            r#"(module
+                 (import "hearth" "send" (func $send (param i32 i32)))
+                 (memory (export "memory") 1)
+                 (data (i32.const 16) "hello")
+                 (func (export "hearth_alloc") (param i32) (result i32) (i32.const 1024))
+                 (func (export "hearth_receive") (param i32 i32) {body}))"#
+        ))
+        .unwrap()
+    }
+
+    fn agent(body: &str) -> (ModuleAgent, ChannelBus) {
+        let (hub, mut ports) = ChannelBus::new(1);
+        let llm = LlmRequest {
+            system: String::new(),
+            prompt: String::new(),
+            max_tokens: 8,
+            temperature: 0.0,
+            top_k: 0,
+            top_p: 1.0,
+            seed: 0,
+        };
+        (ModuleAgent::new(&wasm(body), LIMITS, llm, ports.remove(0)).unwrap(), hub)
+    }
+
+    #[test]
+    fn a_turn_reaches_the_hub_through_the_abi() {
+        let (mut a, hub) = agent("(call $send (i32.const 16) (i32.const 5))");
+        a.turn(0, 1, "{}").unwrap();
+        let (_, msg) = hub.recv(Some(std::time::Duration::from_secs(5))).unwrap();
+        assert_eq!(serde_json::from_slice::<ToHub>(&msg).unwrap(), ToHub::Send { content: "hello".into() });
+    }
+
+    #[test]
+    fn faults_are_told_apart() {
+        let (mut a, _hub) = agent("(loop $l (br $l))");
+        let f = a.turn(0, 1, "{}").unwrap_err();
+        assert_eq!(f.kind, FaultKind::TimeBudget, "{f:?}");
+        assert!(f.detail.contains("1000000 instructions"), "{f:?}");
+
+        let (mut a, _hub) = agent("(drop (memory.grow (i32.const 100)))");
+        let f = a.turn(0, 1, "{}").unwrap_err();
+        assert_eq!((f.kind, f.detail.as_str()), (FaultKind::Memory, "asked for more than its 1 MiB of memory"));
+
+        let (mut a, _hub) = agent("(drop (i32.load (i32.const 70000)))");
+        assert_eq!(a.turn(0, 1, "{}").unwrap_err().kind, FaultKind::Trap);
+
+        // The host refuses a pointer outside the module's memory instead of reading it.
+        let (mut a, _hub) = agent("(call $send (i32.const 65530) (i32.const 100))");
+        let f = a.turn(0, 1, "{}").unwrap_err();
+        assert!(f.detail.contains("outside the module's memory"), "{f:?}");
+    }
+
+    #[test]
+    fn modules_beyond_the_abi_are_refused() {
+        let refused = |text: &str| ModuleAgent::check(&wat::parse_str(text).unwrap()).unwrap_err();
+        let e = refused(r#"(module (import "env" "fetch" (func)) (memory (export "memory") 1))"#);
+        assert_eq!(e, ModuleError::ForbiddenImport { module: "env".into(), name: "fetch".into() });
+        assert!(e.to_string().contains("only hearth.{send, ask_llm, tool, take, log, clock}"), "{e}");
+        let e = refused(r#"(module (import "hearth" "exec" (func)))"#);
+        assert!(matches!(e, ModuleError::ForbiddenImport { ref name, .. } if name == "exec"), "{e}");
+        let e = refused(r#"(module (import "hearth" "memory" (memory 1)))"#);
+        assert!(matches!(e, ModuleError::ForbiddenImport { .. }), "{e}");
+        let e = refused(r#"(module (memory (export "memory") 1))"#);
+        assert_eq!(e, ModuleError::MissingExport("hearth_alloc".into()));
+        let e = ModuleAgent::check(b"\0asm\x01\0\0\0garbage").unwrap_err();
+        assert!(matches!(e, ModuleError::Invalid(_)), "{e}");
+        ModuleAgent::check(&wasm("")).unwrap();
+    }
+}

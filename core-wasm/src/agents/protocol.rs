@@ -1,0 +1,77 @@
+//! What the hub and an agent say to each other over the bus (JSON, one message per frame).
+
+use serde::{Deserialize, Serialize};
+
+use super::scheduler::Message;
+use crate::engine::FinishReason;
+
+/// Hub → agent.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToAgent {
+    /// Take a turn: answer `request`; `attempt` counts restarts of this turn (0 at first).
+    Turn { step: u32, turn: u32, attempt: u32, request: String, seed: u64, seen: Vec<Message> },
+    /// The answer to the agent's last [`ToHub::Llm`].
+    LlmReply { text: String, prompt_tokens: usize, completion_tokens: usize, finish_reason: FinishReason },
+    /// The answer to the agent's last [`ToHub::Tool`]: its output, or why it failed.
+    ToolReply { ok: bool, output: String },
+    /// The run is over: exit.
+    Stop,
+}
+
+/// Agent → hub.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToHub {
+    /// Ask the LLM service for a completion of `prompt` under `system`.
+    Llm(LlmRequest),
+    /// Call a built-in tool (see [`super::tools`]).
+    Tool {
+        name: String,
+        args: String,
+    },
+    /// A part of this turn's message.
+    Send {
+        content: String,
+    },
+    Log {
+        text: String,
+    },
+    /// The turn is over.
+    TurnDone,
+    /// The agent failed; its worker is gone after this.
+    Fault {
+        kind: FaultKind,
+        detail: String,
+    },
+}
+
+/// One completion request; sampling is the agent's, the seed the turn's.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlmRequest {
+    pub system: String,
+    pub prompt: String,
+    pub max_tokens: usize,
+    pub temperature: f32,
+    pub top_k: usize,
+    pub top_p: f32,
+    pub seed: u64,
+}
+
+/// Why an agent stopped working.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultKind {
+    /// A wasm trap (unreachable, out-of-bounds access, division by zero, ...).
+    Trap,
+    /// The agent's code panicked (a trap after the SDK's panic hook logged the message).
+    Panic,
+    /// It ran past its time budget: instructions (fuel) or wall-clock time.
+    TimeBudget,
+    /// It asked for more memory than its limit.
+    Memory,
+    /// Its module could not be loaded: invalid, or importing beyond the ABI.
+    BadModule,
+    /// It broke the protocol or its worker vanished.
+    Crash,
+}

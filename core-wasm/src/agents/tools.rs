@@ -1,0 +1,160 @@
+//! Built-in tools agents may call: `calculator`, `json_extract` and the shared `scratchpad`.
+//!
+//! Tools run in the hub and are deterministic: the calculator and JSON extraction are pure;
+//! scratchpad reads see the board as it was when the step began, and writes land at the end of
+//! the step in delivery order (so two agents of one step never race).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+/// The tools' names, as agents call them.
+pub const TOOLS: [&str; 3] = ["calculator", "json_extract", "scratchpad"];
+
+/// Longest tool argument accepted, in bytes.
+pub const MAX_ARGS: usize = 64 << 10;
+
+/// The shared scratchpad: a key-value board on the bus.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Scratchpad {
+    board: BTreeMap<String, String>,
+    /// Writes of the current step: (agent, order within the agent, key, value).
+    pending: Vec<(usize, usize, String, Option<String>)>,
+}
+
+impl Scratchpad {
+    /// Applies the step's writes in (agent, call order) order.
+    pub fn end_step(&mut self) {
+        self.pending.sort_by_key(|(agent, order, ..)| (*agent, *order));
+        for (_, _, key, value) in self.pending.drain(..) {
+            match value {
+                Some(v) => self.board.insert(key, v),
+                None => self.board.remove(&key),
+            };
+        }
+    }
+
+    pub fn board(&self) -> &BTreeMap<String, String> {
+        &self.board
+    }
+}
+
+/// Calls tool `name` for `agent` with `args`; `Err` carries a message for the agent.
+pub fn call(name: &str, args: &str, agent: usize, scratchpad: &mut Scratchpad) -> Result<String, String> {
+    if args.len() > MAX_ARGS {
+        return Err(format!("arguments of {} bytes are more than {MAX_ARGS}", args.len()));
+    }
+    match name {
+        "calculator" => calculate(args),
+        "json_extract" => {
+            #[derive(Deserialize)]
+            struct Args {
+                text: String,
+                #[serde(default)]
+                path: String,
+            }
+            let a: Args = serde_json::from_str(args)
+                .map_err(|e| format!("json_extract wants {{\"text\": ..., \"path\": ...}}: {e}"))?;
+            extract_json(&a.text, &a.path).map(|v| v.to_string())
+        }
+        "scratchpad" => {
+            #[derive(Deserialize)]
+            #[serde(tag = "op", rename_all = "snake_case")]
+            enum Op {
+                Get { key: String },
+                Set { key: String, value: String },
+                Delete { key: String },
+                List,
+            }
+            let op: Op = serde_json::from_str(args)
+                .map_err(|e| format!("scratchpad wants {{\"op\": \"get\"|\"set\"|\"delete\"|\"list\", ...}}: {e}"))?;
+            let order = scratchpad.pending.iter().filter(|p| p.0 == agent).count();
+            Ok(match op {
+                Op::Get { key } => scratchpad.board.get(&key).cloned().unwrap_or_default(),
+                Op::Set { key, value } => {
+                    scratchpad.pending.push((agent, order, key, Some(value)));
+                    "ok".into()
+                }
+                Op::Delete { key } => {
+                    scratchpad.pending.push((agent, order, key, None));
+                    "ok".into()
+                }
+                Op::List => serde_json::to_string(&scratchpad.board.keys().collect::<Vec<_>>()).unwrap_or_default(),
+            })
+        }
+        other => Err(format!("no tool named {other:?} (tools: {})", TOOLS.join(", "))),
+    }
+}
+
+/// Evaluates an arithmetic expression; integers print without a fraction.
+pub fn calculate(expr: &str) -> Result<String, String> {
+    let expr = expr.trim();
+    if expr.is_empty() {
+        return Err("calculator: the expression is empty".into());
+    }
+    let v = exmex::eval_str::<f64>(expr).map_err(|e| format!("calculator: cannot evaluate {expr:?}: {e}"))?;
+    if !v.is_finite() {
+        return Err(format!("calculator: {expr:?} is not a finite number"));
+    }
+    Ok(if v.fract() == 0.0 && v.abs() < 1e15 { format!("{}", v as i64) } else { format!("{v}") })
+}
+
+/// The first JSON object or array in `text` (models wrap JSON in prose and code fences), then
+/// the value at `path` inside it (`a.b.0`; empty for the whole value).
+pub fn extract_json(text: &str, path: &str) -> Result<Value, String> {
+    let value = text
+        .char_indices()
+        .filter(|(_, c)| *c == '{' || *c == '[')
+        .find_map(|(i, _)| serde_json::Deserializer::from_str(&text[i..]).into_iter::<Value>().next()?.ok())
+        .ok_or_else(|| "json_extract: the text holds no JSON object or array".to_string())?;
+    let mut at = &value;
+    for key in path.split('.').filter(|k| !k.is_empty()) {
+        at = match at {
+            Value::Object(map) => map.get(key),
+            Value::Array(items) => key.parse::<usize>().ok().and_then(|i| items.get(i)),
+            _ => None,
+        }
+        .ok_or_else(|| format!("json_extract: no {key:?} in {at}"))?;
+    }
+    Ok(at.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_calculator_computes_and_refuses_nonsense() {
+        assert_eq!(calculate("2 + 3 * (4 - 1)").unwrap(), "11");
+        assert_eq!(calculate("7 / 2").unwrap(), "3.5");
+        assert!(calculate("1 / 0").unwrap_err().contains("not a finite number"));
+        assert!(calculate("2 +").unwrap_err().contains("cannot evaluate \"2 +\""));
+        assert!(calculate("  ").unwrap_err().contains("empty"));
+    }
+
+    #[test]
+    fn json_is_found_in_prose_and_fences() {
+        let text = "Sure! Here it is:\n```json\n{\"city\": \"Oslo\", \"tags\": [\"cold\", {\"n\": 3}]}\n```";
+        assert_eq!(extract_json(text, "city").unwrap(), "Oslo");
+        assert_eq!(extract_json(text, "tags.1.n").unwrap(), 3);
+        assert_eq!(extract_json("a {broken then [1,2]", "").unwrap(), serde_json::json!([1, 2]));
+        assert!(extract_json("no json here", "").unwrap_err().contains("no JSON"));
+        assert!(extract_json(text, "tags.7").unwrap_err().contains("no \"7\""));
+    }
+
+    #[test]
+    fn scratchpad_writes_land_at_the_end_of_the_step_in_agent_order() {
+        let mut pad = Scratchpad::default();
+        let set = |k: &str, v: &str| format!(r#"{{"op":"set","key":"{k}","value":"{v}"}}"#);
+        // Agent 2 writes first in time, agent 1 later: agent order decides, not timing.
+        assert_eq!(call("scratchpad", &set("x", "from 2"), 2, &mut pad).unwrap(), "ok");
+        assert_eq!(call("scratchpad", &set("x", "from 1"), 1, &mut pad).unwrap(), "ok");
+        assert_eq!(call("scratchpad", r#"{"op":"get","key":"x"}"#, 0, &mut pad).unwrap(), "", "not yet visible");
+        pad.end_step();
+        assert_eq!(call("scratchpad", r#"{"op":"get","key":"x"}"#, 0, &mut pad).unwrap(), "from 2");
+        assert_eq!(call("scratchpad", r#"{"op":"list"}"#, 0, &mut pad).unwrap(), r#"["x"]"#);
+        assert!(call("scratchpad", "{}", 0, &mut pad).unwrap_err().contains("scratchpad wants"));
+        assert!(call("search", "", 0, &mut pad).unwrap_err().contains("no tool named \"search\""));
+    }
+}
