@@ -22,7 +22,7 @@ use crate::gguf::{ByteSource, Gguf, GgufError};
 use crate::kernels::KernelError;
 use crate::kernels::gpu::GpuContext;
 use crate::model::ModelError;
-use crate::model::llama::{Llama, PREFILL_CHUNK};
+use crate::model::llama::{Llama, PREFILL_CHUNK, Sequence};
 use crate::model::llama_gpu::{GpuLlama, Prediction, Readback};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
@@ -171,9 +171,21 @@ pub struct Generation {
     top_logits: Vec<Vec<(u32, f32)>>,
     finish: Option<FinishReason>,
     timings: Timings,
+    /// Positions the generation may fill.
+    context: usize,
 }
 
 impl Generation {
+    /// Ends the generation for `reason`; `by_string` when a stop string cut the text.
+    fn finish_with(&mut self, reason: FinishReason, by_string: bool) {
+        if !by_string {
+            // Bytes of an unfinished character, as U+FFFD.
+            let rest = self.decoder.finish();
+            self.text.push_str(&rest);
+        }
+        self.finish = Some(reason);
+    }
+
     /// Why the generation ended, once it has.
     pub fn finish_reason(&self) -> Option<FinishReason> {
         self.finish
@@ -352,20 +364,7 @@ impl Engine {
         let readback = readback_for(params);
         let next = self.prefill(&prompt_ids, readback, &mut timings).await?;
         timings.prefill_ms = (self.clock)() - start;
-        Ok(Generation {
-            sampler: Sampler::new(params.sampler.clone()),
-            params: params.clone(),
-            prompt_tokens: prompt_ids.len(),
-            history: prompt_ids,
-            next,
-            decoder: StreamDecoder::new(),
-            text: String::new(),
-            sent: 0,
-            tokens: Vec::new(),
-            top_logits: Vec::new(),
-            finish: (params.max_tokens == 0).then_some(FinishReason::Length),
-            timings,
-        })
+        Ok(self.new_generation(params, prompt_ids, next, timings))
     }
 
     /// Samples the next token of `generation` and runs it through the model, returning the
@@ -377,6 +376,30 @@ impl Engine {
             return Ok(String::new());
         }
         let start = (self.clock)();
+        if let Some(id) = self.pick(g) {
+            let readback = readback_for(&g.params);
+            g.next = match self.forward(&[id], g.history.len() - 1, Some(readback)).await {
+                Err(e) if is_device_lost(&e) && self.gpu.is_some() => {
+                    // Replay the conversation on the CPU and carry on there.
+                    self.fall_back_to_cpu(&e);
+                    let mut replay = Timings::default();
+                    self.prefill(&g.history, readback, &mut replay).await?
+                }
+                result => {
+                    let next = result?.unwrap_or(Prediction::Logits(Vec::new()));
+                    self.cached.push(id);
+                    next
+                }
+            };
+        }
+        let delta = take_delta(g);
+        g.timings.decode_ms += (self.clock)() - start;
+        Ok(delta)
+    }
+
+    /// Samples `g`'s next token and decides whether the generation ends with it; returns the
+    /// token when it must still run through the model.
+    fn pick(&self, g: &mut Generation) -> Option<u32> {
         let id = match &mut g.next {
             Prediction::Token(id) => *id,
             Prediction::Logits(logits) => {
@@ -388,51 +411,167 @@ impl Engine {
         };
         g.tokens.push(id);
         g.history.push(id);
-        let mut finish = None;
-        let mut stopped_by_string = false;
         if (!g.params.ignore_eos && self.tokenizer.is_eog(id)) || g.params.stop_tokens.contains(&id) {
-            finish = Some(FinishReason::Stop);
+            g.finish_with(FinishReason::Stop, false);
+            return None;
+        }
+        g.text.push_str(&g.decoder.push(&self.tokenizer, id));
+        if let Some(at) = find_stop(&g.text, &g.params.stop, g.sent) {
+            g.text.truncate(at);
+            g.finish_with(FinishReason::Stop, true);
+            None
+        } else if g.tokens.len() >= g.params.max_tokens || g.history.len() >= g.context {
+            g.finish_with(FinishReason::Length, false);
+            None
         } else {
-            g.text.push_str(&g.decoder.push(&self.tokenizer, id));
-            if let Some(at) = find_stop(&g.text, &g.params.stop, g.sent) {
-                g.text.truncate(at);
-                stopped_by_string = true;
-                finish = Some(FinishReason::Stop);
-            } else if g.tokens.len() >= g.params.max_tokens || g.history.len() >= self.context_size() {
-                finish = Some(FinishReason::Length);
-            } else {
-                let readback = readback_for(&g.params);
-                g.next = match self.forward(&[id], g.history.len() - 1, Some(readback)).await {
-                    Err(e) if is_device_lost(&e) && self.gpu.is_some() => {
-                        // Replay the conversation on the CPU and carry on there.
-                        self.fall_back_to_cpu(&e);
-                        let mut replay = Timings::default();
-                        self.prefill(&g.history, readback, &mut replay).await?
-                    }
-                    result => {
-                        let next = result?.unwrap_or(Prediction::Logits(Vec::new()));
-                        self.cached.push(id);
-                        next
-                    }
-                };
+            Some(id)
+        }
+    }
+
+    /// Completes several requests together (the LLM service's batches): on the CPU backend each
+    /// has its own KV cache, the prompts' common prefix is computed once and copied, and every
+    /// decode step runs the batch's unfinished sequences through one forward pass, so the
+    /// weights are read once per step for all of them. A sequence's tokens are the same as
+    /// [`Engine::generate`] gives it alone. On the GPU the requests run one after another.
+    /// Errors of one request (an empty or too long prompt) are its own; a failing forward pass
+    /// fails the batch.
+    #[allow(clippy::type_complexity)]
+    pub async fn generate_batch(
+        &mut self,
+        requests: &[(Prompt, GenerateParams)],
+    ) -> Result<Vec<Result<Completion, EngineError>>, EngineError> {
+        if self.gpu.is_some() || requests.len() < 2 {
+            let mut out = Vec::with_capacity(requests.len());
+            for (prompt, params) in requests {
+                out.push(match self.generate(prompt, params, |_| ControlFlow::Continue(())).await {
+                    Err(e @ EngineError::Model(_)) => return Err(e),
+                    other => other,
+                });
+            }
+            return Ok(out);
+        }
+        let mut results: Vec<Option<Result<Completion, EngineError>>> = requests.iter().map(|_| None).collect();
+        // (request, prompt tokens) of the requests that can start.
+        let mut ready = Vec::new();
+        for (i, (prompt, params)) in requests.iter().enumerate() {
+            match self.prompt_tokens(prompt) {
+                Ok(ids) if ids.is_empty() => results[i] = Some(Err(EngineError::EmptyPrompt)),
+                Ok(ids) if ids.len() >= self.context_size() => {
+                    results[i] =
+                        Some(Err(EngineError::PromptTooLong { prompt: ids.len(), context: self.context_size() }))
+                }
+                Ok(ids) if params.max_tokens == 0 => {
+                    let g = self.new_generation(params, ids, Prediction::Logits(Vec::new()), Timings::default());
+                    results[i] = Some(Ok(g.into_completion()));
+                }
+                Ok(ids) => ready.push((i, ids)),
+                Err(e) => results[i] = Some(Err(e)),
             }
         }
-        let end = match finish {
-            None => safe_prefix(&g.text, &g.params.stop).max(g.sent),
-            Some(reason) => {
-                if !stopped_by_string {
-                    // Bytes of an unfinished character, as U+FFFD.
-                    let rest = g.decoder.finish();
-                    g.text.push_str(&rest);
-                }
-                g.finish = Some(reason);
-                g.text.len()
+        if !ready.is_empty() {
+            for (i, completion) in self.decode_batch(requests, ready)? {
+                results[i] = Some(Ok(completion));
             }
-        };
-        let delta = g.text[g.sent..end].to_owned();
-        g.sent = end;
-        g.timings.decode_ms += (self.clock)() - start;
-        Ok(delta)
+        }
+        Ok(results.into_iter().map(|r| r.unwrap_or(Err(EngineError::EmptyPrompt))).collect())
+    }
+
+    fn new_generation(
+        &self,
+        params: &GenerateParams,
+        prompt: Vec<u32>,
+        next: Prediction,
+        timings: Timings,
+    ) -> Generation {
+        Generation {
+            sampler: Sampler::new(params.sampler.clone()),
+            params: params.clone(),
+            prompt_tokens: prompt.len(),
+            history: prompt,
+            next,
+            decoder: StreamDecoder::new(),
+            text: String::new(),
+            sent: 0,
+            tokens: Vec::new(),
+            top_logits: Vec::new(),
+            finish: (params.max_tokens == 0).then_some(FinishReason::Length),
+            timings,
+            context: self.context_size(),
+        }
+    }
+
+    /// The CPU half of [`Engine::generate_batch`] for requests whose prompts are tokenized.
+    fn decode_batch(
+        &self,
+        requests: &[(Prompt, GenerateParams)],
+        ready: Vec<(usize, Vec<u32>)>,
+    ) -> Result<Vec<(usize, Completion)>, EngineError> {
+        let model = &self.model;
+        let fail = EngineError::from;
+        let start = (self.clock)();
+        // The common prefix (less each prompt's last token, which must run for its logits).
+        let shortest = ready.iter().map(|(_, ids)| ids.len() - 1).min().unwrap_or(0);
+        let first = &ready[0].1;
+        let prefix = (0..shortest).take_while(|&p| ready.iter().all(|(_, ids)| ids[p] == first[p])).count();
+        let mut shared = model.new_cache(prefix.max(1));
+        for (c, chunk) in first[..prefix].chunks(PREFILL_CHUNK).enumerate() {
+            let mut seq = [Sequence { cache: &mut shared, tokens: chunk, pos: c * PREFILL_CHUNK }];
+            model.forward_batch(&mut seq, false).map_err(fail)?;
+        }
+        let mut caches = Vec::with_capacity(ready.len());
+        let mut gens = Vec::with_capacity(ready.len());
+        for (i, ids) in &ready {
+            let params = &requests[*i].1;
+            let mut cache = model.new_cache(ids.len() + params.max_tokens);
+            model.copy_prefix(&shared, &mut cache, prefix).map_err(fail)?;
+            let mut logits = Vec::new();
+            for (c, chunk) in ids[prefix..].chunks(PREFILL_CHUNK).enumerate() {
+                let mut seq = [Sequence { cache: &mut cache, tokens: chunk, pos: prefix + c * PREFILL_CHUNK }];
+                logits = model.forward_batch(&mut seq, false).map_err(fail)?.remove(0);
+            }
+            let timings = Timings { prefill_tokens: ids.len() - prefix, ..Timings::default() };
+            gens.push(self.new_generation(params, ids.clone(), Prediction::Logits(logits), timings));
+            caches.push(cache);
+        }
+        let prefill_ms = (self.clock)() - start;
+        gens.iter_mut().for_each(|g| g.timings.prefill_ms = prefill_ms);
+        // Decode: every unfinished sequence advances by one token per forward pass.
+        loop {
+            let step_start = (self.clock)();
+            let mut picked = Vec::new();
+            for (j, g) in gens.iter_mut().enumerate() {
+                if g.finish.is_none()
+                    && let Some(id) = self.pick(g)
+                {
+                    picked.push((j, [id]));
+                }
+            }
+            if picked.is_empty() {
+                break;
+            }
+            let mut seqs: Vec<Sequence> = caches
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(j, cache)| {
+                    let (_, id) = picked.iter().find(|(p, _)| *p == j)?;
+                    Some(Sequence { cache, tokens: id, pos: gens[j].history.len() - 1 })
+                })
+                .collect();
+            let logits = model.forward_batch(&mut seqs, false).map_err(fail)?;
+            for ((j, _), l) in picked.iter().zip(logits) {
+                gens[*j].next = Prediction::Logits(l);
+            }
+            let ms = (self.clock)() - step_start;
+            gens.iter_mut().for_each(|g| g.timings.decode_ms += ms);
+        }
+        Ok(ready
+            .iter()
+            .zip(gens)
+            .map(|((i, _), mut g)| {
+                take_delta(&mut g);
+                (*i, g.into_completion())
+            })
+            .collect())
     }
 
     /// Runs the prompt's tokens that are not already in the KV cache, in chunks, and returns
@@ -500,6 +639,14 @@ impl Engine {
 
 /// What a forward pass must return for `params`: the argmax alone when that decides the next
 /// token (the GPU then reads back 8 bytes, not the logits).
+/// The text of `g` that became final since it was last asked.
+fn take_delta(g: &mut Generation) -> String {
+    let end = if g.finish.is_some() { g.text.len() } else { safe_prefix(&g.text, &g.params.stop).max(g.sent) };
+    let delta = g.text[g.sent..end].to_owned();
+    g.sent = end;
+    delta
+}
+
 fn readback_for(params: &GenerateParams) -> Readback {
     if params.sampler.is_greedy() && params.top_logits == 0 { Readback::Argmax } else { Readback::Logits }
 }

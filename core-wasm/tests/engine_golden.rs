@@ -203,3 +203,44 @@ fn limits_and_bad_prompts_are_reported() {
         Err(EngineError::EmptyPrompt)
     ));
 }
+
+#[test]
+fn a_batch_gives_each_request_what_it_gets_alone() {
+    let mut engine = engine(1024);
+    let chat = |system: &str, user: &str| {
+        Prompt::Chat(vec![ChatMessage::new("system", system), ChatMessage::new("user", user)])
+    };
+    let sampled = |seed, max_tokens| GenerateParams {
+        max_tokens,
+        sampler: SamplerConfig { temperature: 0.8, top_k: 40, seed, ..SamplerConfig::default() },
+        ..GenerateParams::default()
+    };
+    let requests = vec![
+        // Two share the system prompt (a common prefix computed once), one does not; they end
+        // at different steps, so the batch shrinks as it goes.
+        (chat("You are a poet.", "Write about the sea."), sampled(1, 24)),
+        (chat("You are a poet.", "Write about the hills."), sampled(2, 9)),
+        (Prompt::Text("The capital of France is".into()), greedy(16)),
+        (Prompt::Text(String::new()), greedy(4)),
+        (chat("You are terse.", "Say hi."), GenerateParams { max_tokens: 0, ..greedy(0) }),
+    ];
+    let poets = pollster::block_on(engine.generate_batch(&requests[..2])).unwrap();
+    let batch = pollster::block_on(engine.generate_batch(&requests)).unwrap();
+    assert_eq!(batch.len(), requests.len());
+    // The two poets alone share a longer prefix than the whole batch does: the same replies.
+    for (i, poet) in poets.into_iter().enumerate() {
+        assert_eq!(poet.unwrap().tokens, batch[i].as_ref().unwrap().tokens, "poet {i}");
+    }
+    for (i, ((prompt, params), got)) in requests.iter().zip(batch).enumerate() {
+        match (generate(&mut engine, prompt, params, |_| ControlFlow::Continue(())), got) {
+            (Ok(alone), Ok(batched)) => {
+                assert_eq!(batched.tokens, alone.tokens, "request {i}: tokens");
+                assert_eq!(batched.text, alone.text, "request {i}: text");
+                assert_eq!(batched.finish_reason, alone.finish_reason, "request {i}");
+                assert_eq!(batched.prompt_tokens, alone.prompt_tokens, "request {i}");
+            }
+            (Err(alone), Err(batched)) => assert_eq!(batched.to_string(), alone.to_string(), "request {i}"),
+            (alone, batched) => panic!("request {i}: alone {alone:?}, batched {batched:?}"),
+        }
+    }
+}

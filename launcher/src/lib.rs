@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod bench;
+pub mod bench_agents;
 pub mod chromium;
 pub mod llm;
 pub mod server;

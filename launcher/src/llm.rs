@@ -184,10 +184,10 @@ pub fn run_workflow(
     result.map(drop).map_err(run_error)
 }
 
-/// The engine as the agents' LLM service. Requests of a batch run one after another for now;
-/// each is a chat of the agent's system prompt and the turn's request.
-struct EngineLlm {
-    engine: Engine,
+/// The engine as the agents' LLM service: each request is a chat of the agent's system prompt
+/// and the turn's request; a batch decodes together (see [`Engine::generate_batch`]).
+pub struct EngineLlm {
+    pub engine: Engine,
 }
 
 impl LlmService for EngineLlm {
@@ -196,28 +196,34 @@ impl LlmService for EngineLlm {
     }
 
     fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>> {
-        batch
-            .iter()
-            .map(|r| {
-                let prompt =
-                    Prompt::Chat(vec![ChatMessage::new("system", &r.system), ChatMessage::new("user", &r.prompt)]);
-                let sampler = SamplerConfig {
-                    temperature: r.temperature,
-                    top_k: r.top_k,
-                    top_p: r.top_p,
-                    seed: r.seed,
-                    ..SamplerConfig::default()
-                };
-                let params = GenerateParams { max_tokens: r.max_tokens, sampler, ..GenerateParams::default() };
-                let done = pollster::block_on(self.engine.generate(&prompt, &params, |_| ControlFlow::Continue(())))
-                    .map_err(|e| e.to_string())?;
-                Ok(LlmReply {
-                    text: done.text,
-                    prompt_tokens: done.prompt_tokens,
-                    completion_tokens: done.completion_tokens,
-                    finish_reason: done.finish_reason,
+        let requests: Vec<(Prompt, GenerateParams)> = batch.iter().map(chat_request).collect();
+        match pollster::block_on(self.engine.generate_batch(&requests)) {
+            Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+            Ok(done) => done
+                .into_iter()
+                .map(|r| {
+                    r.map(|done| LlmReply {
+                        text: done.text,
+                        prompt_tokens: done.prompt_tokens,
+                        completion_tokens: done.completion_tokens,
+                        finish_reason: done.finish_reason,
+                    })
+                    .map_err(|e| e.to_string())
                 })
-            })
-            .collect()
+                .collect(),
+        }
     }
+}
+
+/// An agent's LLM request as the engine's prompt and parameters.
+pub fn chat_request(r: &LlmRequest) -> (Prompt, GenerateParams) {
+    let prompt = Prompt::Chat(vec![ChatMessage::new("system", &r.system), ChatMessage::new("user", &r.prompt)]);
+    let sampler = SamplerConfig {
+        temperature: r.temperature,
+        top_k: r.top_k,
+        top_p: r.top_p,
+        seed: r.seed,
+        ..SamplerConfig::default()
+    };
+    (prompt, GenerateParams { max_tokens: r.max_tokens, sampler, ..GenerateParams::default() })
 }

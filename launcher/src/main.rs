@@ -117,6 +117,10 @@ enum Command {
         /// with the fraction of memory bandwidth decode achieves and the slowest kernels.
         #[arg(long, default_value = "cpu")]
         backend: BackendChoice,
+        /// Instead: the agents' bus (latency, throughput) and four agents' LLM requests batched
+        /// against one after another.
+        #[arg(long)]
+        agents: bool,
     },
 }
 
@@ -164,6 +168,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Bench { gen_tokens, agents: true, .. } => bench_agents(gen_tokens),
         Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
             bench_gpu(prompt_tokens, gen_tokens, native_only)
         }
@@ -257,6 +262,37 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
     say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}:\n", DEFAULT_MODEL.name));
     say(&bench::table(&rows, &peers));
     ExitCode::SUCCESS
+}
+
+fn bench_agents(gen_tokens: usize) -> ExitCode {
+    use hearth::bench_agents;
+    eprintln!("bench: the bus between two threads…");
+    say("| bus (two threads, 64-byte messages) | one-way p50 | one-way p99 | messages/s |");
+    say("| --- | --- | --- | --- |");
+    let figures = bench_agents::bus();
+    for f in &figures {
+        say(&format!("| {} | {:.2} µs | {:.2} µs | {:.0} |", f.transport, f.p50_us, f.p99_us, f.messages_per_s));
+    }
+    say(&format!(
+        "\nshared memory ÷ message passing: latency {:.2}×, throughput {:.2}×\n",
+        figures[0].p50_us / figures[1].p50_us,
+        figures[0].messages_per_s / figures[1].messages_per_s
+    ));
+    eprintln!("bench: four agents' LLM requests, {gen_tokens} tokens each…");
+    match bench_agents::llm(&llm::model_path(None), gen_tokens) {
+        Ok((sequential, batched)) => {
+            say("| 4 agents' requests | completion tokens/s |");
+            say("| --- | --- |");
+            say(&format!("| one after another | {sequential:.1} |"));
+            say(&format!("| one batch | {batched:.1} |"));
+            say(&format!("\nbatched ÷ one after another: {:.2}×", batched / sequential));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> ExitCode {

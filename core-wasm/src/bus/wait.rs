@@ -15,33 +15,56 @@ use std::time::Duration;
 pub struct Waiters {
     lock: std::sync::Mutex<()>,
     cond: std::sync::Condvar,
+    /// Threads blocked (or about to block): a waker with none to wake skips the lock.
+    sleepers: std::sync::atomic::AtomicUsize,
 }
+
+/// Checks of the word before a waiter blocks: a reply that comes within a few microseconds
+/// costs no sleep and no wake-up.
+const SPINS: u32 = 2_000;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 impl Waiters {
     /// Blocks while `word` holds `expected`, at most `timeout`; returns false on timeout.
     pub fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> bool {
+        for _ in 0..SPINS {
+            if word.load(Ordering::Acquire) != expected {
+                return true;
+            }
+            std::hint::spin_loop();
+        }
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         let mut guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
-        while word.load(Ordering::Acquire) == expected {
+        // Announce the sleeper before the last look at the word; `wake` stores the word before
+        // it looks for sleepers. With both orders sequentially consistent, one of them sees
+        // the other (Dekker), so no wake-up is lost.
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let woke = loop {
+            if word.load(Ordering::SeqCst) != expected {
+                break true;
+            }
             match deadline {
                 None => guard = self.cond.wait(guard).unwrap_or_else(|e| e.into_inner()),
                 Some(deadline) => {
                     let left = deadline.saturating_duration_since(std::time::Instant::now());
                     if left.is_zero() {
-                        return false;
+                        break false;
                     }
                     guard = self.cond.wait_timeout(guard, left).unwrap_or_else(|e| e.into_inner()).0;
                 }
             }
-        }
-        true
+        };
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
+        woke
     }
 
     /// Wakes every waiter (call after storing the word).
     pub fn wake(&self, _word: &AtomicU32) {
-        drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
-        self.cond.notify_all();
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.sleepers.load(Ordering::SeqCst) > 0 {
+            drop(self.lock.lock().unwrap_or_else(|e| e.into_inner()));
+            self.cond.notify_all();
+        }
     }
 }
 

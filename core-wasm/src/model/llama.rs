@@ -127,9 +127,11 @@ struct Block {
     w_down: QMatrix,     // [ffn_dim] -> [dim]
 }
 
-/// The KV cache: per layer, `[n_ctx][kv_dim]` keys and values in f16 (llama.cpp's default).
-/// Allocated by the first forward pass, so a model kept only as the GPU's fallback holds none.
-struct KvCache {
+/// A sequence's KV cache: per layer, `[n_ctx][kv_dim]` keys and values in f16 (llama.cpp's
+/// default). Allocated by the first forward pass, so a model kept only as the GPU's fallback
+/// holds none.
+#[derive(Default)]
+pub struct KvCache {
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
     n_ctx: usize,
@@ -186,66 +188,139 @@ impl Llama {
         self.cache.n_ctx
     }
 
-    /// Runs `tokens` at positions `pos..pos + tokens.len()`, filling the KV cache, and returns
-    /// the logits of the last token (`[vocab]`), or of every token (`[n][vocab]`) if `all_logits`.
-    /// Positions before `pos` must already be in the cache.
-    pub fn forward(&mut self, tokens: &[u32], pos: usize, all_logits: bool) -> Result<Vec<f32>, ModelError> {
-        // On a pool thread, each parallel op below forks and joins there, rather than parking
-        // the calling thread and waking it again for every matrix (hundreds per token).
-        rayon::scope(|_| self.forward_on_pool(tokens, pos, all_logits))
+    /// A KV cache of its own for another sequence, `n_ctx` positions (at most the model's).
+    pub fn new_cache(&self, n_ctx: usize) -> KvCache {
+        KvCache { n_ctx: n_ctx.clamp(1, self.cache.n_ctx), ..KvCache::default() }
     }
 
-    fn forward_on_pool(&mut self, tokens: &[u32], pos: usize, all_logits: bool) -> Result<Vec<f32>, ModelError> {
-        let c = self.config.clone();
-        let n = tokens.len();
-        if pos + n > self.cache.n_ctx {
-            return Err(ModelError::ContextFull { needed: pos + n, context: self.cache.n_ctx });
+    /// Copies the first `len` positions of `from` into `to` (a shared prompt prefix).
+    pub fn copy_prefix(&self, from: &KvCache, to: &mut KvCache, len: usize) -> Result<(), ModelError> {
+        let kv = self.config.kv_dim();
+        if len == 0 {
+            return Ok(());
         }
-        if self.cache.k.is_empty() {
-            let size = self.cache.n_ctx * c.kv_dim();
-            self.cache.k = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
-            self.cache.v = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
+        if len > from.n_ctx.min(to.n_ctx) || from.k.is_empty() {
+            return Err(ModelError::ContextFull { needed: len, context: from.n_ctx.min(to.n_ctx) });
         }
-        // x: [n][dim], the residual stream.
-        let mut x = Vec::with_capacity(n * c.dim);
-        for &t in tokens {
-            if t as usize >= c.vocab_size {
-                return Err(ModelError::TokenOutOfRange { token: t, vocab: c.vocab_size });
+        to.allocate(&self.config);
+        for layer in 0..self.config.n_layers {
+            to.k[layer][..len * kv].copy_from_slice(&from.k[layer][..len * kv]);
+            to.v[layer][..len * kv].copy_from_slice(&from.v[layer][..len * kv]);
+        }
+        Ok(())
+    }
+
+    /// Runs `tokens` at positions `pos..pos + tokens.len()`, filling the model's own KV cache,
+    /// and returns the logits of the last token (`[vocab]`), or of every token (`[n][vocab]`)
+    /// if `all_logits`. Positions before `pos` must already be in the cache.
+    pub fn forward(&mut self, tokens: &[u32], pos: usize, all_logits: bool) -> Result<Vec<f32>, ModelError> {
+        let mut cache = std::mem::take(&mut self.cache);
+        let result = self.forward_batch(&mut [Sequence { cache: &mut cache, tokens, pos }], all_logits);
+        self.cache = cache;
+        result.map(|mut logits| logits.remove(0))
+    }
+
+    /// One forward pass over several sequences, each with its own cache and positions: the
+    /// weights are read once for all their tokens. Returns each sequence's logits as
+    /// [`Llama::forward`] does. A sequence's logits do not depend on the others in the batch:
+    /// every matrix row is dotted with each token's vector on its own.
+    pub fn forward_batch(&self, seqs: &mut [Sequence<'_>], all_logits: bool) -> Result<Vec<Vec<f32>>, ModelError> {
+        // On a pool thread, each parallel op below forks and joins there, rather than parking
+        // the calling thread and waking it again for every matrix (hundreds per token).
+        rayon::scope(|_| self.forward_on_pool(seqs, all_logits))
+    }
+
+    fn forward_on_pool(&self, seqs: &mut [Sequence<'_>], all_logits: bool) -> Result<Vec<Vec<f32>>, ModelError> {
+        let c = &self.config;
+        let (dim, kv) = (c.dim, c.kv_dim());
+        // x: [rows][dim], the residual stream; the sequences' tokens one after another.
+        let mut x = Vec::new();
+        for s in seqs.iter_mut() {
+            if s.tokens.is_empty() || s.pos + s.tokens.len() > s.cache.n_ctx {
+                return Err(ModelError::ContextFull { needed: s.pos + s.tokens.len(), context: s.cache.n_ctx });
             }
-            x.extend(self.token_embd.row(t as usize)?);
+            s.cache.allocate(c);
+            for &t in s.tokens {
+                if t as usize >= c.vocab_size {
+                    return Err(ModelError::TokenOutOfRange { token: t, vocab: c.vocab_size });
+                }
+                x.extend(self.token_embd.row(t as usize)?);
+            }
+        }
+        // (first row, tokens, position) of each sequence.
+        let mut spans = Vec::with_capacity(seqs.len());
+        let mut row = 0;
+        for s in seqs.iter() {
+            spans.push((row, s.tokens.len(), s.pos));
+            row += s.tokens.len();
         }
         for (layer, block) in self.blocks.iter().enumerate() {
             // Attention.
             let mut h = x.clone();
-            h.chunks_exact_mut(c.dim).for_each(|row| rms_norm(row, &block.attn_norm, c.rms_eps));
-            // q: [n][dim], k and v: [n][kv_dim].
+            h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.attn_norm, c.rms_eps));
+            // q: [rows][dim], k and v: [rows][kv_dim].
             let [mut q, mut k, v] = QMatrix::matmul_many([&block.wq, &block.wk, &block.wv], &h)?;
-            for t in 0..n {
-                rope_norm(&mut q[t * c.dim..(t + 1) * c.dim], c.head_dim, c.n_rot, pos + t, c.rope_base);
-                rope_norm(&mut k[t * c.kv_dim()..(t + 1) * c.kv_dim()], c.head_dim, c.n_rot, pos + t, c.rope_base);
+            let mut att = Vec::with_capacity(q.len());
+            for (s, &(first, n, pos)) in seqs.iter_mut().zip(&spans) {
+                let q = &mut q[first * dim..(first + n) * dim];
+                let k = &mut k[first * kv..(first + n) * kv];
+                for t in 0..n {
+                    rope_norm(&mut q[t * dim..(t + 1) * dim], c.head_dim, c.n_rot, pos + t, c.rope_base);
+                    rope_norm(&mut k[t * kv..(t + 1) * kv], c.head_dim, c.n_rot, pos + t, c.rope_base);
+                }
+                let (k_cache, v_cache) = (&mut s.cache.k[layer], &mut s.cache.v[layer]);
+                for (dst, src) in k_cache[pos * kv..(pos + n) * kv].iter_mut().zip(k.iter()) {
+                    *dst = f16::from_f32(*src);
+                }
+                for (dst, src) in v_cache[pos * kv..(pos + n) * kv].iter_mut().zip(&v[first * kv..(first + n) * kv]) {
+                    *dst = f16::from_f32(*src);
+                }
+                att.extend(attention(c, q, k_cache, v_cache, pos, n));
             }
-            let kv = c.kv_dim();
-            let (k_cache, v_cache) = (&mut self.cache.k[layer], &mut self.cache.v[layer]);
-            for (dst, src) in k_cache[pos * kv..(pos + n) * kv].iter_mut().zip(&k) {
-                *dst = f16::from_f32(*src);
-            }
-            for (dst, src) in v_cache[pos * kv..(pos + n) * kv].iter_mut().zip(&v) {
-                *dst = f16::from_f32(*src);
-            }
-            let att = attention(&c, &q, k_cache, v_cache, pos, n);
             add(&mut x, &block.wo.matmul(&att)?);
 
             // MLP.
             let mut h = x.clone();
-            h.chunks_exact_mut(c.dim).for_each(|row| rms_norm(row, &block.ffn_norm, c.rms_eps));
+            h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.ffn_norm, c.rms_eps));
             let [mut gate, up] = QMatrix::matmul_many([&block.w_gate, &block.w_up], &h)?;
             silu_mul(&mut gate, &up);
             add(&mut x, &block.w_down.matmul(&gate)?);
         }
-        let rows: Vec<f32> = if all_logits { x } else { x[(n - 1) * c.dim..].to_vec() };
-        let mut normed = rows;
-        normed.chunks_exact_mut(c.dim).for_each(|row| rms_norm(row, &self.output_norm, c.rms_eps));
-        self.output.as_ref().unwrap_or(&self.token_embd).matmul(&normed)
+        // The rows whose logits are wanted: every row, or each sequence's last.
+        let wanted: Vec<(usize, usize)> =
+            spans.iter().map(|&(first, n, _)| if all_logits { (first, n) } else { (first + n - 1, 1) }).collect();
+        let mut normed: Vec<f32> =
+            wanted.iter().flat_map(|&(r, n)| x[r * dim..(r + n) * dim].iter().copied()).collect();
+        normed.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &self.output_norm, c.rms_eps));
+        let logits = self.output.as_ref().unwrap_or(&self.token_embd).matmul(&normed)?;
+        let vocab = c.vocab_size;
+        let mut at = 0;
+        Ok(wanted
+            .iter()
+            .map(|&(_, n)| {
+                let l = logits[at * vocab..(at + n) * vocab].to_vec();
+                at += n;
+                l
+            })
+            .collect())
+    }
+}
+
+/// A sequence in a batched forward pass: its cache, its new tokens, and their first position
+/// (positions before it must already be in the cache).
+pub struct Sequence<'a> {
+    pub cache: &'a mut KvCache,
+    pub tokens: &'a [u32],
+    pub pos: usize,
+}
+
+impl KvCache {
+    fn allocate(&mut self, c: &LlamaConfig) {
+        if self.k.is_empty() {
+            let size = self.n_ctx * c.kv_dim();
+            self.k = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
+            self.v = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
+        }
     }
 }
 
