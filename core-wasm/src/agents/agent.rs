@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use super::module::{ModuleAgent, ModuleLimits};
 use super::protocol::{LlmRequest, ToAgent, ToHub};
+use super::tools::{self, ToolCall};
 use crate::bus::AgentPort;
 
 /// What an agent runs.
 #[derive(Clone, Debug)]
 pub enum AgentProgram {
-    /// Each turn is one LLM call with the agent's system prompt and sampling (`llm`).
-    Llm { llm: LlmRequest },
+    /// Each turn is an LLM call with the agent's system prompt and sampling (`llm`); with
+    /// `tools`, a tool call in the reply is made and the LLM asked again with its result.
+    Llm { llm: LlmRequest, tools: Vec<String> },
     /// A wasm module; `llm` holds the defaults of its `ask_llm` calls.
     Module { wasm: Arc<[u8]>, limits: ModuleLimits, config: String, llm: LlmRequest },
 }
@@ -48,7 +50,7 @@ fn recv(port: &dyn AgentPort) -> Option<ToAgent> {
 /// Runs `program` on `port` until the hub says stop or the bus closes.
 pub fn run_agent(program: &AgentProgram, port: Box<dyn AgentPort>, jitter: Jitter) {
     match program {
-        AgentProgram::Llm { llm } => run_llm_agent(llm, port.as_ref(), jitter),
+        AgentProgram::Llm { llm, tools } => run_llm_agent(llm, tools, port.as_ref(), jitter),
         AgentProgram::Module { wasm, limits, config, llm } => {
             // The hub checked the module before the run; if instantiation still fails, the
             // worker ends and the hub sees it gone.
@@ -76,16 +78,34 @@ pub fn run_agent(program: &AgentProgram, port: Box<dyn AgentPort>, jitter: Jitte
     }
 }
 
-fn run_llm_agent(llm: &LlmRequest, port: &dyn AgentPort, jitter: Jitter) {
+/// Tool calls one turn of an LLM agent may make before it must answer.
+pub const MAX_TOOL_CALLS: u32 = 3;
+
+fn run_llm_agent(llm: &LlmRequest, tools: &[String], port: &dyn AgentPort, jitter: Jitter) {
     while let Some(ToAgent::Turn { request, seed, .. }) = recv(port) {
-        let ask = LlmRequest { prompt: request, seed, ..llm.clone() };
-        if !send(port, &ToHub::Llm(ask), jitter) {
-            return;
+        let mut prompt = request;
+        for call in 0..=MAX_TOOL_CALLS {
+            // The first call samples with the turn's seed; each after a tool call, its own.
+            let seed = if call == 0 { seed } else { super::scheduler::turn_seed(seed, 0, call) };
+            if !send(port, &ToHub::Llm(LlmRequest { prompt: prompt.clone(), seed, ..llm.clone() }), jitter) {
+                return;
+            }
+            let Some(ToAgent::LlmReply { text, .. }) = recv(port) else { return };
+            let tool_call = (call < MAX_TOOL_CALLS).then(|| tools::parse_tool_call(&text, tools)).flatten();
+            let Some(ToolCall { name, args }) = tool_call else {
+                if !send(port, &ToHub::Send { content: text.trim().to_string() }, jitter) {
+                    return;
+                }
+                break;
+            };
+            if !send(port, &ToHub::Tool { name: name.clone(), args: args.clone() }, jitter) {
+                return;
+            }
+            let Some(ToAgent::ToolReply { ok, output }) = recv(port) else { return };
+            let outcome = if ok { format!("Result: {output}") } else { format!("Error: {output}") };
+            prompt = format!("{prompt}\n\nYou called {name}({args}). {outcome}\nNow give your answer.");
         }
-        let Some(ToAgent::LlmReply { text, .. }) = recv(port) else { return };
-        if !send(port, &ToHub::Send { content: text.trim().to_string() }, jitter)
-            || !send(port, &ToHub::TurnDone, jitter)
-        {
+        if !send(port, &ToHub::TurnDone, jitter) {
             return;
         }
     }

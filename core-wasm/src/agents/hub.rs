@@ -152,7 +152,9 @@ pub fn programs(workflow: &Workflow, base_dir: &Path) -> Result<Vec<AgentProgram
         .iter()
         .map(|spec| {
             let llm = llm_defaults(spec);
-            let Some(path) = &spec.module else { return Ok(AgentProgram::Llm { llm }) };
+            let Some(path) = &spec.module else {
+                return Ok(AgentProgram::Llm { llm, tools: spec.tools.clone() });
+            };
             let wasm = std::fs::read(base_dir.join(path)).map_err(|source| RunError::ReadModule {
                 agent: spec.name.clone(),
                 path: path.clone(),
@@ -172,6 +174,9 @@ fn llm_defaults(spec: &AgentSpec) -> LlmRequest {
     let mut system = spec.system.clone();
     if !spec.role.is_empty() {
         system = format!("You are {}, the {}. {system}", spec.name, spec.role);
+    }
+    if !spec.tools.is_empty() && spec.module.is_none() {
+        system.push_str(&tools::tool_instructions(&spec.tools));
     }
     LlmRequest {
         system,
@@ -574,6 +579,121 @@ impl Hub<'_> {
                     let _ = worker.join();
                 }
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An LLM that answers from a script, or with the last line of the prompt.
+    struct Scripted {
+        replies: VecDeque<String>,
+        batches: Vec<usize>,
+        prompts: Vec<String>,
+    }
+
+    impl LlmService for Scripted {
+        fn backend(&self) -> String {
+            "scripted".into()
+        }
+
+        fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>> {
+            self.batches.push(batch.len());
+            batch
+                .iter()
+                .map(|r| {
+                    self.prompts.push(r.prompt.clone());
+                    let text = self.replies.pop_front().unwrap_or_else(|| r.prompt.lines().last().unwrap_or("").into());
+                    Ok(LlmReply { text, prompt_tokens: 1, completion_tokens: 1, finish_reason: FinishReason::Stop })
+                })
+                .collect()
+        }
+    }
+
+    fn run_scripted(toml: &str, replies: &[&str], jitter: Jitter) -> (Vec<TranscriptEvent>, Scripted) {
+        let workflow = Workflow::from_toml(toml).unwrap();
+        let mut llm =
+            Scripted { replies: replies.iter().map(|r| r.to_string()).collect(), batches: vec![], prompts: vec![] };
+        let mut events = Vec::new();
+        let programs = programs(&workflow, Path::new(".")).unwrap();
+        run(&workflow, programs, &mut llm, RunOptions { transport: Transport::SharedMemory, jitter }, |e| {
+            events.push(e.clone())
+        })
+        .unwrap();
+        (events, llm)
+    }
+
+    #[test]
+    fn an_llm_agent_calls_a_tool_from_its_reply_and_answers_with_the_result() {
+        let toml = r#"
+[workflow]
+name = "calc"
+task = "What is six times seven?"
+[topology]
+kind = "sequential"
+order = ["calc"]
+[[agents]]
+name = "calc"
+system = "You compute."
+tools = ["calculator"]
+"#;
+        let (events, llm) = run_scripted(toml, &["calculator(6 * 7)", "It is 42."], Jitter::default());
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|e| match e {
+                TranscriptEvent::Started { .. } => "started",
+                TranscriptEvent::LlmCall { .. } => "llm_call",
+                TranscriptEvent::ToolCall { .. } => "tool_call",
+                TranscriptEvent::Message { .. } => "message",
+                TranscriptEvent::Finished { .. } => "finished",
+                _ => "other",
+            })
+            .collect();
+        assert_eq!(kinds, ["started", "llm_call", "tool_call", "llm_call", "message", "finished"]);
+        assert!(
+            matches!(&events[2], TranscriptEvent::ToolCall { tool, output, ok: true, .. } if tool == "calculator" && output == "42")
+        );
+        assert!(matches!(&events[4], TranscriptEvent::Message { content, .. } if content == "It is 42."));
+        assert!(
+            llm.prompts[1].ends_with("You called calculator(6 * 7). Result: 42\nNow give your answer."),
+            "{}",
+            llm.prompts[1]
+        );
+    }
+
+    #[test]
+    fn a_step_s_llm_calls_are_one_batch_whatever_the_timing() {
+        let toml = r#"
+[workflow]
+name = "pwc"
+task = "Plan a picnic."
+[topology]
+kind = "planner_workers_critic"
+planner = "p"
+workers = ["a", "b", "c"]
+critic = "k"
+[[agents]]
+name = "p"
+system = "s"
+[[agents]]
+name = "a"
+system = "s"
+[[agents]]
+name = "b"
+system = "s"
+[[agents]]
+name = "c"
+system = "s"
+[[agents]]
+name = "k"
+system = "s"
+"#;
+        for jitter in [Jitter::default(), Jitter { max_ms: 3 }] {
+            let (events, llm) = run_scripted(toml, &["1. bread\n2. cheese\n3. a blanket"], jitter);
+            assert_eq!(llm.batches, [1, 3, 1], "the workers' three calls are served together");
+            assert!(matches!(events.last(), Some(TranscriptEvent::Finished { messages: 5, .. })));
         }
     }
 }

@@ -158,3 +158,120 @@ mod tests {
         assert!(call("search", "", 0, &mut pad).unwrap_err().contains("no tool named \"search\""));
     }
 }
+
+/// A tool call found in a model's reply: the tool's name and its arguments as the tool takes
+/// them (the calculator's expression; JSON for the others).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ToolCall {
+    pub name: String,
+    pub args: String,
+}
+
+/// Finds a call of one of `allowed` in `text`, in any of the shapes small models write:
+/// `<tool_call>{"name": ..., "arguments": ...}</tool_call>` (Hermes/Qwen), a bare JSON object
+/// with `name`/`tool` and `arguments`/`args`/`parameters`, or `name(args)`.
+pub fn parse_tool_call(text: &str, allowed: &[String]) -> Option<ToolCall> {
+    let from_json = |v: &Value| -> Option<ToolCall> {
+        let name = v.get("name").or_else(|| v.get("tool"))?.as_str()?.trim().to_string();
+        if !allowed.contains(&name) {
+            return None;
+        }
+        let args = v.get("arguments").or_else(|| v.get("args")).or_else(|| v.get("parameters"));
+        let args = match args {
+            None => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            // The calculator takes its expression as it is.
+            Some(Value::Object(o)) if name == "calculator" && o.len() == 1 => match o.values().next() {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => String::new(),
+            },
+            Some(other) => other.to_string(),
+        };
+        Some(ToolCall { name, args })
+    };
+    if let Some((_, rest)) = text.split_once("<tool_call>") {
+        let inner = rest.split_once("</tool_call>").map_or(rest, |(inner, _)| inner);
+        if let Some(call) = extract_json(inner, "").ok().as_ref().and_then(from_json) {
+            return Some(call);
+        }
+    }
+    if let Some(call) = extract_json(text, "").ok().as_ref().and_then(from_json) {
+        return Some(call);
+    }
+    // name(args), with balanced parentheses inside.
+    allowed.iter().filter_map(|name| Some((text.find(&format!("{name}("))?, name))).min().and_then(|(at, name)| {
+        let open = at + name.len();
+        let mut depth = 0;
+        for (i, c) in text[open..].char_indices() {
+            match c {
+                '(' => depth += 1,
+                ')' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        let args = text[open + 1..open + i].trim().trim_matches(|c| c == '"' || c == '\'');
+                        return Some(ToolCall { name: name.clone(), args: args.to_string() });
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    })
+}
+
+/// What an LLM agent with tools is told about them (appended to its system prompt).
+pub fn tool_instructions(tools: &[String]) -> String {
+    let describe = |t: &str| match t {
+        "calculator" => "calculator: evaluates arithmetic, e.g. calculator(12 * (3 + 4))",
+        "json_extract" => {
+            "json_extract: finds JSON in a text, e.g. json_extract({\"text\": \"...\", \"path\": \"a.b\"})"
+        }
+        "scratchpad" => {
+            "scratchpad: a board shared by all agents, e.g. scratchpad({\"op\": \"set\", \"key\": \"k\", \"value\": \"v\"}) or scratchpad({\"op\": \"get\", \"key\": \"k\"})"
+        }
+        _ => "",
+    };
+    let lines: Vec<&str> = tools.iter().map(|t| describe(t)).filter(|d| !d.is_empty()).collect();
+    format!(
+        "\n\nYou may use these tools:\n{}\nTo use one, answer with only the call, like calculator(2 + 2). You will get its result.",
+        lines.join("\n")
+    )
+}
+
+#[cfg(test)]
+mod call_tests {
+    use super::*;
+
+    fn allowed() -> Vec<String> {
+        TOOLS.iter().map(|t| t.to_string()).collect()
+    }
+
+    #[test]
+    fn tool_calls_are_found_in_the_shapes_models_write() {
+        let call = |text: &str| parse_tool_call(text, &allowed());
+        let expect = |name: &str, args: &str| Some(ToolCall { name: name.into(), args: args.into() });
+        assert_eq!(
+            call("<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+3\"}}\n</tool_call>"),
+            expect("calculator", "2+3")
+        );
+        assert_eq!(call("Sure: {\"tool\": \"calculator\", \"args\": \"7*6\"} done"), expect("calculator", "7*6"));
+        assert_eq!(
+            call("{\"name\": \"scratchpad\", \"arguments\": {\"op\": \"get\", \"key\": \"x\"}}"),
+            expect("scratchpad", r#"{"key":"x","op":"get"}"#)
+        );
+        assert_eq!(call("Let me compute: calculator((2 + 3) * 4). Then"), expect("calculator", "(2 + 3) * 4"));
+        assert_eq!(call("calculator(\"1/4\")"), expect("calculator", "1/4"));
+        // Not calls: unknown tools, unclosed parentheses, plain prose.
+        assert_eq!(call("{\"name\": \"shell\", \"arguments\": \"rm -rf /\"}"), None);
+        assert_eq!(call("calculator(2 + "), None);
+        assert_eq!(call("The answer is 4."), None);
+        assert_eq!(parse_tool_call("calculator(1+1)", &["scratchpad".to_string()]), None, "only the agent's tools");
+    }
+
+    #[test]
+    fn instructions_name_each_tool_once() {
+        let text = tool_instructions(&["calculator".to_string()]);
+        assert!(text.contains("calculator(12 * (3 + 4))") && !text.contains("scratchpad"), "{text}");
+    }
+}

@@ -68,6 +68,8 @@ pub struct AgentSpec {
     pub limits: ModuleLimits,
     /// Wall-clock time a turn may take outside LLM and tool calls.
     pub time_budget_ms: u64,
+    /// Built-in tools an LLM agent may call from its replies (see [`super::tools`]).
+    pub tools: Vec<String>,
 }
 
 impl AgentSpec {
@@ -86,6 +88,7 @@ impl AgentSpec {
             supervision: Supervision::default(),
             limits: DEFAULT_LIMITS,
             time_budget_ms: DEFAULT_TIME_BUDGET_MS,
+            tools: Vec::new(),
         }
     }
 }
@@ -192,6 +195,8 @@ struct AgentFile {
     fuel: Option<Spanned<i64>>,
     memory_mb: Option<Spanned<i64>>,
     time_budget_ms: Option<Spanned<i64>>,
+    #[serde(default)]
+    tools: Vec<Spanned<String>>,
 }
 
 /// Most tokens one turn may ask for, and most turns a topology may plan: a workflow file is
@@ -331,6 +336,18 @@ impl Workflow {
                     * (1 << 20),
             };
             let time_budget_ms = number(&a.time_budget_ms, "agents.time_budget_ms", 3_600_000, DEFAULT_TIME_BUDGET_MS)?;
+            let mut tools = Vec::new();
+            for tool in &a.tools {
+                let t = tool.get_ref();
+                if !super::tools::TOOLS.contains(&t.as_str()) {
+                    return Err(check.err(
+                        tool.span(),
+                        "agents.tools",
+                        format!("no tool named {t:?} (tools: {})", super::tools::TOOLS.join(", ")),
+                    ));
+                }
+                tools.push(t.clone());
+            }
             agents.push(AgentSpec {
                 name,
                 role: a.role.clone(),
@@ -344,6 +361,7 @@ impl Workflow {
                 supervision,
                 limits,
                 time_budget_ms,
+                tools,
             });
         }
 
@@ -499,6 +517,14 @@ max_tokens = 32
         assert!(e.to_string().contains("line 8, field `topology.kind`: unknown topology \"star\""), "{e}");
         let e = error_of(&DEBATE.replace("name = \"con\"", "name = \"pro\""));
         assert!(e.to_string().contains("line 19, field `agents.name`: two agents are named \"pro\""), "{e}");
+        let e = error_of(&DEBATE.replace("max_tokens = 32", "tools = [\"calculator\", \"shell\"]"));
+        assert!(e.to_string().contains("line 25, field `agents.tools`: no tool named \"shell\""), "{e}");
+        let e = error_of(&DEBATE.replace("max_tokens = 32", "on_fault = \"retry\""));
+        assert!(e.to_string().contains("field `agents.on_fault`: unknown policy \"retry\""), "{e}");
+        let e = error_of(&DEBATE.replace("system = \"Decide.\"", "config = \"x\""));
+        assert!(e.to_string().contains("field `agents.system`: an LLM agent needs a system prompt"), "{e}");
+        let e = error_of(&DEBATE.replace("max_tokens = 32", "module = \"j.wasm\"\nmemory_mb = 0"));
+        assert!(e.to_string().contains("field `agents.memory_mb`: 0 is not between 1 and 4096"), "{e}");
         let e = error_of(&DEBATE.replace("members = [\"pro\", \"con\"]", ""));
         assert!(e.to_string().contains("field `topology.members`: a round_robin topology needs"), "{e}");
     }
