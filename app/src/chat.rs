@@ -39,7 +39,7 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
             };
             let params = GenerateParams { max_tokens: max_tokens.get_untracked(), sampler, ..Default::default() };
             let prompt = Prompt::Chat(chat.with_untracked(|c| c.messages.clone()));
-            engine.send(&EngineRequest::Generate { id, prompt, params });
+            engine.send(&EngineRequest::Generate { id, prompt, params: Box::new(params) });
         }
     };
     let stop = {

@@ -84,7 +84,11 @@ pub fn install(engine: EngineClient) {
                         Err(e) => return rejected(format!("hearth.generate: bad parameters: {e}")),
                     }
                 };
-                call(&engine, on_delta.dyn_into().ok(), |id| EngineRequest::Generate { id, prompt, params })
+                call(&engine, on_delta.dyn_into().ok(), |id| EngineRequest::Generate {
+                    id,
+                    prompt,
+                    params: Box::new(params),
+                })
             },
         )
     };

@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
+use crate::constraint::{Grammar, JsonMatcher, SchemaError};
 use crate::gguf::{ByteSource, Gguf, GgufError};
 use crate::kernels::KernelError;
 use crate::kernels::gpu::GpuContext;
@@ -43,6 +44,8 @@ pub enum EngineError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the GPU backend was asked for but there is no GPU: {0}")]
     NoGpu(String),
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
 }
 
 /// Which processor runs the model.
@@ -102,6 +105,38 @@ pub struct GenerateParams {
     pub ignore_eos: bool,
     /// Report this many most likely tokens and their logits at each step (0: none).
     pub top_logits: usize,
+    /// Free text, any JSON object, or JSON that a schema accepts (constrained decoding).
+    pub response_format: ResponseFormat,
+}
+
+/// The shape the output must have, in OpenAI's terms.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ResponseFormat {
+    #[default]
+    Text,
+    JsonObject,
+    JsonSchema {
+        json_schema: JsonSchemaFormat,
+    },
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JsonSchemaFormat {
+    #[serde(default)]
+    pub name: String,
+    pub schema: serde_json::Value,
+}
+
+impl ResponseFormat {
+    /// The grammar the output must follow, if any.
+    pub fn grammar(&self) -> Result<Option<Grammar>, SchemaError> {
+        Ok(match self {
+            Self::Text => None,
+            Self::JsonObject => Some(Grammar::json_object()),
+            Self::JsonSchema { json_schema } => Some(Grammar::from_schema(&json_schema.schema)?),
+        })
+    }
 }
 
 impl Default for GenerateParams {
@@ -113,6 +148,7 @@ impl Default for GenerateParams {
             stop_tokens: Vec::new(),
             ignore_eos: false,
             top_logits: 0,
+            response_format: ResponseFormat::Text,
         }
     }
 }
@@ -173,6 +209,8 @@ pub struct Generation {
     timings: Timings,
     /// Positions the generation may fill.
     context: usize,
+    /// What the output must still match (constrained decoding).
+    matcher: Option<JsonMatcher>,
 }
 
 impl Generation {
@@ -351,6 +389,7 @@ impl Engine {
     /// handle messages, such as a stop request, between steps. One generation at a time: the
     /// KV cache is the engine's, so starting another leaves the previous one unusable.
     pub async fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
+        let grammar = params.response_format.grammar()?;
         let prompt_ids = self.prompt_tokens(prompt)?;
         if prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
@@ -364,7 +403,9 @@ impl Engine {
         let readback = readback_for(params);
         let next = self.prefill(&prompt_ids, readback, &mut timings).await?;
         timings.prefill_ms = (self.clock)() - start;
-        Ok(self.new_generation(params, prompt_ids, next, timings))
+        let mut g = self.new_generation(params, prompt_ids, next, timings);
+        g.matcher = grammar.map(JsonMatcher::new);
+        Ok(g)
     }
 
     /// Samples the next token of `generation` and runs it through the model, returning the
@@ -406,12 +447,42 @@ impl Engine {
                 if g.params.top_logits > 0 {
                     g.top_logits.push(top_n(logits, g.params.top_logits));
                 }
-                g.sampler.sample(logits, &g.history)
+                match &g.matcher {
+                    None => g.sampler.sample(logits, &g.history),
+                    Some(m) => {
+                        // Sample freely; only if that token may not come next, mask every
+                        // token that may not and sample again (llama.cpp does the same).
+                        let id = g.sampler.sample(&mut logits.clone(), &g.history);
+                        if self.allowed(m, id) {
+                            id
+                        } else {
+                            self.mask(m, logits);
+                            g.sampler.sample(logits, &g.history)
+                        }
+                    }
+                }
             }
         };
         g.tokens.push(id);
         g.history.push(id);
-        if (!g.params.ignore_eos && self.tokenizer.is_eog(id)) || g.params.stop_tokens.contains(&id) {
+        let eog = self.tokenizer.is_eog(id);
+        if let Some(m) = &mut g.matcher {
+            if !eog && !m.feed(&self.tokenizer.token_to_piece(id, false)) {
+                // Every token was masked (the grammar is stuck): stop rather than emit junk.
+                g.tokens.pop();
+                g.history.pop();
+                g.finish_with(FinishReason::Stop, false);
+                return None;
+            }
+            if eog || m.is_finished() {
+                if !eog {
+                    g.text.push_str(&g.decoder.push(&self.tokenizer, id));
+                }
+                g.finish_with(FinishReason::Stop, false);
+                return None;
+            }
+        }
+        if (!g.params.ignore_eos && eog) || g.params.stop_tokens.contains(&id) {
             g.finish_with(FinishReason::Stop, false);
             return None;
         }
@@ -425,6 +496,40 @@ impl Engine {
             None
         } else {
             Some(id)
+        }
+    }
+
+    /// Whether token `id` may come next under `m`: an end-of-generation token once the value
+    /// is complete, another control token never.
+    fn allowed(&self, m: &JsonMatcher, id: u32) -> bool {
+        if self.tokenizer.is_eog(id) {
+            return m.is_complete();
+        }
+        if self.tokenizer.is_control(id) {
+            return false;
+        }
+        let piece = self.tokenizer.token_to_piece(id, false);
+        !piece.is_empty() && m.accepts(&piece)
+    }
+
+    /// Sets the logits of tokens that may not come next under `m` to −∞.
+    fn mask(&self, m: &JsonMatcher, logits: &mut [f32]) {
+        // A token can only be allowed if its first byte is: 256 checks rule out most of the
+        // vocabulary before any token is tried whole.
+        let first: Vec<bool> = (0..=255u8).map(|b| m.accepts(&[b])).collect();
+        for (id, logit) in logits.iter_mut().enumerate() {
+            let id = id as u32;
+            let ok = if self.tokenizer.is_eog(id) {
+                m.is_complete()
+            } else if self.tokenizer.is_control(id) {
+                false
+            } else {
+                let piece = self.tokenizer.token_to_piece(id, false);
+                piece.first().is_some_and(|&b| first[b as usize]) && (piece.len() == 1 || m.accepts(&piece))
+            };
+            if !ok {
+                *logit = f32::NEG_INFINITY;
+            }
         }
     }
 
@@ -454,6 +559,13 @@ impl Engine {
         // (request, prompt tokens) of the requests that can start.
         let mut ready = Vec::new();
         for (i, (prompt, params)) in requests.iter().enumerate() {
+            let grammar = match params.response_format.grammar() {
+                Ok(g) => g,
+                Err(e) => {
+                    results[i] = Some(Err(e.into()));
+                    continue;
+                }
+            };
             match self.prompt_tokens(prompt) {
                 Ok(ids) if ids.is_empty() => results[i] = Some(Err(EngineError::EmptyPrompt)),
                 Ok(ids) if ids.len() >= self.context_size() => {
@@ -464,7 +576,7 @@ impl Engine {
                     let g = self.new_generation(params, ids, Prediction::Logits(Vec::new()), Timings::default());
                     results[i] = Some(Ok(g.into_completion()));
                 }
-                Ok(ids) => ready.push((i, ids)),
+                Ok(ids) => ready.push((i, ids, grammar)),
                 Err(e) => results[i] = Some(Err(e)),
             }
         }
@@ -497,6 +609,7 @@ impl Engine {
             finish: (params.max_tokens == 0).then_some(FinishReason::Length),
             timings,
             context: self.context_size(),
+            matcher: None,
         }
     }
 
@@ -504,15 +617,15 @@ impl Engine {
     fn decode_batch(
         &self,
         requests: &[(Prompt, GenerateParams)],
-        ready: Vec<(usize, Vec<u32>)>,
+        ready: Vec<(usize, Vec<u32>, Option<Grammar>)>,
     ) -> Result<Vec<(usize, Completion)>, EngineError> {
         let model = &self.model;
         let fail = EngineError::from;
         let start = (self.clock)();
         // The common prefix (less each prompt's last token, which must run for its logits).
-        let shortest = ready.iter().map(|(_, ids)| ids.len() - 1).min().unwrap_or(0);
+        let shortest = ready.iter().map(|(_, ids, _)| ids.len() - 1).min().unwrap_or(0);
         let first = &ready[0].1;
-        let prefix = (0..shortest).take_while(|&p| ready.iter().all(|(_, ids)| ids[p] == first[p])).count();
+        let prefix = (0..shortest).take_while(|&p| ready.iter().all(|(_, ids, _)| ids[p] == first[p])).count();
         let mut shared = model.new_cache(prefix.max(1));
         for (c, chunk) in first[..prefix].chunks(PREFILL_CHUNK).enumerate() {
             let mut seq = [Sequence { cache: &mut shared, tokens: chunk, pos: c * PREFILL_CHUNK }];
@@ -520,7 +633,7 @@ impl Engine {
         }
         let mut caches = Vec::with_capacity(ready.len());
         let mut gens = Vec::with_capacity(ready.len());
-        for (i, ids) in &ready {
+        for (i, ids, grammar) in &ready {
             let params = &requests[*i].1;
             let mut cache = model.new_cache(ids.len() + params.max_tokens);
             model.copy_prefix(&shared, &mut cache, prefix).map_err(fail)?;
@@ -530,7 +643,9 @@ impl Engine {
                 logits = model.forward_batch(&mut seq, false).map_err(fail)?.remove(0);
             }
             let timings = Timings { prefill_tokens: ids.len() - prefix, ..Timings::default() };
-            gens.push(self.new_generation(params, ids.clone(), Prediction::Logits(logits), timings));
+            let mut g = self.new_generation(params, ids.clone(), Prediction::Logits(logits), timings);
+            g.matcher = grammar.clone().map(JsonMatcher::new);
+            gens.push(g);
             caches.push(cache);
         }
         let prefill_ms = (self.clock)() - start;
@@ -567,7 +682,7 @@ impl Engine {
         Ok(ready
             .iter()
             .zip(gens)
-            .map(|((i, _), mut g)| {
+            .map(|((i, _, _), mut g)| {
                 take_delta(&mut g);
                 (*i, g.into_completion())
             })
@@ -648,7 +763,8 @@ fn take_delta(g: &mut Generation) -> String {
 }
 
 fn readback_for(params: &GenerateParams) -> Readback {
-    if params.sampler.is_greedy() && params.top_logits == 0 { Readback::Argmax } else { Readback::Logits }
+    let free = params.response_format == ResponseFormat::Text;
+    if params.sampler.is_greedy() && params.top_logits == 0 && free { Readback::Argmax } else { Readback::Logits }
 }
 
 fn is_device_lost(e: &EngineError) -> bool {

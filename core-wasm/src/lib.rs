@@ -8,6 +8,7 @@ pub mod agents;
 pub mod bus;
 pub mod catalog;
 pub mod chat_template;
+pub mod constraint;
 pub mod engine;
 pub mod gguf;
 pub mod model;

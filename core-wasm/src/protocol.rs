@@ -63,7 +63,7 @@ pub enum EngineRequest {
     },
     /// Complete a prompt or reply to a conversation; the text streams back as
     /// [`EngineEvent::Delta`]s, then [`EngineEvent::Done`] or [`EngineEvent::Failed`].
-    Generate { id: u32, prompt: Prompt, params: GenerateParams },
+    Generate { id: u32, prompt: Prompt, params: Box<GenerateParams> },
     /// Stop generation `id` where it is.
     Stop { id: u32 },
     /// The loaded model's token ids for `text`, with special tokens parsed and BOS/EOS added

@@ -105,3 +105,42 @@ pub fn llm(model: &Path, gen_tokens: usize) -> Result<(f64, f64), BenchError> {
     let batched = tokens(&batched) / t.elapsed().as_secs_f64();
     Ok((sequential, batched))
 }
+
+/// Decode tokens/s of the same sampled chat reply, free and constrained by a JSON schema:
+/// (free, constrained), each the mean over a few seeds.
+pub fn constrained(model: &Path) -> Result<(f64, f64), BenchError> {
+    use hearth_core::chat_template::ChatMessage;
+    use hearth_core::engine::{GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat};
+    use hearth_core::sampler::SamplerConfig;
+    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let mut engine = Engine::load(&file, 2048, native_clock)?;
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "maxLength": 24},
+            "age": {"type": "integer"},
+            "hobbies": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 3}
+        },
+        "required": ["name", "age", "hobbies"]
+    });
+    let prompt = Prompt::Chat(vec![ChatMessage::new("user", "Describe a person as JSON.")]);
+    let mut rate = |format: ResponseFormat| -> Result<f64, BenchError> {
+        let (mut tokens, mut ms) = (0usize, 0.0f64);
+        for seed in 0..4 {
+            let params = GenerateParams {
+                max_tokens: 64,
+                sampler: SamplerConfig { temperature: 0.8, top_k: 40, seed, ..SamplerConfig::default() },
+                response_format: format.clone(),
+                ..GenerateParams::default()
+            };
+            let done = pollster::block_on(engine.generate(&prompt, &params, |_| std::ops::ControlFlow::Continue(())))?;
+            tokens += done.completion_tokens.saturating_sub(1);
+            ms += done.timings.decode_ms;
+        }
+        Ok(tokens as f64 * 1000.0 / ms)
+    };
+    let free = rate(ResponseFormat::Text)?;
+    let constrained =
+        rate(ResponseFormat::JsonSchema { json_schema: JsonSchemaFormat { name: String::new(), schema } })?;
+    Ok((free, constrained))
+}

@@ -39,6 +39,17 @@ pub enum CliError {
     Workflow { path: PathBuf, source: WorkflowError },
     #[error("{path}: {source}")]
     Run { path: PathBuf, source: RunError },
+    #[error("{path}: {message}")]
+    Schema { path: PathBuf, message: String },
+}
+
+/// A JSON Schema from a file, checked for what constrained decoding supports.
+pub fn read_schema(path: &Path) -> Result<serde_json::Value, CliError> {
+    let error = |message: String| CliError::Schema { path: path.to_owned(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| error(e.to_string()))?;
+    let schema = serde_json::from_str(&text).map_err(|e| error(e.to_string()))?;
+    hearth_core::constraint::Grammar::from_schema(&schema).map_err(|e| error(e.to_string()))?;
+    Ok(schema)
 }
 
 /// The model to use: `--model PATH`, else the default model in the cache.

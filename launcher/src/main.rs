@@ -11,7 +11,7 @@ use hearth::{assets, llm};
 use hearth_core::agents::agent::Jitter;
 use hearth_core::agents::{RunOptions, Transport};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
-use hearth_core::engine::{BackendChoice, GenerateParams};
+use hearth_core::engine::{BackendChoice, GenerateParams, JsonSchemaFormat, ResponseFormat};
 use hearth_core::sampler::SamplerConfig;
 
 #[derive(Parser)]
@@ -77,6 +77,12 @@ enum Command {
         /// Print one JSON object (text, token ids, counts, timings) instead of streaming text.
         #[arg(long)]
         json: bool,
+        /// Constrain the output to any JSON object.
+        #[arg(long, conflicts_with = "json_schema")]
+        json_object: bool,
+        /// Constrain the output to JSON that this JSON Schema file accepts.
+        #[arg(long)]
+        json_schema: Option<PathBuf>,
         /// auto: a hardware GPU when there is one and the model fits, else the CPU.
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
@@ -189,11 +195,24 @@ fn main() -> ExitCode {
             stop,
             ignore_eos,
             json,
+            json_object,
+            json_schema,
             backend,
         } => {
+            let response_format = match (json_object, json_schema) {
+                (true, _) => ResponseFormat::JsonObject,
+                (false, None) => ResponseFormat::Text,
+                (false, Some(path)) => match llm::read_schema(&path) {
+                    Ok(schema) => {
+                        ResponseFormat::JsonSchema { json_schema: JsonSchemaFormat { name: String::new(), schema } }
+                    }
+                    Err(e) => return fail(&e),
+                },
+            };
             let sampler =
                 SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..Default::default() };
-            let params = GenerateParams { max_tokens, sampler, stop, ignore_eos, ..Default::default() };
+            let params =
+                GenerateParams { max_tokens, sampler, stop, ignore_eos, response_format, ..Default::default() };
             let mut out = std::io::stdout().lock();
             match llm::generate(&llm::model_path(model), &prompt, chat, &params, backend, json, &mut out) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -285,7 +304,21 @@ fn bench_agents(gen_tokens: usize) -> ExitCode {
             say("| --- | --- |");
             say(&format!("| one after another | {sequential:.1} |"));
             say(&format!("| one batch | {batched:.1} |"));
-            say(&format!("\nbatched ÷ one after another: {:.2}×", batched / sequential));
+            say(&format!("\nbatched ÷ one after another: {:.2}×\n", batched / sequential));
+        }
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    eprintln!("bench: decoding free and constrained by a JSON schema…");
+    match bench_agents::constrained(&llm::model_path(None)) {
+        Ok((free, constrained)) => {
+            say("| decode, sampled chat reply | tokens/s |");
+            say("| --- | --- |");
+            say(&format!("| free text | {free:.1} |"));
+            say(&format!("| constrained by a JSON schema | {constrained:.1} |"));
+            say(&format!("\nconstrained ÷ free: {:.2}×", constrained / free));
             ExitCode::SUCCESS
         }
         Err(e) => {

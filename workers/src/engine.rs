@@ -134,7 +134,7 @@ impl Engine {
                 self.post(&event);
             }
             EngineRequest::LoadModel { url, backend } => self.load_model(url, backend).await,
-            EngineRequest::Generate { id, prompt, params } => self.generate(id, prompt, params).await,
+            EngineRequest::Generate { id, prompt, params } => self.generate(id, prompt, *params).await,
             EngineRequest::Stop { id } => {
                 if self.replying.get() == Some(id) {
                     self.stop_requested.set(true);

@@ -258,7 +258,7 @@ mod call_tests {
         assert_eq!(call("Sure: {\"tool\": \"calculator\", \"args\": \"7*6\"} done"), expect("calculator", "7*6"));
         assert_eq!(
             call("{\"name\": \"scratchpad\", \"arguments\": {\"op\": \"get\", \"key\": \"x\"}}"),
-            expect("scratchpad", r#"{"key":"x","op":"get"}"#)
+            expect("scratchpad", r#"{"op":"get","key":"x"}"#)
         );
         assert_eq!(call("Let me compute: calculator((2 + 3) * 4). Then"), expect("calculator", "(2 + 3) * 4"));
         assert_eq!(call("calculator(\"1/4\")"), expect("calculator", "1/4"));
