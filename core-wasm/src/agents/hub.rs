@@ -380,7 +380,13 @@ impl Hub<'_> {
         for agent in 0..self.slots.len() {
             self.next_turn(agent)?;
         }
+        let mut last_check = Instant::now();
         while self.busy() {
+            // Budgets and vanished workers are checked even while other agents keep the bus busy.
+            if last_check.elapsed() >= LIVENESS {
+                self.check_workers()?;
+                last_check = Instant::now();
+            }
             let all_waiting = self.slots.iter().filter_map(|s| s.working.as_ref()).all(|w| w.waiting_llm);
             if all_waiting && !self.llm_queue.is_empty() {
                 self.serve_llm()?;
