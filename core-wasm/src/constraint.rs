@@ -8,11 +8,17 @@
 //! What a schema may use: `type` (object, array, string, number, integer, boolean, null, or a
 //! list of them), `properties` (written in the order declared; `required` ones always, the
 //! others optional), `items`, `minItems`, `maxItems`, `enum`, `const`, `anyOf`/`oneOf`,
-//! `minLength`/`maxLength`, and `$defs`/`definitions` with local `$ref`s. Anything else that
+//! `minLength`/`maxLength`, `pattern` (as a DFA over the decoded string; no `\u` escapes in such
+//! strings), and `$defs`/`definitions` with local `$ref`s. Anything else that
 //! constrains a value is refused with an error naming it and where it is. Output is compact
 //! JSON with at most one whitespace character at a time between tokens, and numbers of at most
 //! 17 digits.
 
+use regex_automata::Anchored;
+use regex_automata::dfa::dense::{self, DFA};
+use regex_automata::dfa::{Automaton, StartKind};
+use regex_automata::util::primitives::StateID;
+use regex_automata::util::start;
 use serde_json::{Map, Value};
 use thiserror::Error;
 
@@ -43,9 +49,11 @@ enum Node {
         min: usize,
         max: usize,
     },
+    /// `pattern`: an index into [`Grammar::patterns`].
     String {
         min: usize,
         max: usize,
+        pattern: Option<usize>,
     },
     Number {
         integer: bool,
@@ -60,6 +68,8 @@ enum Node {
 pub struct Grammar {
     nodes: Vec<Node>,
     root: NodeId,
+    /// The DFAs of `pattern`s, each matching the whole string (see [`Grammar::pattern`]).
+    patterns: Vec<DFA<Vec<u32>>>,
 }
 
 const KNOWN_ANNOTATIONS: [&str; 8] =
@@ -75,13 +85,31 @@ impl Grammar {
             Node::Any,
             Node::AnyObject { values: ANY },
             Node::Array { items: ANY, min: 0, max: usize::MAX },
-            Node::String { min: 0, max: usize::MAX },
+            Node::String { min: 0, max: usize::MAX, pattern: None },
             Node::Number { integer: false },
             Node::Literal(b"true".to_vec()),
             Node::Literal(b"false".to_vec()),
             Node::Literal(b"null".to_vec()),
         ];
-        Self { nodes, root: ANY }
+        Self { nodes, root: ANY, patterns: Vec::new() }
+    }
+
+    /// Compiles a JSON Schema `pattern` (unanchored, as the spec says) to a DFA that matches
+    /// whole strings: `.*(?:pattern).*`.
+    fn pattern(&mut self, pattern: &str, path: &str) -> Result<usize, SchemaError> {
+        let config = dense::Config::new()
+            .start_kind(StartKind::Anchored)
+            // Minimised, a DFA's states that can no longer match are its dead state: a string
+            // that cannot match is refused at its first wrong byte.
+            .minimize(true)
+            .dfa_size_limit(Some(4 << 20))
+            .determinize_size_limit(Some(4 << 20));
+        let dfa = dense::Builder::new()
+            .configure(config)
+            .build(&format!("(?s:.*)(?:{pattern})(?s:.*)"))
+            .map_err(|e| SchemaError::Invalid { path: path.into(), message: format!("pattern {pattern:?}: {e}") })?;
+        self.patterns.push(dfa);
+        Ok(self.patterns.len() - 1)
     }
 
     /// Any JSON object (OpenAI's `json_object` mode).
@@ -130,6 +158,7 @@ impl Grammar {
                     "anyOf",
                     "oneOf",
                     "minLength",
+                    "pattern",
                     "maxLength",
                     "$defs",
                     "definitions",
@@ -189,7 +218,14 @@ impl Grammar {
                     };
                     Node::Array { items, min: count("minItems", 0)?, max: count("maxItems", usize::MAX)? }
                 }
-                "string" => Node::String { min: count("minLength", 0)?, max: count("maxLength", usize::MAX)? },
+                "string" => {
+                    let pattern = match obj.get("pattern") {
+                        None => None,
+                        Some(Value::String(p)) => Some(self.pattern(p, path)?),
+                        Some(_) => return Err(invalid("pattern must be a string")),
+                    };
+                    Node::String { min: count("minLength", 0)?, max: count("maxLength", usize::MAX)?, pattern }
+                }
                 "number" => Node::Number { integer: false },
                 "integer" => Node::Number { integer: true },
                 "boolean" => {
@@ -248,6 +284,8 @@ enum Frame {
         max: usize,
         min: usize,
         escape: u8,
+        /// The pattern's DFA and its state, if the string has a pattern.
+        pattern: Option<(usize, StateID)>,
     },
     /// A number: which part is being read (see [`number_step`]) and its digits so far.
     Num {
@@ -342,6 +380,9 @@ fn is_ws(b: u8) -> bool {
     matches!(b, b' ' | b'\n' | b'\t' | b'\r')
 }
 
+/// What the short escapes (`\"`, `\\`, `\/`, `\b`, `\f`, `\n`, `\r`, `\t`) stand for.
+const ESCAPED: [u8; 8] = [b'"', b'\\', b'/', 8, 12, b'\n', b'\r', b'\t'];
+
 /// Most digits in a number: a model must not write one forever (an f64 holds 17).
 const MAX_DIGITS: u8 = 17;
 
@@ -405,8 +446,15 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
                         out.push(stack);
                     }
                 }
-                Node::String { min, max } if b == b'"' => {
-                    out.push(open(&stack, Frame::Str { len: 0, min: *min, max: *max, escape: 0 }));
+                Node::String { min, max, pattern } if b == b'"' => {
+                    let pattern = match pattern {
+                        None => None,
+                        Some(i) => match g.patterns[*i].start_state(&start::Config::new().anchored(Anchored::Yes)) {
+                            Ok(state) => Some((*i, state)),
+                            Err(_) => return,
+                        },
+                    };
+                    out.push(open(&stack, Frame::Str { len: 0, min: *min, max: *max, escape: 0, pattern }));
                 }
                 Node::Number { integer } => {
                     if let Some(part) = number_step(0, *integer, b) {
@@ -433,43 +481,75 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
                 out.push(stack);
             }
         }
-        Frame::Str { len, min, max, escape } => {
+        Frame::Str { len, min, max, escape, pattern } => {
             stack.ws = 0;
+            // A pattern's DFA reads the string as decoded: each byte, or an escape's meaning
+            // (`\u` escapes are refused when there is a pattern). `None`: the DFA is dead.
+            let advance = |byte: u8| -> Option<Option<(usize, StateID)>> {
+                let Some((i, state)) = pattern else { return Some(None) };
+                let next = g.patterns[i].next_state(state, byte);
+                (!g.patterns[i].is_dead_state(next)).then_some(Some((i, next)))
+            };
+            let matched = pattern.is_none_or(|(i, state)| {
+                let dfa = &g.patterns[i];
+                dfa.is_match_state(dfa.next_eoi_state(state))
+            });
             let mut push = |frame: Option<Frame>, mut stack: Stack| {
                 if let Some(f) = frame {
                     stack.frames.push(f);
                 }
                 out.push(stack);
             };
+            let frame = |len, escape, pattern| Some(Frame::Str { len, min, max, escape, pattern });
             match escape {
-                1 => match b {
-                    b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
-                        push(Some(Frame::Str { len: len + 1, min, max, escape: 0 }), stack)
+                1 => {
+                    let decoded = match b {
+                        b'"' | b'\\' | b'/' => Some(b),
+                        b'b' => Some(8),
+                        b'f' => Some(12),
+                        b'n' => Some(b'\n'),
+                        b'r' => Some(b'\r'),
+                        b't' => Some(b'\t'),
+                        _ => None,
+                    };
+                    if let Some(p) = decoded.and_then(advance) {
+                        push(frame(len + 1, 0, p), stack);
+                    } else if b == b'u' && pattern.is_none() {
+                        push(frame(len, 2, None), stack);
                     }
-                    b'u' => push(Some(Frame::Str { len, min, max, escape: 2 }), stack),
-                    _ => {}
-                },
+                }
                 2..=5 if b.is_ascii_hexdigit() => {
                     let (len, escape) = if escape == 5 { (len + 1, 0) } else { (len, escape + 1) };
-                    push(Some(Frame::Str { len, min, max, escape }), stack)
+                    push(frame(len, escape, None), stack)
                 }
                 2..=5 => {}
                 // Inside a UTF-8 character: 6 + the continuation bytes it still needs.
                 7..=9 if (0x80..=0xbf).contains(&b) => {
-                    let escape = if escape == 7 { 0 } else { escape - 1 };
-                    push(Some(Frame::Str { len, min, max, escape }), stack)
+                    if let Some(p) = advance(b) {
+                        push(frame(len, if escape == 7 { 0 } else { escape - 1 }, p), stack);
+                    }
                 }
                 7..=9 => {}
                 _ => match b {
-                    b'"' if len >= min => push(None, stack),
+                    b'"' if len >= min && matched => push(None, stack),
                     b'"' => {}
-                    b'\\' if len < max => push(Some(Frame::Str { len, min, max, escape: 1 }), stack),
+                    // With a pattern, a backslash only if some escape's meaning can follow.
+                    b'\\' if len < max && ESCAPED.iter().any(|&d| advance(d).is_some()) => {
+                        push(frame(len, 1, pattern), stack)
+                    }
                     0..=0x1f | 0x7f..=0xc1 | 0xf5..=0xff => {}
                     _ if len >= max => {}
-                    0xc2..=0xdf => push(Some(Frame::Str { len: len + 1, min, max, escape: 7 }), stack),
-                    0xe0..=0xef => push(Some(Frame::Str { len: len + 1, min, max, escape: 8 }), stack),
-                    0xf0..=0xf4 => push(Some(Frame::Str { len: len + 1, min, max, escape: 9 }), stack),
-                    _ => push(Some(Frame::Str { len: len + 1, min, max, escape: 0 }), stack),
+                    _ => {
+                        let escape = match b {
+                            0xc2..=0xdf => 7,
+                            0xe0..=0xef => 8,
+                            0xf0..=0xf4 => 9,
+                            _ => 0,
+                        };
+                        if let Some(p) = advance(b) {
+                            push(frame(len + 1, escape, p), stack);
+                        }
+                    }
                 },
             }
         }
@@ -530,7 +610,7 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
                     stack.frames.push(Frame::FreeObj { values, state: 1 });
                     stack.frames.push(Frame::Value(values));
                     stack.frames.push(Frame::Colon);
-                    stack.frames.push(Frame::Str { len: 0, min: 0, max: usize::MAX, escape: 0 });
+                    stack.frames.push(Frame::Str { len: 0, min: 0, max: usize::MAX, escape: 0, pattern: None });
                     out.push(stack);
                 }
                 (0 | 1, b'}') => out.push(stack),
@@ -659,11 +739,13 @@ mod tests {
     #[test]
     fn unsupported_keywords_are_named_with_their_place() {
         let e = Grammar::from_schema(
-            &json!({"type": "object", "properties": {"s": {"type": "string", "pattern": "^a+$"}}}),
+            &json!({"type": "object", "properties": {"s": {"type": "string", "format": "email"}}}),
         )
         .unwrap_err();
-        assert_eq!(e, SchemaError::Unsupported { keyword: "pattern".into(), path: "#/properties/s".into() });
-        assert!(e.to_string().contains("`pattern` at #/properties/s"), "{e}");
+        assert_eq!(e, SchemaError::Unsupported { keyword: "format".into(), path: "#/properties/s".into() });
+        assert!(e.to_string().contains("`format` at #/properties/s"), "{e}");
+        let e = Grammar::from_schema(&json!({"type": "string", "pattern": "(unclosed"})).unwrap_err();
+        assert!(e.to_string().contains("invalid at #: pattern \"(unclosed\""), "{e}");
         let e = Grammar::from_schema(&json!({"type": "integer", "minimum": 3})).unwrap_err();
         assert!(matches!(e, SchemaError::Unsupported { ref keyword, .. } if keyword == "minimum"), "{e}");
         let e = Grammar::from_schema(&json!({"type": "object", "properties": {}, "required": ["x"]})).unwrap_err();
@@ -680,6 +762,32 @@ mod tests {
 #[cfg(test)]
 mod utf8_tests {
     use super::*;
+
+    #[test]
+    fn patterns_constrain_strings_as_decoded() {
+        let zip = JsonMatcher::new(
+            Grammar::from_schema(&serde_json::json!({"type": "string", "pattern": "^[0-9]{5}$"})).unwrap(),
+        );
+        let complete = |m: &JsonMatcher, bytes: &[u8]| {
+            let mut m = m.clone();
+            m.feed(bytes) && m.is_complete()
+        };
+        assert!(complete(&zip, b"\"12345\""));
+        assert!(!complete(&zip, b"\"1234\""), "too short");
+        assert!(!zip.accepts(b"\"123456"), "a sixth digit is refused at once");
+        assert!(!zip.accepts(b"\"12a"), "a letter is refused at once");
+        assert!(!zip.accepts(b"\"\\u0031"), "no \\u escapes in a patterned string");
+        assert!(!zip.accepts(b"\"0\\"), "no escape can be a digit: no backslash either");
+        // Unanchored, as JSON Schema says: the pattern may match anywhere.
+        let cat =
+            JsonMatcher::new(Grammar::from_schema(&serde_json::json!({"type": "string", "pattern": "cat"})).unwrap());
+        assert!(complete(&cat, b"\"a cat!\""));
+        assert!(!complete(&cat, b"\"a dog\""));
+        let line = JsonMatcher::new(
+            Grammar::from_schema(&serde_json::json!({"type": "string", "pattern": "^a\nb$"})).unwrap(),
+        );
+        assert!(complete(&line, b"\"a\\nb\""), "escapes are matched by their meaning");
+    }
 
     #[test]
     fn strings_hold_whole_utf8_characters_only() {

@@ -57,6 +57,17 @@ fn every_seeded_generation_validates_against_its_schema() {
         ),
         ("What colour is the sky?", json!({"enum": ["red", "green", "blue", "grey"]})),
         (
+            "Give a US address.",
+            json!({
+                "type": "object",
+                "properties": {
+                    "street": {"type": "string", "maxLength": 24},
+                    "zip": {"type": "string", "pattern": "^[0-9]{5}$"}
+                },
+                "required": ["street", "zip"]
+            }),
+        ),
+        (
             "Call a tool to add 2 and 3.",
             json!({
                 "type": "object",
@@ -125,13 +136,13 @@ fn json_object_mode_gives_objects() {
 #[test]
 fn an_unsupported_schema_is_refused_by_name() {
     let mut engine = engine();
-    let schema = json!({"type": "object", "properties": {"zip": {"type": "string", "pattern": "^[0-9]{5}$"}}});
+    let schema = json!({"type": "object", "properties": {"zip": {"type": "string", "format": "postal-code"}}});
     let params = GenerateParams { response_format: format(&schema), ..GenerateParams::default() };
     let prompt = Prompt::Text("zip".into());
     let e = pollster::block_on(engine.generate(&prompt, &params, |_| std::ops::ControlFlow::Continue(()))).unwrap_err();
     assert!(matches!(e, EngineError::Schema(_)), "{e:?}");
     assert_eq!(
         e.to_string(),
-        "the JSON schema uses `pattern` at #/properties/zip, which constrained decoding does not support"
+        "the JSON schema uses `format` at #/properties/zip, which constrained decoding does not support"
     );
 }
