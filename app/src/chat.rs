@@ -113,6 +113,7 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                     FinishReason::Stop => "stop",
                     FinishReason::Length => "length",
                     FinishReason::Cancelled => "cancelled",
+                    FinishReason::ToolCalls => "tool calls",
                 };
                 view! {
                     <p id="chat-stats" data-finish=finish data-completion-tokens=done.completion_tokens.to_string()

@@ -11,6 +11,7 @@
 //! the conversation so far on the CPU and the generation goes on. The API is async because a
 //! GPU result can only be awaited on the web; on the CPU nothing ever waits.
 
+use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
@@ -27,6 +28,7 @@ use crate::model::llama::{Llama, PREFILL_CHUNK, Sequence};
 use crate::model::llama_gpu::{GpuLlama, Prediction, Readback};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
+use crate::tool_call::{Tool, ToolCall, ToolChoice, ToolError, ToolUse};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -46,6 +48,8 @@ pub enum EngineError {
     NoGpu(String),
     #[error(transparent)]
     Schema(#[from] SchemaError),
+    #[error(transparent)]
+    Tools(#[from] ToolError),
 }
 
 /// Which processor runs the model.
@@ -107,6 +111,40 @@ pub struct GenerateParams {
     pub top_logits: usize,
     /// Free text, any JSON object, or JSON that a schema accepts (constrained decoding).
     pub response_format: ResponseFormat,
+    /// Functions the model may call (OpenAI's `tools`); see [`crate::tool_call`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<Tool>,
+    /// `none`, `auto` (the default with tools), `required`, or one named function.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_choice: Option<ToolChoice>,
+}
+
+impl GenerateParams {
+    /// What `tools` and `tool_choice` ask for, checked.
+    pub fn tool_use(&self) -> Result<ToolUse<'_>, ToolError> {
+        ToolUse::new(&self.tools, self.tool_choice.as_ref())
+    }
+
+    /// The grammar the output follows: a forced tool call's, else `response_format`'s.
+    pub fn grammar(&self) -> Result<Option<Grammar>, EngineError> {
+        match self.tool_use()?.schema() {
+            Some(schema) => Ok(Some(Grammar::from_schema(&schema)?)),
+            None => Ok(self.response_format.grammar()?),
+        }
+    }
+
+    /// `prompt` with the tools described at the start of its system message (one is added if
+    /// there is none); as it is without tools.
+    pub fn prompt_with_tools<'p>(&self, prompt: &'p Prompt) -> Result<Cow<'p, Prompt>, EngineError> {
+        let Some(instructions) = self.tool_use()?.instructions() else { return Ok(Cow::Borrowed(prompt)) };
+        let Prompt::Chat(messages) = prompt else { return Err(ToolError::NotChat.into()) };
+        let mut messages = messages.clone();
+        match messages.first_mut() {
+            Some(first) if first.role == "system" => first.content = format!("{}\n\n{instructions}", first.content),
+            _ => messages.insert(0, ChatMessage::new("system", instructions)),
+        }
+        Ok(Cow::Owned(Prompt::Chat(messages)))
+    }
 }
 
 /// The shape the output must have, in OpenAI's terms.
@@ -149,6 +187,8 @@ impl Default for GenerateParams {
             ignore_eos: false,
             top_logits: 0,
             response_format: ResponseFormat::Text,
+            tools: Vec::new(),
+            tool_choice: None,
         }
     }
 }
@@ -163,6 +203,8 @@ pub enum FinishReason {
     Length,
     /// The caller's callback asked to stop.
     Cancelled,
+    /// The reply is a call of one of the request's tools (see `Completion::tool_calls`).
+    ToolCalls,
 }
 
 /// Milliseconds spent, measured with the clock the engine was given.
@@ -187,6 +229,9 @@ pub struct Completion {
     /// first, before penalties.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub top_logits: Vec<Vec<(u32, f32)>>,
+    /// The tool calls in the reply (`text` is the reply as the model wrote it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
     pub timings: Timings,
 }
 
@@ -245,8 +290,13 @@ impl Generation {
     /// The completion; a generation that has not finished counts as cancelled.
     pub fn into_completion(mut self) -> Completion {
         self.cancel();
+        let tool_calls = self.params.tool_use().map(|tools| tools.calls(&self.text)).unwrap_or_default();
+        if !tool_calls.is_empty() && self.finish == Some(FinishReason::Stop) {
+            self.finish = Some(FinishReason::ToolCalls);
+        }
         Completion {
             finish_reason: self.finish.unwrap_or(FinishReason::Cancelled),
+            tool_calls,
             text: self.text,
             prompt_tokens: self.prompt_tokens,
             completion_tokens: self.tokens.len(),
@@ -389,8 +439,8 @@ impl Engine {
     /// handle messages, such as a stop request, between steps. One generation at a time: the
     /// KV cache is the engine's, so starting another leaves the previous one unusable.
     pub async fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
-        let grammar = params.response_format.grammar()?;
-        let prompt_ids = self.prompt_tokens(prompt)?;
+        let grammar = params.grammar()?;
+        let prompt_ids = self.prompt_tokens(&*params.prompt_with_tools(prompt)?)?;
         if prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -559,14 +609,15 @@ impl Engine {
         // (request, prompt tokens) of the requests that can start.
         let mut ready = Vec::new();
         for (i, (prompt, params)) in requests.iter().enumerate() {
-            let grammar = match params.response_format.grammar() {
-                Ok(g) => g,
+            let prepared = params.grammar().and_then(|g| Ok((g, params.prompt_with_tools(prompt)?)));
+            let (grammar, prompt) = match prepared {
+                Ok(prepared) => prepared,
                 Err(e) => {
-                    results[i] = Some(Err(e.into()));
+                    results[i] = Some(Err(e));
                     continue;
                 }
             };
-            match self.prompt_tokens(prompt) {
+            match self.prompt_tokens(&prompt) {
                 Ok(ids) if ids.is_empty() => results[i] = Some(Err(EngineError::EmptyPrompt)),
                 Ok(ids) if ids.len() >= self.context_size() => {
                     results[i] =

@@ -16,5 +16,6 @@ pub mod probe;
 pub mod protocol;
 pub mod sampler;
 pub mod tokenizer;
+pub mod tool_call;
 
 pub use hearth_kernels as kernels;

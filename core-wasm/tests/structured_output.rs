@@ -146,3 +146,53 @@ fn an_unsupported_schema_is_refused_by_name() {
         "the JSON schema uses `format` at #/properties/zip, which constrained decoding does not support"
     );
 }
+
+/// `tool_choice: required` with two tools: every seeded reply is a call of one of them whose
+/// arguments validate against that tool's `parameters`, finishing with `tool_calls`.
+#[test]
+fn forced_tool_calls_name_a_tool_and_validate_against_its_parameters() {
+    let mut engine = engine();
+    let tools: Vec<hearth_core::tool_call::Tool> = serde_json::from_value(json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "The weather in a city",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                        "unit": {"enum": ["celsius", "fahrenheit"]}}, "required": ["city", "unit"]}}},
+        {"type": "function", "function": {"name": "add", "description": "Adds two numbers",
+         "parameters": {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+                        "required": ["a", "b"]}}},
+    ]))
+    .unwrap();
+    let requests: Vec<(Prompt, GenerateParams)> = (0..20)
+        .map(|seed| {
+            let params = GenerateParams {
+                max_tokens: 80,
+                sampler: SamplerConfig { temperature: 0.9, top_k: 50, seed, ..SamplerConfig::default() },
+                tools: tools.clone(),
+                tool_choice: Some(serde_json::from_value(json!("required")).unwrap()),
+                ..GenerateParams::default()
+            };
+            (Prompt::Chat(vec![ChatMessage::new("user", "What is the weather in Paris?")]), params)
+        })
+        .collect();
+    let done = pollster::block_on(engine.generate_batch(&requests)).unwrap();
+    let mut names = Vec::new();
+    for (seed, completion) in done.into_iter().enumerate() {
+        let completion = completion.unwrap();
+        assert_eq!(completion.finish_reason, FinishReason::ToolCalls, "seed {seed}: {:?}", completion.text);
+        assert_eq!(completion.tool_calls.len(), 1, "seed {seed}: {:?}", completion.text);
+        let call = &completion.tool_calls[0].function;
+        let tool = tools.iter().find(|t| t.function.name == call.name).expect("a tool of the request");
+        let arguments: Value = serde_json::from_str(&call.arguments).unwrap();
+        let validator = jsonschema::validator_for(&tool.function.parameters).unwrap();
+        assert!(validator.is_valid(&arguments), "seed {seed}: {arguments} against {}", tool.function.parameters);
+        names.push(call.name.clone());
+    }
+    println!("forced calls: {names:?}");
+
+    // A choice of a function that is not offered is refused before anything is generated.
+    let mut params = requests[0].1.clone();
+    params.tool_choice =
+        Some(serde_json::from_value(json!({"type": "function", "function": {"name": "fly"}})).unwrap());
+    let err = pollster::block_on(engine.generate(&requests[0].0, &params, |_| std::ops::ControlFlow::Continue(())))
+        .unwrap_err();
+    assert!(err.to_string().contains("\"fly\""), "{err}");
+}
