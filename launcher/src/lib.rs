@@ -4,5 +4,11 @@ pub mod assets;
 pub mod bench;
 pub mod bench_agents;
 pub mod chromium;
+pub mod completer;
+pub mod engines;
 pub mod llm;
+pub mod openai;
+pub mod page;
 pub mod server;
+#[cfg(feature = "servo")]
+pub mod servo;

@@ -103,7 +103,20 @@ struct JsonCompletion<'a> {
     completion: &'a Completion,
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
-    backend: Backend,
+    backend: &'a str,
+}
+
+/// `completion` as the one line `hearth generate --json` prints, with its speeds and where it ran.
+pub fn completion_json(completion: &Completion, backend: &str) -> String {
+    let t = completion.timings;
+    let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+    let record = JsonCompletion {
+        completion,
+        prefill_tokens_per_s: per_s(t.prefill_tokens, t.prefill_ms),
+        decode_tokens_per_s: per_s(completion.completion_tokens.saturating_sub(1), t.decode_ms),
+        backend,
+    };
+    serde_json::to_string(&record).expect("a completion serialises")
 }
 
 /// Generates a completion, streaming the text to `out` as it comes unless `json`, in which
@@ -141,17 +154,12 @@ pub fn generate(
     if let Some(e) = write_error {
         return Err(CliError::Output(e));
     }
-    let t = completion.timings;
     if json {
-        let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
-        let record = JsonCompletion {
-            completion: &completion,
-            prefill_tokens_per_s: per_s(t.prefill_tokens, t.prefill_ms),
-            decode_tokens_per_s: per_s(completion.completion_tokens.saturating_sub(1), t.decode_ms),
-            backend: engine.backend(),
+        let backend = match engine.backend() {
+            Backend::Cpu => "cpu",
+            Backend::Gpu => "gpu",
         };
-        let line = serde_json::to_string(&record).expect("a completion serialises");
-        writeln!(out, "{line}").map_err(CliError::Output)?;
+        writeln!(out, "{}", completion_json(&completion, backend)).map_err(CliError::Output)?;
     } else {
         writeln!(out).map_err(CliError::Output)?;
     }

@@ -6,12 +6,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
+use hearth::engines::{self, EngineKind};
+use hearth::openai::Api;
 use hearth::server::{self, ServeOptions};
 use hearth::{assets, llm};
 use hearth_core::agents::agent::Jitter;
 use hearth_core::agents::{RunOptions, Transport};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
-use hearth_core::engine::{BackendChoice, GenerateParams, JsonSchemaFormat, ResponseFormat};
+use hearth_core::chat_template::ChatMessage;
+use hearth_core::engine::{BackendChoice, GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat};
 use hearth_core::sampler::SamplerConfig;
 
 #[derive(Parser)]
@@ -31,6 +34,19 @@ enum Command {
         /// Open the app in the default browser.
         #[arg(long)]
         open: bool,
+        /// Also serve the OpenAI-compatible API under /v1/, answered by the engine running in
+        /// the app's page in a headless web engine (or natively, with --engine native).
+        #[arg(long)]
+        headless: bool,
+        /// Where the API's engine runs: servo when this hearth has it built in, else chromium.
+        #[arg(long, requires = "headless")]
+        engine: Option<EngineKind>,
+        /// A GGUF model for --engine native; the default model if left out.
+        #[arg(long, requires = "headless")]
+        model: Option<PathBuf>,
+        /// auto: a hardware GPU when there is one and the model fits, else the CPU.
+        #[arg(long, default_value = "auto", requires = "headless")]
+        backend: BackendChoice,
     },
     /// Print the token ids of TEXT as a JSON array.
     Tokenize {
@@ -86,6 +102,10 @@ enum Command {
         /// auto: a hardware GPU when there is one and the model fits, else the CPU.
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
+        /// native: the core without a web engine; chromium or servo: the app's page in that
+        /// engine (the default model only).
+        #[arg(long, default_value = "native")]
+        engine: EngineKind,
     },
     /// Run a workflow (TOML, see examples/) natively and print its transcript as JSON lines.
     Run {
@@ -152,7 +172,10 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { port, open } => serve(port, open),
+        Command::Serve { port, open, headless, engine, model, backend } => {
+            let api = headless.then(|| (engine.unwrap_or_else(EngineKind::default_headless), model, backend));
+            serve(port, open, api)
+        }
         Command::Tokenize { model, no_special, text } => {
             match llm::tokenize(&llm::model_path(model), &text, !no_special) {
                 Ok(json) => {
@@ -198,6 +221,7 @@ fn main() -> ExitCode {
             json_object,
             json_schema,
             backend,
+            engine,
         } => {
             let response_format = match (json_object, json_schema) {
                 (true, _) => ResponseFormat::JsonObject,
@@ -213,6 +237,9 @@ fn main() -> ExitCode {
                 SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..Default::default() };
             let params =
                 GenerateParams { max_tokens, sampler, stop, ignore_eos, response_format, ..Default::default() };
+            if engine != EngineKind::Native {
+                return generate_in_page(engine, model, &prompt, chat, params, backend, json);
+            }
             let mut out = std::io::stdout().lock();
             match llm::generate(&llm::model_path(model), &prompt, chat, &params, backend, json, &mut out) {
                 Ok(_) => ExitCode::SUCCESS,
@@ -250,7 +277,7 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
             let listener = server::bind(0).await.map_err(|e| e.to_string())?;
             let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
             let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
-            let server = tokio::spawn(server::serve(listener, options, std::future::pending()));
+            let server = tokio::spawn(server::serve(listener, options, None, std::future::pending()));
             let mut runs: Vec<(String, usize)> =
                 thread_counts.iter().map(|&t| (format!("build=threaded&threads={t}"), t)).collect();
             runs.push(("build=single".to_string(), 1));
@@ -353,7 +380,7 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
             let Ok(addr) = listener.local_addr() else { return };
             let url = format!("http://{addr}/");
             let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
-            let server = tokio::spawn(server::serve(listener, options, std::future::pending()));
+            let server = tokio::spawn(server::serve(listener, options, None, std::future::pending()));
             eprintln!("bench: hearth in Chromium on WebGPU…");
             match bench::chromium(&url, "backend=gpu", 1, prompt_tokens, gen_tokens).await {
                 Ok(mut row) => {
@@ -386,7 +413,60 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
-fn serve(port: u16, open: bool) -> ExitCode {
+/// `hearth generate --engine chromium|servo`: the app served on a free loopback port, opened in
+/// the web engine, and the prompt completed by the engine in its page.
+fn generate_in_page(
+    engine: EngineKind,
+    model: Option<PathBuf>,
+    prompt: &str,
+    chat: bool,
+    params: GenerateParams,
+    backend: BackendChoice,
+    json: bool,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let prompt = if chat { Prompt::Chat(vec![ChatMessage::new("user", prompt)]) } else { Prompt::Text(prompt.into()) };
+    let result: Result<(), String> = runtime.block_on(async move {
+        let listener = server::bind(0).await.map_err(|e| e.to_string())?;
+        let url = engines::serve_in_background(listener, None)?;
+        let completer = engines::completer(engine, &llm::model_path(model), backend, &url).await?;
+        let (deltas, mut text) = tokio::sync::mpsc::unbounded_channel::<String>();
+        let printer = tokio::spawn(async move {
+            while let Some(delta) = text.recv().await {
+                if !json {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(delta.as_bytes()).and_then(|()| out.flush());
+                }
+            }
+        });
+        let done = completer.generate(prompt, params, deltas).await;
+        let _ = printer.await;
+        let done = done.map_err(|e| match e {
+            hearth::completer::CompleteError::Invalid(m) | hearth::completer::CompleteError::Failed(m) => m,
+        })?;
+        let description = completer.describe();
+        let backend = description.split(['(', ')']).nth(1).unwrap_or_default();
+        say(&if json { llm::completion_json(&done, backend) } else { String::new() });
+        Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `hearth serve`: the app on loopback; with `api`, the OpenAI-compatible API too, answered by
+/// that engine once its model has loaded.
+fn serve(port: u16, open: bool, api: Option<(EngineKind, Option<PathBuf>, BackendChoice)>) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -425,7 +505,31 @@ fn serve(port: u16, open: bool) -> ExitCode {
         let shutdown = async {
             let _ = tokio::signal::ctrl_c().await;
         };
-        match server::serve(listener, options, shutdown).await {
+        let api = api.map(|(engine, model, backend)| {
+            let model = llm::model_path(model);
+            let state = Api::new(engines::model_id(&model));
+            let api = state.clone();
+            let url = url.clone();
+            // The engine loads while the server already answers (503 until it is ready).
+            tokio::spawn(async move {
+                match engines::completer(engine, &model, backend, &url).await {
+                    Ok(completer) => {
+                        say(&format!(
+                            "OpenAI-compatible API on {url}v1/ (model {:?}, engine {})",
+                            api.model,
+                            completer.describe()
+                        ));
+                        api.set_completer(completer);
+                    }
+                    Err(e) => {
+                        eprintln!("hearth: the API's engine did not start: {e}");
+                        std::process::exit(2);
+                    }
+                }
+            });
+            state
+        });
+        match server::serve(listener, options, api, shutdown).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("hearth: {e}");

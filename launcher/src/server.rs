@@ -1,11 +1,14 @@
 //! `hearth serve`: the built app and the model cache over HTTP on loopback only.
 //!
 //! Every response carries the cross-origin-isolation headers (SharedArrayBuffer needs them).
-//! Requests are refused unless their Host is a loopback name (DNS rebinding) and their path
-//! stays inside the served roots (`..`, encoded or not, and absolute paths).
+//! Requests are refused unless their Host is a loopback name (DNS rebinding), any Origin they
+//! carry is a loopback origin (another site's page calling the API), and their path stays inside
+//! the served roots (`..`, encoded or not, and absolute paths). With `--headless`, `/v1/` is the
+//! OpenAI-compatible API ([`crate::openai`]).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
@@ -18,6 +21,7 @@ use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
 
 use crate::assets;
+use crate::openai::{self, Api};
 
 #[derive(Debug, Error)]
 pub enum ServeError {
@@ -44,9 +48,22 @@ pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
         .map_err(|source| ServeError::Bind { port, source })
 }
 
-pub fn router(options: ServeOptions) -> Router {
+/// The app, the model cache, and the API when there is one.
+pub fn router(options: ServeOptions, api: Option<Arc<Api>>) -> Router {
     let models = ServeDir::new(&options.models_dir);
+    let api = match api {
+        Some(api) => openai::router(api),
+        None => Router::new().fallback(|| async {
+            openai::error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                None,
+                "the API is served by `hearth serve --headless`".to_string(),
+            )
+        }),
+    };
     Router::new()
+        .nest("/v1", api)
         .nest_service("/models", models)
         .fallback(serve_asset)
         .layer(middleware::from_fn_with_state(options, guard))
@@ -56,9 +73,10 @@ pub fn router(options: ServeOptions) -> Router {
 pub async fn serve(
     listener: TcpListener,
     options: ServeOptions,
+    api: Option<Arc<Api>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(options)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
+    axum::serve(listener, router(options, api)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
 }
 
 async fn serve_asset(request: Request) -> Response {
@@ -82,6 +100,12 @@ async fn guard(State(options): State<ServeOptions>, request: Request, next: Next
         Some(host) if is_loopback_host(&host) => {}
         Some(host) => return refuse(StatusCode::FORBIDDEN, format!("host {host:?} is not a loopback name")),
         None => return refuse(StatusCode::BAD_REQUEST, "missing Host header".to_string()),
+    }
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        let origin = origin.to_str().unwrap_or_default();
+        if !is_loopback_origin(origin) {
+            return refuse(StatusCode::FORBIDDEN, format!("origin {origin:?} is not a loopback origin"));
+        }
     }
     if let Err(why) = decode_path(request.uri().path()).and_then(|p| check_path(&p)) {
         return refuse(StatusCode::BAD_REQUEST, why);
@@ -119,6 +143,13 @@ pub fn check_path(path: &str) -> Result<(), String> {
         || inner.split('/').any(|segment| segment == ".." || segment == ".")
         || inner.split('/').next().is_some_and(|first| first.len() >= 2 && first.as_bytes()[1] == b':');
     if escapes { Err(format!("path {path:?} leaves the served folder")) } else { Ok(()) }
+}
+
+/// `http://` or `https://` and a loopback host: the app's own pages. (`null`, sent by sandboxed
+/// and file pages, is foreign.)
+pub fn is_loopback_origin(origin: &str) -> bool {
+    let host = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    host.is_some_and(|host| !host.contains('/') && is_loopback_host(host))
 }
 
 /// `localhost`, `127.0.0.0/8` or `[::1]`, with or without a port.
@@ -164,6 +195,23 @@ mod tests {
             "",
         ] {
             assert!(!is_loopback_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn loopback_origins_are_recognised() {
+        for ok in ["http://127.0.0.1:8417", "http://localhost", "https://[::1]:9"] {
+            assert!(is_loopback_origin(ok), "{ok}");
+        }
+        for bad in [
+            "null",
+            "http://evil.example",
+            "http://127.0.0.1.evil.example",
+            "file://",
+            "127.0.0.1",
+            "http://127.0.0.1/x",
+        ] {
+            assert!(!is_loopback_origin(bad), "{bad}");
         }
     }
 

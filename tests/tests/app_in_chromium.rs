@@ -82,7 +82,7 @@ async fn page_without_isolation_falls_back_to_single_threaded() {
     let models = tempfile::tempdir().unwrap();
     let options =
         hearth::server::ServeOptions { models_dir: models.path().to_path_buf(), cross_origin_isolation: false };
-    let server = tokio::spawn(hearth::server::serve(listener, options, std::future::pending()));
+    let server = tokio::spawn(hearth::server::serve(listener, options, None, std::future::pending()));
     let browser = open_in_chromium(&url).await;
     let client = &browser.client;
 

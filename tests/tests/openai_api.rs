@@ -1,0 +1,94 @@
+//! The OpenAI-compatible API of `hearth serve --headless`, driven by the official `openai`
+//! Python client, unchanged (tests/openai/check_api.py; scripts/setup.sh installs the client):
+//! every endpoint with and without streaming, response_format, tools in OpenAI's shapes, and
+//! bad requests answered 400 with OpenAI's error body — natively, and with the engine in the
+//! app's page in headless Chromium.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use hearth_core::catalog::models_dir;
+use hearth_tests::{Process, hearth_binary};
+
+/// The Python with the `openai` client, from scripts/setup.sh.
+fn python() -> PathBuf {
+    let home = models_dir().parent().expect("the cache folder").to_path_buf();
+    let python = home.join("openai-venv/bin/python");
+    assert!(python.is_file(), "{} is missing: run scripts/setup.sh", python.display());
+    python
+}
+
+/// `hearth serve --headless --port 0 ARGS`, once its API answers: the process and its URL.
+fn serve_headless(args: &[&str]) -> (Process, String) {
+    let mut child = Command::new(hearth_binary())
+        .args(["serve", "--port", "0", "--headless"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start hearth serve");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let process = Process(child);
+    let mut url = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("hearth's output");
+        eprintln!("hearth: {line}");
+        if let Some(rest) = line.strip_prefix("Hearth is serving on ") {
+            url = rest.trim().to_string();
+        }
+        if line.starts_with("OpenAI-compatible API on") {
+            assert!(url.starts_with("http://127.0.0.1:"), "no URL before the API line");
+            return (process, url);
+        }
+    }
+    panic!("hearth serve --headless ended before its API was ready");
+}
+
+/// What `hearth generate` completes "The capital of France is" with, greedy, in 8 tokens.
+fn native_completion() -> String {
+    let out = Command::new(hearth_binary())
+        .args(["generate", "--prompt", "The capital of France is", "--max-tokens", "8", "--backend", "cpu", "--json"])
+        .output()
+        .expect("run hearth generate");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    done["text"].as_str().expect("text").to_string()
+}
+
+fn check_api(url: &str, mode: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/openai/check_api.py");
+    let out = Command::new(python()).args([script, url, mode, &native_completion()]).output().expect("run python");
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(out.status.success(), "the openai client found a problem:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_openai_client_works_against_the_native_engine() {
+    let (_server, url) = serve_headless(&["--engine", "native", "--backend", "cpu"]);
+    check_api(&url, "full");
+}
+
+#[test]
+fn the_openai_client_works_against_the_engine_in_chromium() {
+    let (_server, url) = serve_headless(&["--engine", "chromium", "--backend", "cpu"]);
+    check_api(&url, "page");
+}
+
+#[test]
+fn bad_serve_arguments_are_one_line_errors() {
+    let run = |args: &[&str]| Command::new(hearth_binary()).args(args).output().expect("run hearth");
+    let unknown = run(&["serve", "--headless", "--engine", "gecko", "--port", "0"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("gecko"), "{unknown:?}");
+
+    let missing = run(&["serve", "--headless", "--engine", "native", "--model", "/nonexistent.gguf", "--port", "0"]);
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent.gguf"), "{missing:?}");
+
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let port = taken.local_addr().unwrap().port().to_string();
+    let busy = run(&["serve", "--port", &port]);
+    assert_eq!(busy.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&busy.stderr).contains(&port), "{busy:?}");
+}
