@@ -15,7 +15,6 @@ use hearth_core::bus::{AgentPort, ChannelBus, HubPort, SharedBus, SharedBusConfi
 use hearth_core::engine::{Engine, native_clock};
 
 use crate::bench::BenchError;
-use crate::llm::chat_request;
 
 /// One transport's figures.
 pub struct BusFigures {
@@ -76,7 +75,7 @@ pub fn llm(model: &Path, gen_tokens: usize) -> Result<(f64, f64), BenchError> {
         .iter()
         .enumerate()
         .map(|(i, topic)| {
-            let (prompt, mut params) = chat_request(&LlmRequest {
+            let (prompt, mut params) = LlmRequest {
                 system: "You are a poet.".into(),
                 prompt: format!("Write a poem about {topic}."),
                 max_tokens: gen_tokens,
@@ -84,7 +83,9 @@ pub fn llm(model: &Path, gen_tokens: usize) -> Result<(f64, f64), BenchError> {
                 top_k: 40,
                 top_p: 0.95,
                 seed: i as u64,
-            });
+                ..LlmRequest::default()
+            }
+            .generation();
             params.ignore_eos = true;
             (prompt, params)
         })

@@ -15,7 +15,6 @@ use hearth_core::engine::{
 };
 use hearth_core::gguf::{Gguf, GgufError};
 use hearth_core::kernels::gpu::GpuContext;
-use hearth_core::sampler::SamplerConfig;
 use hearth_core::tokenizer::{Tokenizer, TokenizerError};
 use serde::Serialize;
 use thiserror::Error;
@@ -215,7 +214,7 @@ impl LlmService for EngineLlm {
     }
 
     fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>> {
-        let requests: Vec<(Prompt, GenerateParams)> = batch.iter().map(chat_request).collect();
+        let requests: Vec<(Prompt, GenerateParams)> = batch.iter().map(LlmRequest::generation).collect();
         match pollster::block_on(self.engine.generate_batch(&requests)) {
             Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
             Ok(done) => done
@@ -232,17 +231,4 @@ impl LlmService for EngineLlm {
                 .collect(),
         }
     }
-}
-
-/// An agent's LLM request as the engine's prompt and parameters.
-pub fn chat_request(r: &LlmRequest) -> (Prompt, GenerateParams) {
-    let prompt = Prompt::Chat(vec![ChatMessage::new("system", &r.system), ChatMessage::new("user", &r.prompt)]);
-    let sampler = SamplerConfig {
-        temperature: r.temperature,
-        top_k: r.top_k,
-        top_p: r.top_p,
-        seed: r.seed,
-        ..SamplerConfig::default()
-    };
-    (prompt, GenerateParams { max_tokens: r.max_tokens, sampler, ..GenerateParams::default() })
 }

@@ -252,3 +252,40 @@ fn a_module_beyond_the_abi_is_refused_before_the_run() {
     );
     assert!(out.stdout.is_empty(), "nothing ran");
 }
+
+/// The three example workflows run on the default model, and each agent with
+/// `tool_choice = "required"` makes a tool call on every turn (decoded under the tool's schema,
+/// so it always parses and the tool accepts it) before it answers.
+#[test]
+fn the_examples_use_their_tools_through_constrained_calls() {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for (file, agents) in [
+        ("debate.toml", &["judge"][..]),
+        ("plan-execute-critique.toml", &["worker_a", "worker_b"][..]),
+        ("map-reduce-summary.toml", &["editor"][..]),
+    ] {
+        let events = ok_events(&run(&examples.join(file), &[]));
+        let finished = events.last().expect("events");
+        assert_eq!((finished["event"].as_str(), finished["faults"].as_u64()), (Some("finished"), Some(0)), "{file}");
+        for agent in agents {
+            let turns: Vec<u64> = of(&events, "message", agent).iter().filter_map(|m| m["turn"].as_u64()).collect();
+            assert!(!turns.is_empty(), "{file}: {agent} answered");
+            for turn in turns {
+                let first = of(&events, "tool_call", agent).into_iter().find(|c| c["turn"].as_u64() == Some(turn));
+                let call = first.unwrap_or_else(|| panic!("{file}: {agent} made no tool call in turn {turn}"));
+                assert_eq!(call["ok"], true, "{file}: {agent}'s call failed: {call}");
+            }
+            for message in of(&events, "message", agent) {
+                let content = message["content"].as_str().unwrap_or_default();
+                assert!(
+                    !content.trim_start().starts_with("{\"name\""),
+                    "{file}: {agent} answered with a call: {content}"
+                );
+            }
+        }
+        println!(
+            "{file}: {:?}",
+            events.iter().filter(|e| e["event"] == "tool_call").map(|e| &e["args"]).collect::<Vec<_>>()
+        );
+    }
+}

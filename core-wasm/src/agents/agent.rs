@@ -12,9 +12,10 @@ use crate::bus::AgentPort;
 /// What an agent runs.
 #[derive(Clone, Debug)]
 pub enum AgentProgram {
-    /// Each turn is an LLM call with the agent's system prompt and sampling (`llm`); with
-    /// `tools`, a tool call in the reply is made and the LLM asked again with its result.
-    Llm { llm: LlmRequest, tools: Vec<String> },
+    /// Each turn is an LLM call with the agent's system prompt, sampling and tools (`llm`); a
+    /// tool call in the reply is made and the LLM asked again with its result. With
+    /// `llm.force_tool`, the turn's first reply is a call, decoded under the tools' schema.
+    Llm { llm: LlmRequest },
     /// A wasm module; `llm` holds the defaults of its `ask_llm` calls.
     Module { wasm: Arc<[u8]>, limits: ModuleLimits, config: String, llm: LlmRequest },
 }
@@ -50,7 +51,7 @@ fn recv(port: &dyn AgentPort) -> Option<ToAgent> {
 /// Runs `program` on `port` until the hub says stop or the bus closes.
 pub fn run_agent(program: &AgentProgram, port: Box<dyn AgentPort>, jitter: Jitter) {
     match program {
-        AgentProgram::Llm { llm, tools } => run_llm_agent(llm, tools, port.as_ref(), jitter),
+        AgentProgram::Llm { llm } => run_llm_agent(llm, port.as_ref(), jitter),
         AgentProgram::Module { wasm, limits, config, llm } => {
             // The hub checked the module before the run; if instantiation still fails, the
             // worker ends and the hub sees it gone.
@@ -81,17 +82,26 @@ pub fn run_agent(program: &AgentProgram, port: Box<dyn AgentPort>, jitter: Jitte
 /// Tool calls one turn of an LLM agent may make before it must answer.
 pub const MAX_TOOL_CALLS: u32 = 3;
 
-fn run_llm_agent(llm: &LlmRequest, tools: &[String], port: &dyn AgentPort, jitter: Jitter) {
+/// Tokens a forced tool call may take (the tools' schemas bound their arguments well below).
+pub const FORCED_CALL_TOKENS: usize = 160;
+
+fn run_llm_agent(llm: &LlmRequest, port: &dyn AgentPort, jitter: Jitter) {
     while let Some(ToAgent::Turn { request, seed, .. }) = recv(port) {
         let mut prompt = request;
         for call in 0..=MAX_TOOL_CALLS {
             // The first call samples with the turn's seed; each after a tool call, its own.
             let seed = if call == 0 { seed } else { super::scheduler::turn_seed(seed, 0, call) };
-            if !send(port, &ToHub::Llm(LlmRequest { prompt: prompt.clone(), seed, ..llm.clone() }), jitter) {
+            // Only the first call may be forced; the last must answer, so it gets no tools.
+            let tools = if call < MAX_TOOL_CALLS { llm.tools.clone() } else { Vec::new() };
+            let force_tool = call == 0 && llm.force_tool;
+            // A forced call gets room to finish its JSON, whatever the agent's answer length.
+            let max_tokens = if force_tool { llm.max_tokens.max(FORCED_CALL_TOKENS) } else { llm.max_tokens };
+            let ask = LlmRequest { prompt: prompt.clone(), seed, tools, force_tool, max_tokens, ..llm.clone() };
+            if !send(port, &ToHub::Llm(ask), jitter) {
                 return;
             }
             let Some(ToAgent::LlmReply { text, .. }) = recv(port) else { return };
-            let tool_call = (call < MAX_TOOL_CALLS).then(|| tools::parse_tool_call(&text, tools)).flatten();
+            let tool_call = (call < MAX_TOOL_CALLS).then(|| tools::parse_tool_call(&text, &llm.tools)).flatten();
             let Some(ToolCall { name, args }) = tool_call else {
                 if !send(port, &ToHub::Send { content: text.trim().to_string() }, jitter) {
                     return;

@@ -153,7 +153,8 @@ pub fn programs(workflow: &Workflow, base_dir: &Path) -> Result<Vec<AgentProgram
         .map(|spec| {
             let llm = llm_defaults(spec);
             let Some(path) = &spec.module else {
-                return Ok(AgentProgram::Llm { llm, tools: spec.tools.clone() });
+                let llm = LlmRequest { tools: spec.tools.clone(), force_tool: spec.tool_choice_required, ..llm };
+                return Ok(AgentProgram::Llm { llm });
             };
             let wasm = std::fs::read(base_dir.join(path)).map_err(|source| RunError::ReadModule {
                 agent: spec.name.clone(),
@@ -175,17 +176,13 @@ fn llm_defaults(spec: &AgentSpec) -> LlmRequest {
     if !spec.role.is_empty() {
         system = format!("You are {}, the {}. {system}", spec.name, spec.role);
     }
-    if !spec.tools.is_empty() && spec.module.is_none() {
-        system.push_str(&tools::tool_instructions(&spec.tools));
-    }
     LlmRequest {
         system,
-        prompt: String::new(),
         max_tokens: spec.max_tokens,
         temperature: spec.temperature,
         top_k: spec.top_k,
         top_p: spec.top_p,
-        seed: 0,
+        ..LlmRequest::default()
     }
 }
 

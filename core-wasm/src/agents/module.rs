@@ -335,15 +335,7 @@ mod tests {
 
     fn agent(body: &str) -> (ModuleAgent, ChannelBus) {
         let (hub, mut ports) = ChannelBus::new(1);
-        let llm = LlmRequest {
-            system: String::new(),
-            prompt: String::new(),
-            max_tokens: 8,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            seed: 0,
-        };
+        let llm = LlmRequest { max_tokens: 8, top_p: 1.0, ..LlmRequest::default() };
         (ModuleAgent::new(&wasm(body), LIMITS, llm, ports.remove(0)).unwrap(), hub)
     }
 

@@ -3,7 +3,10 @@
 use serde::{Deserialize, Serialize};
 
 use super::scheduler::Message;
-use crate::engine::FinishReason;
+use crate::chat_template::ChatMessage;
+use crate::engine::{FinishReason, GenerateParams, Prompt};
+use crate::sampler::SamplerConfig;
+use crate::tool_call::{ToolChoice, ToolMode};
 
 /// Hub → agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -47,7 +50,7 @@ pub enum ToHub {
 }
 
 /// One completion request; sampling is the agent's, the seed the turn's.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct LlmRequest {
     pub system: String,
     pub prompt: String,
@@ -56,6 +59,38 @@ pub struct LlmRequest {
     pub top_k: usize,
     pub top_p: f32,
     pub seed: u64,
+    /// Built-in tools the reply may call (see [`super::tools`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<String>,
+    /// The reply must be a call of one of `tools`, decoded under their schema.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub force_tool: bool,
+}
+
+impl LlmRequest {
+    /// The engine's chat prompt (the agent's system prompt, then the request) and parameters,
+    /// the tools in OpenAI's shape with their argument schemas.
+    pub fn generation(&self) -> (Prompt, GenerateParams) {
+        let prompt =
+            Prompt::Chat(vec![ChatMessage::new("system", &self.system), ChatMessage::new("user", &self.prompt)]);
+        let sampler = SamplerConfig {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            seed: self.seed,
+            ..SamplerConfig::default()
+        };
+        let tools = super::tools::definitions(&self.tools);
+        let tool_choice = (!tools.is_empty()).then_some(ToolChoice::Mode(if self.force_tool {
+            ToolMode::Required
+        } else {
+            ToolMode::Auto
+        }));
+        (
+            prompt,
+            GenerateParams { max_tokens: self.max_tokens, sampler, tools, tool_choice, ..GenerateParams::default() },
+        )
+    }
 }
 
 /// Why an agent stopped working.

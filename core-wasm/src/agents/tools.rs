@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use crate::tool_call::{FunctionDef, FunctionKind, Tool};
 
 /// The tools' names, as agents call them.
 pub const TOOLS: [&str; 3] = ["calculator", "json_extract", "scratchpad"];
@@ -220,23 +222,41 @@ pub fn parse_tool_call(text: &str, allowed: &[String]) -> Option<ToolCall> {
     })
 }
 
-/// What an LLM agent with tools is told about them (appended to its system prompt).
-pub fn tool_instructions(tools: &[String]) -> String {
-    let describe = |t: &str| match t {
-        "calculator" => "calculator: evaluates arithmetic, e.g. calculator(12 * (3 + 4))",
-        "json_extract" => {
-            "json_extract: finds JSON in a text, e.g. json_extract({\"text\": \"...\", \"path\": \"a.b\"})"
-        }
-        "scratchpad" => {
-            "scratchpad: a board shared by all agents, e.g. scratchpad({\"op\": \"set\", \"key\": \"k\", \"value\": \"v\"}) or scratchpad({\"op\": \"get\", \"key\": \"k\"})"
-        }
-        _ => "",
-    };
-    let lines: Vec<&str> = tools.iter().map(|t| describe(t)).filter(|d| !d.is_empty()).collect();
-    format!(
-        "\n\nYou may use these tools:\n{}\nTo use one, answer with only the call, like calculator(2 + 2). You will get its result.",
-        lines.join("\n")
-    )
+/// The tools `names` in OpenAI's shape, each with a JSON schema of its arguments: what the
+/// engine describes to the model, and what a forced call is decoded under.
+pub fn definitions(names: &[String]) -> Vec<Tool> {
+    let short = |max: usize| json!({"type": "string", "minLength": 1, "maxLength": max});
+    let key = json!({"type": "string", "pattern": "^[a-z][a-z0-9_]*$", "maxLength": 32});
+    names
+        .iter()
+        .filter_map(|name| {
+            let (description, parameters) = match name.as_str() {
+                "calculator" => (
+                    "Evaluates an arithmetic expression of numbers, e.g. 12 * (3 + 4) / 2",
+                    // Numbers and operators only, so a forced call is always arithmetic.
+                    json!({"type": "object", "properties": {"expression": {"type": "string", "maxLength": 60,
+                           "pattern": "^[(]?[0-9]{1,6}([.][0-9]{1,3})?( ?[-+*/] ?[(]?[0-9]{1,6}([.][0-9]{1,3})?[)]?){0,4}$"}},
+                           "required": ["expression"]}),
+                ),
+                "json_extract" => (
+                    "Finds the first JSON value in a text and the part of it at a dotted path, e.g. a.b.0",
+                    json!({"type": "object", "properties": {"text": short(2000), "path": {"type": "string", "maxLength": 64}},
+                           "required": ["text", "path"]}),
+                ),
+                // Models write; reading, deleting and listing are there for modules.
+                "scratchpad" => (
+                    "Writes a value under a key on a board all agents share",
+                    json!({"type": "object", "properties": {"op": {"const": "set"}, "key": key, "value": short(120)},
+                           "required": ["op", "key", "value"]}),
+                ),
+                _ => return None,
+            };
+            Some(Tool {
+                kind: FunctionKind::Function,
+                function: FunctionDef { name: name.clone(), description: description.into(), parameters },
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -270,8 +290,18 @@ mod call_tests {
     }
 
     #[test]
-    fn instructions_name_each_tool_once() {
-        let text = tool_instructions(&["calculator".to_string()]);
-        assert!(text.contains("calculator(12 * (3 + 4))") && !text.contains("scratchpad"), "{text}");
+    fn every_tool_has_a_schema_constrained_decoding_supports() {
+        let tools = definitions(&TOOLS.map(String::from));
+        assert_eq!(tools.len(), TOOLS.len());
+        for tool in &tools {
+            crate::constraint::Grammar::from_schema(&tool.function.parameters)
+                .unwrap_or_else(|e| panic!("{}: {e}", tool.function.name));
+        }
+        // A forced call's arguments are what the tool takes.
+        let mut board = Scratchpad::default();
+        let args = json!({"op": "set", "key": "winner", "value": "pro"}).to_string();
+        assert_eq!(call("scratchpad", &args, 0, &mut board), Ok("ok".into()));
+        let parsed = parse_tool_call(r#"{"name": "calculator", "arguments": {"expression": "6 * 7"}}"#, &allowed());
+        assert_eq!(call("calculator", &parsed.unwrap().args, 0, &mut board), Ok("42".into()));
     }
 }

@@ -70,6 +70,9 @@ pub struct AgentSpec {
     pub time_budget_ms: u64,
     /// Built-in tools an LLM agent may call from its replies (see [`super::tools`]).
     pub tools: Vec<String>,
+    /// `tool_choice = "required"`: each turn's first reply is a tool call, decoded under the
+    /// tools' argument schemas (constrained decoding); otherwise the model decides.
+    pub tool_choice_required: bool,
 }
 
 impl AgentSpec {
@@ -89,6 +92,7 @@ impl AgentSpec {
             limits: DEFAULT_LIMITS,
             time_budget_ms: DEFAULT_TIME_BUDGET_MS,
             tools: Vec::new(),
+            tool_choice_required: false,
         }
     }
 }
@@ -197,6 +201,7 @@ struct AgentFile {
     time_budget_ms: Option<Spanned<i64>>,
     #[serde(default)]
     tools: Vec<Spanned<String>>,
+    tool_choice: Option<Spanned<String>>,
 }
 
 /// Most tokens one turn may ask for, and most turns a topology may plan: a workflow file is
@@ -348,6 +353,21 @@ impl Workflow {
                 }
                 tools.push(t.clone());
             }
+            let tool_choice_required = match &a.tool_choice {
+                None => false,
+                Some(choice) => match choice.get_ref().as_str() {
+                    "auto" => false,
+                    "required" if a.module.is_none() && !tools.is_empty() => true,
+                    "required" => {
+                        let why = "tool_choice = \"required\" needs an LLM agent with tools";
+                        return Err(check.err(choice.span(), "agents.tool_choice", why.to_string()));
+                    }
+                    other => {
+                        let why = format!("tool_choice is \"auto\" or \"required\", not {other:?}");
+                        return Err(check.err(choice.span(), "agents.tool_choice", why));
+                    }
+                },
+            };
             agents.push(AgentSpec {
                 name,
                 role: a.role.clone(),
@@ -362,6 +382,7 @@ impl Workflow {
                 limits,
                 time_budget_ms,
                 tools,
+                tool_choice_required,
             });
         }
 
@@ -519,6 +540,15 @@ max_tokens = 32
         assert!(e.to_string().contains("line 19, field `agents.name`: two agents are named \"pro\""), "{e}");
         let e = error_of(&DEBATE.replace("max_tokens = 32", "tools = [\"calculator\", \"shell\"]"));
         assert!(e.to_string().contains("line 25, field `agents.tools`: no tool named \"shell\""), "{e}");
+        let e = error_of(&DEBATE.replace("max_tokens = 32", "tool_choice = \"required\""));
+        assert!(e.to_string().contains("field `agents.tool_choice`: tool_choice = \"required\" needs"), "{e}");
+        let e = error_of(&DEBATE.replace("max_tokens = 32", "tools = [\"calculator\"]\ntool_choice = \"always\""));
+        assert!(e.to_string().contains("line 26, field `agents.tool_choice`: tool_choice is"), "{e}");
+        let w = Workflow::from_toml(
+            &DEBATE.replace("max_tokens = 32", "tools = [\"calculator\"]\ntool_choice = \"required\""),
+        )
+        .unwrap();
+        assert!(w.agents[2].tool_choice_required);
         let e = error_of(&DEBATE.replace("max_tokens = 32", "on_fault = \"retry\""));
         assert!(e.to_string().contains("field `agents.on_fault`: unknown policy \"retry\""), "{e}");
         let e = error_of(&DEBATE.replace("system = \"Decide.\"", "config = \"x\""));
