@@ -107,6 +107,15 @@ enum Command {
         #[arg(long, default_value = "native")]
         engine: EngineKind,
     },
+    /// Open the app in a web engine and print what its page has, as JSON: cross-origin
+    /// isolation, SharedArrayBuffer, threads, the WebGPU adapter, and the backend the model
+    /// loaded on.
+    Probe {
+        #[arg(long, default_value = "chromium")]
+        engine: EngineKind,
+        #[arg(long, default_value = "auto")]
+        backend: BackendChoice,
+    },
     /// Run a workflow (TOML, see examples/) natively and print its transcript as JSON lines.
     Run {
         #[arg(long)]
@@ -197,6 +206,7 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
+        Command::Probe { engine, backend } => probe(engine, backend),
         Command::Bench { gen_tokens, agents: true, .. } => bench_agents(gen_tokens),
         Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
             bench_gpu(prompt_tokens, gen_tokens, native_only)
@@ -411,6 +421,40 @@ fn fail(e: &llm::CliError) -> ExitCode {
 fn say(line: &str) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+}
+
+/// `hearth probe`: the page's capabilities once its model has loaded.
+fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<serde_json::Value, String> = runtime.block_on(async move {
+        let listener = server::bind(0).await.map_err(|e| e.to_string())?;
+        let url = engines::serve_in_background(listener, None)?;
+        let page = engines::open_page(engine, &engines::page_url(&url, backend)).await?;
+        let loaded = hearth::page::wait_for_model(page.as_ref(), std::time::Duration::from_secs(600)).await;
+        let mut report = hearth::page::capabilities(page.as_ref()).await.map_err(|e| e.to_string())?;
+        report["engine"] = format!("{engine:?}").to_lowercase().into();
+        match loaded {
+            Ok(backend) => report["backend"] = backend.into(),
+            Err(e) => report["model_error"] = e.to_string().into(),
+        }
+        Ok(report)
+    });
+    match result {
+        Ok(report) => {
+            say(&report.to_string());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            ExitCode::from(2)
+        }
+    }
 }
 
 /// `hearth generate --engine chromium|servo`: the app served on a free loopback port, opened in

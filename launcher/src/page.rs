@@ -90,7 +90,8 @@ pub async fn wait_for_model(page: &dyn Page, limit: Duration) -> Result<String, 
     }
 }
 
-/// What the page says about itself: isolation, threads, build, WebGPU adapter.
+/// What the page says about itself: isolation, the runtime build it loaded and its threads
+/// (from the app's first screen), the WebGPU adapter.
 pub async fn capabilities(page: &dyn Page) -> Result<Value, PageError> {
     run(
         page,
@@ -99,9 +100,11 @@ pub async fn capabilities(page: &dyn Page) -> Result<Value, PageError> {
          if (gpu) { const i = gpu.info || (gpu.requestAdapterInfo ? await gpu.requestAdapterInfo() : {}); \
                     adapter = { vendor: i.vendor || '', architecture: i.architecture || '', \
                                 description: i.description || '' }; } \
+         const text = id => { const e = document.getElementById(id); return e ? e.textContent : null; }; \
          return { crossOriginIsolated: !!self.crossOriginIsolated, \
                   sharedArrayBuffer: typeof SharedArrayBuffer !== 'undefined', \
                   hardwareConcurrency: navigator.hardwareConcurrency || 1, \
+                  runtimeBuild: text('loaded-build'), threads: Number(text('threads')) || null, \
                   webgpu: !!navigator.gpu, adapter };",
         Value::Null,
         Duration::from_secs(60),
