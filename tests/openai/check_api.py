@@ -2,7 +2,8 @@
 
 Usage: check_api.py BASE_URL MODE EXPECTED_COMPLETION
   MODE full: every endpoint, streaming, response_format, tools, and bad requests;
-  MODE page: one chat completion, streamed and not (the engine in a web engine's page).
+  MODE page: one chat completion, streamed and not, and one forced tool call (the engine in a
+             web engine's page).
 EXPECTED_COMPLETION is what `hearth generate` (natively, greedy) completes
 "The capital of France is" with in 8 tokens; the API must give the same text.
 Exits non-zero with a message on the first thing that is wrong.
@@ -52,6 +53,28 @@ check("".join(pieces) == text, f"the stream gives the same text: {''.join(pieces
 check(finish == chat.choices[0].finish_reason and usage and usage.completion_tokens == chat.usage.completion_tokens,
       f"the stream ends with the finish reason and usage: {finish} {usage}")
 
+tools = [
+    {"type": "function", "function": {"name": "get_weather", "description": "The current weather in a city",
+                                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                     "required": ["city"]}}},
+    {"type": "function", "function": {"name": "add", "description": "Adds two integers",
+                                      "parameters": {"type": "object", "properties": {"a": {"type": "integer"},
+                                                                                     "b": {"type": "integer"}},
+                                                     "required": ["a", "b"]}}},
+]
+ask = [{"role": "user", "content": "What is the weather in Paris?"}]
+forced = client.chat.completions.create(model=model, messages=ask, tools=tools, tool_choice="required", max_tokens=60,
+                                        temperature=0)
+choice = forced.choices[0]
+check(choice.finish_reason == "tool_calls" and choice.message.content is None and len(choice.message.tool_calls) == 1,
+      f"tool_choice required gives one tool call: {choice}")
+call = choice.message.tool_calls[0]
+check(call.type == "function" and call.id.startswith("call_") and call.function.name in ("get_weather", "add"),
+      f"the call names a tool: {call}")
+args = json.loads(call.function.arguments)
+check(("city" in args and isinstance(args["city"], str)) if call.function.name == "get_weather"
+      else (isinstance(args.get("a"), int) and isinstance(args.get("b"), int)), f"its arguments fit its schema: {args}")
+
 if mode == "page":
     print("all ok")
     sys.exit(0)
@@ -79,27 +102,6 @@ obj = client.chat.completions.create(model=model, messages=messages, max_tokens=
 check(obj.choices[0].finish_reason != "stop" or isinstance(json.loads(obj.choices[0].message.content), dict),
       f"response_format json_object: {obj.choices[0].message.content!r}")
 
-tools = [
-    {"type": "function", "function": {"name": "get_weather", "description": "The current weather in a city",
-                                      "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                     "required": ["city"]}}},
-    {"type": "function", "function": {"name": "add", "description": "Adds two integers",
-                                      "parameters": {"type": "object", "properties": {"a": {"type": "integer"},
-                                                                                     "b": {"type": "integer"}},
-                                                     "required": ["a", "b"]}}},
-]
-ask = [{"role": "user", "content": "What is the weather in Paris?"}]
-forced = client.chat.completions.create(model=model, messages=ask, tools=tools, tool_choice="required", max_tokens=60,
-                                        temperature=0)
-choice = forced.choices[0]
-check(choice.finish_reason == "tool_calls" and choice.message.content is None and len(choice.message.tool_calls) == 1,
-      f"tool_choice required gives one tool call: {choice}")
-call = choice.message.tool_calls[0]
-check(call.type == "function" and call.id.startswith("call_") and call.function.name in ("get_weather", "add"),
-      f"the call names a tool: {call}")
-args = json.loads(call.function.arguments)
-check(("city" in args and isinstance(args["city"], str)) if call.function.name == "get_weather"
-      else (isinstance(args.get("a"), int) and isinstance(args.get("b"), int)), f"its arguments fit its schema: {args}")
 
 named = client.chat.completions.create(model=model, messages=[{"role": "user", "content": "Add 2 and 40."}], tools=tools,
                                        tool_choice={"type": "function", "function": {"name": "add"}}, max_tokens=40,
