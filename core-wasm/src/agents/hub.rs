@@ -143,6 +143,10 @@ pub enum RunError {
     Llm(String),
     #[error("the bus failed: {0}")]
     Bus(#[from] BusError),
+    #[error("{programs} programs for {agents} agents: give one per agent (see `programs`)")]
+    Programs { programs: usize, agents: usize },
+    #[error("cannot encode a message for the bus: {0}")]
+    Encode(String),
 }
 
 /// Loads the programs of `workflow`'s agents; module paths are relative to `base_dir`.
@@ -241,6 +245,9 @@ pub fn run(
     mut on_event: impl FnMut(&TranscriptEvent),
 ) -> Result<RunSummary, RunError> {
     let n = workflow.agents.len();
+    if programs.len() != n {
+        return Err(RunError::Programs { programs: programs.len(), agents: n });
+    }
     let (bus, ports): (Box<dyn HubPort>, Vec<Box<dyn AgentPort>>) = match options.transport {
         Transport::SharedMemory => {
             let (bus, ports) = SharedBus::new(n, SharedBusConfig::default());
@@ -330,7 +337,7 @@ impl Hub<'_> {
     }
 
     fn send(&mut self, agent: usize, msg: &ToAgent) -> Result<(), RunError> {
-        let bytes = serde_json::to_vec(msg).map_err(|e| RunError::Llm(e.to_string()))?;
+        let bytes = serde_json::to_vec(msg).map_err(|e| RunError::Encode(e.to_string()))?;
         match self.bus.send(agent, &bytes, Some(Duration::from_secs(30))) {
             Ok(()) => Ok(()),
             // The agent is gone: its worker's exit is noticed and handled as a fault.
@@ -595,6 +602,8 @@ mod tests {
         replies: VecDeque<String>,
         batches: Vec<usize>,
         prompts: Vec<String>,
+        /// (tools offered, forced) of each request.
+        tools: Vec<(Vec<String>, bool)>,
     }
 
     impl LlmService for Scripted {
@@ -608,6 +617,7 @@ mod tests {
                 .iter()
                 .map(|r| {
                     self.prompts.push(r.prompt.clone());
+                    self.tools.push((r.tools.clone(), r.force_tool));
                     let text = self.replies.pop_front().unwrap_or_else(|| r.prompt.lines().last().unwrap_or("").into());
                     Ok(LlmReply { text, prompt_tokens: 1, completion_tokens: 1, finish_reason: FinishReason::Stop })
                 })
@@ -617,8 +627,8 @@ mod tests {
 
     fn run_scripted(toml: &str, replies: &[&str], jitter: Jitter) -> (Vec<TranscriptEvent>, Scripted) {
         let workflow = Workflow::from_toml(toml).unwrap();
-        let mut llm =
-            Scripted { replies: replies.iter().map(|r| r.to_string()).collect(), batches: vec![], prompts: vec![] };
+        let replies = replies.iter().map(|r| r.to_string()).collect();
+        let mut llm = Scripted { replies, batches: vec![], prompts: vec![], tools: vec![] };
         let mut events = Vec::new();
         let programs = programs(&workflow, Path::new(".")).unwrap();
         run(&workflow, programs, &mut llm, RunOptions { transport: Transport::SharedMemory, jitter }, |e| {
@@ -664,6 +674,43 @@ tools = ["calculator"]
             "{}",
             llm.prompts[1]
         );
+    }
+
+    #[test]
+    fn a_required_tool_call_is_forced_on_the_first_request_of_a_turn_only() {
+        let toml = r#"
+[workflow]
+name = "calc"
+task = "What is six times seven?"
+[topology]
+kind = "sequential"
+order = ["calc"]
+[[agents]]
+name = "calc"
+system = "You compute."
+tools = ["calculator"]
+tool_choice = "required"
+"#;
+        let call = r#"{"name": "calculator", "arguments": {"expression": "6 * 7"}}"#;
+        let (events, llm) = run_scripted(toml, &[call, "It is 42."], Jitter::default());
+        let calculator = vec!["calculator".to_string()];
+        assert_eq!(llm.tools, [(calculator.clone(), true), (calculator, false)]);
+        assert!(
+            events.iter().any(|e| matches!(e, TranscriptEvent::ToolCall { output, ok: true, .. } if output == "42"))
+        );
+    }
+
+    #[test]
+    fn programs_must_match_the_agents() {
+        let workflow = Workflow::from_toml(
+            "[workflow]\nname = \"w\"\ntask = \"t\"\n[topology]\nkind = \"sequential\"\norder = [\"a\"]\n\
+             [[agents]]\nname = \"a\"\nsystem = \"s\"\n",
+        )
+        .unwrap();
+        let mut llm = Scripted { replies: VecDeque::new(), batches: vec![], prompts: vec![], tools: vec![] };
+        let options = RunOptions { transport: Transport::SharedMemory, jitter: Jitter::default() };
+        let err = run(&workflow, Vec::new(), &mut llm, options, |_| {}).unwrap_err();
+        assert_eq!(err.to_string(), "0 programs for 1 agents: give one per agent (see `programs`)");
     }
 
     #[test]
