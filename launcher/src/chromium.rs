@@ -28,11 +28,20 @@ pub enum ChromiumError {
     Profile(std::io::Error),
 }
 
-/// A child process killed when dropped.
+/// A child process stopped when dropped: asked to end (SIGTERM, so it can close what it
+/// opened, such as a browser), then killed if it has not within three seconds.
 pub struct Process(pub Child);
 
 impl Drop for Process {
     fn drop(&mut self) {
+        let asked = Command::new("kill").args(["-TERM", &self.0.id().to_string()]).status().is_ok_and(|s| s.success());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while asked && Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -92,7 +101,16 @@ fn chromium_args(profile: &std::path::Path) -> Vec<String> {
 pub struct Browser {
     pub client: Client,
     _driver: Process,
-    _profile: tempfile::TempDir,
+    profile: tempfile::TempDir,
+}
+
+impl Drop for Browser {
+    /// Chromium outlives a ChromeDriver that is killed, so its processes are ended by their
+    /// profile folder, which is this session's alone.
+    fn drop(&mut self) {
+        let pattern = format!("--user-data-dir={}", self.profile.path().display());
+        let _ = Command::new("pkill").args(["-f", "--", &pattern]).status();
+    }
 }
 
 impl Browser {
@@ -129,7 +147,7 @@ impl Browser {
             .connect(&driver_url)
             .await
             .map_err(|e| ChromiumError::Session(e.to_string()))?;
-        Ok(Self { client, _driver: driver, _profile: profile })
+        Ok(Self { client, _driver: driver, profile })
     }
 
     /// Runs `body`, the body of an async JS function of `args`, in the page and returns what it
@@ -179,6 +197,6 @@ impl Browser {
 
     /// Ends the WebDriver session (closing Chromium) before the driver goes.
     pub async fn close(self) -> Result<(), ChromiumError> {
-        self.client.close().await.map_err(|e| ChromiumError::WebDriver(e.to_string()))
+        self.client.clone().close().await.map_err(|e| ChromiumError::WebDriver(e.to_string()))
     }
 }

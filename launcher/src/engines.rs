@@ -25,6 +25,15 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// As `--engine` spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Native => "native",
+            Self::Chromium => "chromium",
+            Self::Servo => "servo",
+        }
+    }
+
     /// The engine `serve --headless` uses unless told: Servo when it is built in.
     pub fn default_headless() -> Self {
         if cfg!(feature = "servo") { Self::Servo } else { Self::Chromium }
@@ -77,10 +86,10 @@ pub async fn completer(
     }
     if model != models_dir().join(DEFAULT_MODEL.file) {
         return Err(format!(
-            "--engine {kind:?} runs the page's model, the default {}; --model works with --engine native",
+            "--engine {} runs the page's model, the default {}; --model works with --engine native",
+            kind.name(),
             DEFAULT_MODEL.name
-        )
-        .to_lowercase());
+        ));
     }
     let page = open_page(kind, &page_url(url, backend)).await?;
     let completer = PageCompleter::start(page).await.map_err(|e| e.to_string())?;

@@ -12,3 +12,5 @@ pub mod page;
 pub mod server;
 #[cfg(feature = "servo")]
 pub mod servo;
+#[cfg(feature = "servo")]
+pub mod window;

@@ -48,6 +48,12 @@ enum Command {
         #[arg(long, default_value = "auto", requires = "headless")]
         backend: BackendChoice,
     },
+    /// Open the app in a desktop window, in Servo (a `hearth` built with scripts/build-servo.sh).
+    Open {
+        /// `?backend=` for the page: auto, cpu or gpu.
+        #[arg(long, default_value = "auto")]
+        backend: BackendChoice,
+    },
     /// Print the token ids of TEXT as a JSON array.
     Tokenize {
         /// A GGUF model; the default model from the cache if left out.
@@ -207,6 +213,7 @@ fn main() -> ExitCode {
             }
         }
         Command::Probe { engine, backend } => probe(engine, backend),
+        Command::Open { backend } => open_window(backend),
         Command::Bench { gen_tokens, agents: true, .. } => bench_agents(gen_tokens),
         Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
             bench_gpu(prompt_tokens, gen_tokens, native_only)
@@ -423,6 +430,41 @@ fn say(line: &str) {
     let _ = writeln!(out, "{line}").and_then(|()| out.flush());
 }
 
+/// `hearth open`: the app served on a free loopback port, shown in a Servo window until it is
+/// closed. The window's event loop must own the main thread; the server runs on the runtime's.
+fn open_window(backend: BackendChoice) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let url = runtime.block_on(async {
+        let listener = server::bind(0).await.map_err(|e| e.to_string())?;
+        engines::serve_in_background(listener, None)
+    });
+    let result = url.and_then(|url| {
+        say(&format!("Hearth is serving on {url}; opening it in a window"));
+        #[cfg(feature = "servo")]
+        return hearth::window::open(&engines::page_url(&url, backend));
+        #[cfg(not(feature = "servo"))]
+        {
+            let _ = backend;
+            Err("this hearth was built without Servo: build it with scripts/build-servo.sh (the first build \
+                 takes about an hour on 2 cores), or open the URL in a browser with `hearth serve --open`"
+                .to_string())
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `hearth probe`: the page's capabilities once its model has loaded.
 fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {
@@ -438,7 +480,7 @@ fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
         let page = engines::open_page(engine, &engines::page_url(&url, backend)).await?;
         let loaded = hearth::page::wait_for_model(page.as_ref(), std::time::Duration::from_secs(600)).await;
         let mut report = hearth::page::capabilities(page.as_ref()).await.map_err(|e| e.to_string())?;
-        report["engine"] = format!("{engine:?}").to_lowercase().into();
+        report["engine"] = engine.name().into();
         match loaded {
             Ok(backend) => report["backend"] = backend.into(),
             Err(e) => report["model_error"] = e.to_string().into(),
@@ -547,6 +589,15 @@ fn serve(port: u16, open: bool, api: Option<(EngineKind, Option<PathBuf>, Backen
         }
         let options = ServeOptions { models_dir, cross_origin_isolation: true };
         let shutdown = async {
+            // Ctrl-C or SIGTERM: stop serving, so what was opened (a browser) is closed.
+            #[cfg(unix)]
+            if let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                return;
+            }
             let _ = tokio::signal::ctrl_c().await;
         };
         let api = api.map(|(engine, model, backend)| {
