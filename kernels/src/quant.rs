@@ -194,7 +194,67 @@ pub struct BlockQ8_1 {
     pub qs: [i8; 32],
 }
 
+/// 32 values: `x[i] = d * (q[i] - 16)`, q in 5 bits: the low 4 as [`BlockQ4_0`]'s nibbles,
+/// the fifth of value i in bit i of `qh`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_0 {
+    pub d: [u8; 2],
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+
+/// 32 values: `x[i] = d * q[i] + m`, q in 5 bits as [`BlockQ5_0`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5_1 {
+    pub d: [u8; 2],
+    pub m: [u8; 2],
+    pub qh: [u8; 4],
+    pub qs: [u8; 16],
+}
+
+/// 256 values in 8 sub-blocks of 32: `x = d * sc[j] * q - dmin * m[j]`, q in 4 bits, the
+/// sub-blocks' 6-bit scales and mins packed in `scales` ([`scale_min_k4`]). Each 32 bytes of
+/// `qs` hold two sub-blocks: low nibbles the first, high nibbles the second.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ4K {
+    pub d: [u8; 2],
+    pub dmin: [u8; 2],
+    pub scales: [u8; 12],
+    pub qs: [u8; 128],
+}
+
+/// [`BlockQ4K`] with a fifth bit per value in `qh`: bit 2k (low nibbles) and 2k+1 (high
+/// nibbles) of byte l for the k-th 64-value group.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ5K {
+    pub d: [u8; 2],
+    pub dmin: [u8; 2],
+    pub scales: [u8; 12],
+    pub qh: [u8; 32],
+    pub qs: [u8; 128],
+}
+
+/// 256 values in 16 sub-blocks of 16: `x = d * scales[j] * (q - 32)`, q in 6 bits: the low 4
+/// in `ql`, the high 2 in `qh`, each 128-value half laid out as four 32-value quarters.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ6K {
+    pub ql: [u8; 128],
+    pub qh: [u8; 64],
+    pub scales: [i8; 16],
+    pub d: [u8; 2],
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
+const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
+const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
+const _: () = assert!(std::mem::size_of::<BlockQ4K>() == 144);
+const _: () = assert!(std::mem::size_of::<BlockQ5K>() == 176);
+const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 36);
@@ -248,9 +308,106 @@ pub fn dequantize(format: QuantFormat, bytes: &[u8], out: &mut [f32]) -> Result<
                 }
             }
         }
+        QuantFormat::BF16 => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
+                *o = f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16);
+            }
+        }
+        QuantFormat::Q5_0 => {
+            for (b, o) in blocks::<BlockQ5_0>(bytes)?.iter().zip(out.chunks_exact_mut(32)) {
+                let d = half(b.d);
+                let qh = u32::from_le_bytes(b.qh);
+                for (j, &q) in b.qs.iter().enumerate() {
+                    let (lo, hi) = five_bit_pair(q, qh, j);
+                    o[j] = (lo - 16) as f32 * d;
+                    o[j + 16] = (hi - 16) as f32 * d;
+                }
+            }
+        }
+        QuantFormat::Q5_1 => {
+            for (b, o) in blocks::<BlockQ5_1>(bytes)?.iter().zip(out.chunks_exact_mut(32)) {
+                let (d, m) = (half(b.d), half(b.m));
+                let qh = u32::from_le_bytes(b.qh);
+                for (j, &q) in b.qs.iter().enumerate() {
+                    let (lo, hi) = five_bit_pair(q, qh, j);
+                    o[j] = lo as f32 * d + m;
+                    o[j + 16] = hi as f32 * d + m;
+                }
+            }
+        }
+        QuantFormat::Q4_K => {
+            for (b, o) in blocks::<BlockQ4K>(bytes)?.iter().zip(out.chunks_exact_mut(256)) {
+                let (d, dmin) = (half(b.d), half(b.dmin));
+                // Each 64 values: two sub-blocks sharing 32 bytes of nibbles.
+                for (g, (o, q)) in o.chunks_exact_mut(64).zip(b.qs.chunks_exact(32)).enumerate() {
+                    let (sc1, m1) = scale_min_k4(2 * g, &b.scales);
+                    let (sc2, m2) = scale_min_k4(2 * g + 1, &b.scales);
+                    let (d1, min1, d2, min2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
+                    for (l, &q) in q.iter().enumerate() {
+                        o[l] = d1 * f32::from(q & 0x0f) - min1;
+                        o[l + 32] = d2 * f32::from(q >> 4) - min2;
+                    }
+                }
+            }
+        }
+        QuantFormat::Q5_K => {
+            for (b, o) in blocks::<BlockQ5K>(bytes)?.iter().zip(out.chunks_exact_mut(256)) {
+                let (d, dmin) = (half(b.d), half(b.dmin));
+                for (g, (o, q)) in o.chunks_exact_mut(64).zip(b.qs.chunks_exact(32)).enumerate() {
+                    let (sc1, m1) = scale_min_k4(2 * g, &b.scales);
+                    let (sc2, m2) = scale_min_k4(2 * g + 1, &b.scales);
+                    let (d1, min1, d2, min2) = (d * sc1, dmin * m1, d * sc2, dmin * m2);
+                    let (u1, u2) = (1u8 << (2 * g), 2u8 << (2 * g));
+                    for (l, &q) in q.iter().enumerate() {
+                        let h1 = if b.qh[l] & u1 != 0 { 16 } else { 0 };
+                        let h2 = if b.qh[l] & u2 != 0 { 16 } else { 0 };
+                        o[l] = d1 * f32::from((q & 0x0f) + h1) - min1;
+                        o[l + 32] = d2 * f32::from((q >> 4) + h2) - min2;
+                    }
+                }
+            }
+        }
+        QuantFormat::Q6_K => {
+            for (b, o) in blocks::<BlockQ6K>(bytes)?.iter().zip(out.chunks_exact_mut(256)) {
+                let d = half(b.d);
+                for (h, o) in o.chunks_exact_mut(128).enumerate() {
+                    let (ql, qh, sc) = (&b.ql[64 * h..64 * h + 64], &b.qh[32 * h..32 * h + 32], &b.scales[8 * h..]);
+                    for l in 0..32 {
+                        let is = l / 16;
+                        let q1 = i32::from((ql[l] & 0x0f) | ((qh[l] & 3) << 4)) - 32;
+                        let q2 = i32::from((ql[l + 32] & 0x0f) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                        let q3 = i32::from((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                        let q4 = i32::from((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                        o[l] = d * f32::from(sc[is]) * q1 as f32;
+                        o[l + 32] = d * f32::from(sc[is + 2]) * q2 as f32;
+                        o[l + 64] = d * f32::from(sc[is + 4]) * q3 as f32;
+                        o[l + 96] = d * f32::from(sc[is + 6]) * q4 as f32;
+                    }
+                }
+            }
+        }
         other => return Err(KernelError::UnsupportedFormat(other)),
     }
     Ok(())
+}
+
+/// The 5-bit values `j` and `j + 16` of a Q5_0/Q5_1 block: nibbles of `q`, fifth bits from `qh`.
+fn five_bit_pair(q: u8, qh: u32, j: usize) -> (i32, i32) {
+    let lo = i32::from(q & 0x0f) | (((qh >> j) & 1) << 4) as i32;
+    let hi = i32::from(q >> 4) | (((qh >> (j + 16)) & 1) << 4) as i32;
+    (lo, hi)
+}
+
+/// Scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block, 6 bits each: sub-blocks 0..4 in
+/// the low 6 bits of bytes j and j + 4; 4..8 in the nibbles of bytes j + 4 with their top two
+/// bits in the top bits of bytes j − 4 and j (ggml's `get_scale_min_k4`).
+fn scale_min_k4(j: usize, q: &[u8; 12]) -> (f32, f32) {
+    let (sc, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    };
+    (f32::from(sc), f32::from(m))
 }
 
 /// llama.cpp's `quantize_row_q8_0_ref`: per block, `d = max|x| / 127`, `q = round(x / d)`.
@@ -357,6 +514,34 @@ mod tests {
         assert_eq!(two, [1.25, 7.0]);
     }
 
+    /// Every format against llama.cpp's gguf-py on seeded random blocks
+    /// (tests/golden/quants/dequantize.json, made by scripts/make-quant-goldens.sh).
+    #[test]
+    fn dequantizes_as_llama_cpp_does() {
+        let golden: serde_json::Value =
+            serde_json::from_str(include_str!("../../tests/golden/quants/dequantize.json")).expect("golden JSON");
+        let cases = golden["cases"].as_object().expect("cases");
+        assert_eq!(cases.len(), 6, "Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, BF16");
+        for (name, case) in cases {
+            let format = FORMATS.iter().map(|e| e.0).find(|f| f.name() == *name).expect("a known format");
+            let hex = case["bytes"].as_str().expect("bytes");
+            let bytes: Vec<u8> =
+                (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect();
+            let expected: Vec<f32> = case["values"]
+                .as_array()
+                .expect("values")
+                .iter()
+                .map(|v| v.as_f64().expect("a number") as f32)
+                .collect();
+            let mut out = vec![0.0; expected.len()];
+            dequantize(format, &bytes, &mut out).unwrap_or_else(|e| panic!("{name}: {e}"));
+            for (i, (a, b)) in out.iter().zip(&expected).enumerate() {
+                // numpy may multiply in another order: a rounding step apart at most.
+                assert!((a - b).abs() <= 1e-6 * b.abs().max(1e-3), "{name} value {i}: ours {a}, llama.cpp {b}");
+            }
+        }
+    }
+
     #[test]
     fn wrong_lengths_and_unsupported_formats_are_errors() {
         let mut out = [0.0; 32];
@@ -364,8 +549,8 @@ mod tests {
         assert!(err.to_string().contains("Q4_0"), "{err}");
         let err = dequantize(QuantFormat::Q4_0, &[0; 18], &mut out[..31]).unwrap_err();
         assert!(err.to_string().contains("31 values"), "{err}");
-        let err = dequantize(QuantFormat::Q5_K, &[0; 176], &mut [0.0; 256]).unwrap_err();
-        assert!(err.to_string().contains("Q5_K"), "{err}");
+        let err = dequantize(QuantFormat::Q3_K, &[0; 110], &mut [0.0; 256]).unwrap_err();
+        assert!(err.to_string().contains("Q3_K"), "{err}");
         assert!(quantize_q8_0(&[0.0; 33]).is_err());
     }
 
