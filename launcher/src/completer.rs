@@ -21,6 +21,8 @@ pub enum CompleteError {
 }
 
 pub trait Completer: Send + Sync + 'static {
+    /// The backend the model runs on: `cpu` or `gpu`.
+    fn backend(&self) -> &str;
     /// Where the model runs, e.g. `native (cpu)` or `chromium (gpu)`.
     fn describe(&self) -> String;
     /// Generates a completion, sending text to `deltas` as it streams.
@@ -78,14 +80,17 @@ impl NativeCompleter {
                     let _ = job.reply.send(result);
                 }
             })
-            .map_err(CliError::Output)?;
-        let backend =
-            on_load.recv().map_err(|_| CliError::Output(std::io::Error::other("the engine thread died")))??;
+            .map_err(|e| CliError::EngineThread(format!("cannot start it: {e}")))?;
+        let backend = on_load.recv().map_err(|_| CliError::EngineThread("it stopped while loading".into()))??;
         Ok(Self { jobs, backend })
     }
 }
 
 impl Completer for NativeCompleter {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+
     fn describe(&self) -> String {
         format!("native ({})", self.backend)
     }
@@ -135,6 +140,10 @@ impl PageCompleter {
 }
 
 impl Completer for PageCompleter {
+    fn backend(&self) -> &str {
+        &self.backend
+    }
+
     fn describe(&self) -> String {
         format!("{} ({})", self.engine, self.backend)
     }

@@ -32,6 +32,8 @@ pub enum CliError {
     Engine { path: PathBuf, source: EngineError },
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
+    #[error("the engine's thread: {0}")]
+    EngineThread(String),
     #[error("cannot read the workflow {path}: {source}")]
     ReadWorkflow { path: PathBuf, source: std::io::Error },
     #[error("{path}: {source}")]

@@ -536,9 +536,7 @@ fn generate_in_page(
         let done = done.map_err(|e| match e {
             hearth::completer::CompleteError::Invalid(m) | hearth::completer::CompleteError::Failed(m) => m,
         })?;
-        let description = completer.describe();
-        let backend = description.split(['(', ')']).nth(1).unwrap_or_default();
-        say(&if json { llm::completion_json(&done, backend) } else { String::new() });
+        say(&if json { llm::completion_json(&done, completer.backend()) } else { String::new() });
         Ok(())
     });
     match result {

@@ -77,11 +77,13 @@ fn a_bad_workflow_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
     let text = std::fs::read_to_string(example("debate")).unwrap().replace("judge = \"judge\"", "judge = \"referee\"");
+    let line = 1 + text.lines().position(|l| l == "judge = \"referee\"").expect("the judge line");
     std::fs::write(&path, text).unwrap();
     let out = run(&["--workflow", path.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("line 12, field `topology.judge`: no agent is named \"referee\""), "{err}");
+    let expected = format!("line {line}, field `topology.judge`: no agent is named \"referee\"");
+    assert!(err.contains(&expected), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
     let out = run(&["--workflow", "/nonexistent.toml"]);
