@@ -13,18 +13,8 @@ export PATH="$HOME/.cargo/bin:$PATH"
 
 # What Servo's build needs: clang 19 for bindgen and SpiderMonkey (Debian's default clang 14
 # fails in bindgen), and the libraries its software rendering context links.
-packages=(clang-19 libclang-19-dev libegl-dev libgl1-mesa-dev libfontconfig1-dev libfreetype-dev
-          libx11-dev python3 m4 make pkg-config)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+bash "$root/scripts/apt-install.sh" clang-19 libclang-19-dev libegl-dev libgl1-mesa-dev libfontconfig1-dev \
+  libfreetype-dev libx11-dev python3 m4 make pkg-config
 
 cache="${HEARTH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 target="$cache/servo-target"

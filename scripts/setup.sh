@@ -11,17 +11,8 @@ source "$root/scripts/toolchain.env"
 say() { echo "setup: $*"; }
 
 # Debian packages.
-packages=(chromium chromium-driver mesa-vulkan-drivers libvulkan1 unzip ca-certificates python3-venv)
-missing=()
-for p in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-done
-if ((${#missing[@]})); then
-  say "installing ${missing[*]}"
-  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -q
-  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
-fi
+bash "$root/scripts/apt-install.sh" chromium chromium-driver mesa-vulkan-drivers libvulkan1 unzip ca-certificates \
+  python3-venv
 
 # Rust toolchains, targets, components.
 rustup toolchain list | grep -q "^$STABLE" || rustup toolchain install "$STABLE" --profile minimal -c rustfmt,clippy

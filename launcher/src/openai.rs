@@ -431,6 +431,33 @@ impl Holdback {
     }
 }
 
+/// Runs a generation, handing its text to `on_text` as it streams; `None` once `on_text` says
+/// the client has gone (returning false), which drops the receiver and so ends the generation.
+async fn stream_generation(
+    completer: &dyn Completer,
+    prompt: Prompt,
+    params: GenerateParams,
+    mut on_text: impl FnMut(&str) -> bool,
+) -> Option<Result<Completion, CompleteError>> {
+    let (deltas, mut text) = mpsc::unbounded_channel();
+    let generation = completer.generate(prompt, params, deltas);
+    tokio::pin!(generation);
+    let result = loop {
+        tokio::select! {
+            done = &mut generation => break done,
+            Some(delta) = text.recv() => {
+                if !on_text(&delta) {
+                    return None;
+                }
+            }
+        }
+    };
+    while let Ok(delta) = text.try_recv() {
+        on_text(&delta);
+    }
+    Some(result)
+}
+
 fn sse(data: &Value) -> Bytes {
     Bytes::from(format!("data: {data}\n\n"))
 }
@@ -467,27 +494,12 @@ fn stream_chat(
             }))
         };
         let _ = events.send(chunk(json!({"role": "assistant", "content": ""}), None));
-        let (deltas, mut text) = mpsc::unbounded_channel();
         let mut holdback = Holdback::new(&params);
-        let generation = completer.generate(prompt, params, deltas);
-        tokio::pin!(generation);
-        let result = loop {
-            tokio::select! {
-                done = &mut generation => break done,
-                Some(delta) = text.recv() => {
-                    if let Some(out) = holdback.push(&delta) && events.send(chunk(json!({"content": out}), None)).is_err() {
-                        // The client hung up: dropping the receiver ends the generation.
-                        drop(text);
-                        return;
-                    }
-                }
-            }
-        };
-        while let Ok(delta) = text.try_recv() {
-            if let Some(out) = holdback.push(&delta) {
-                let _ = events.send(chunk(json!({"content": out}), None));
-            }
-        }
+        let streamed = stream_generation(completer.as_ref(), prompt, params, |delta| match holdback.push(delta) {
+            Some(out) => events.send(chunk(json!({"content": out}), None)).is_ok(),
+            None => true,
+        });
+        let Some(result) = streamed.await else { return };
         match result {
             Ok(done) => {
                 if let Some(rest) = holdback.rest(&done) {
@@ -572,23 +584,10 @@ async fn completions(State(api): State<Arc<Api>>, body: Bytes) -> Result<Respons
                 }
                 sse(&body)
             };
-            let (deltas, mut text) = mpsc::unbounded_channel();
-            let generation = completer.generate(prompt, params, deltas);
-            tokio::pin!(generation);
-            let result = loop {
-                tokio::select! {
-                    done = &mut generation => break done,
-                    Some(delta) = text.recv() => {
-                        if events.send(chunk(json!([choice(&delta, None)]), None)).is_err() {
-                            drop(text);
-                            return;
-                        }
-                    }
-                }
-            };
-            while let Ok(delta) = text.try_recv() {
-                let _ = events.send(chunk(json!([choice(&delta, None)]), None));
-            }
+            let streamed = stream_generation(completer.as_ref(), prompt, params, |delta| {
+                events.send(chunk(json!([choice(delta, None)]), None)).is_ok()
+            });
+            let Some(result) = streamed.await else { return };
             match result {
                 Ok(done) => {
                     let _ = events.send(chunk(json!([choice("", Some(finish_reason(done.finish_reason)))]), None));
