@@ -26,19 +26,33 @@ pub fn agent_module(name: &str) -> PathBuf {
 
 /// Runs `hearth serve --port 0` and returns it with the URL it printed.
 pub fn hearth_serve() -> (Process, String) {
+    hearth_serve_with(&[], "Hearth is serving on ")
+}
+
+/// Runs `hearth serve --port 0 ARGS` until it prints a line starting with `ready`; returns it
+/// with the URL it printed.
+pub fn hearth_serve_with(args: &[&str], ready: &str) -> (Process, String) {
     let mut child = Command::new(hearth_binary())
         .args(["serve", "--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("start hearth serve");
     let stdout = child.stdout.take().expect("piped stdout");
     let process = Process(child);
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("hearth prints its URL");
-    let url = line.split_whitespace().last().unwrap_or_default().to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "hearth serve printed {line:?}");
-    (process, url)
+    let mut url = String::new();
+    for line in BufReader::new(stdout).lines() {
+        let line = line.expect("hearth's output");
+        if let Some(rest) = line.strip_prefix("Hearth is serving on ") {
+            url = rest.trim().to_string();
+        }
+        if line.starts_with(ready) {
+            assert!(url.starts_with("http://127.0.0.1:"), "hearth serve printed no URL before {line:?}");
+            return (process, url);
+        }
+    }
+    panic!("hearth serve ended before it printed {ready:?}");
 }
 
 pub use hearth::chromium::Browser;

@@ -4,12 +4,11 @@
 //! bad requests answered 400 with OpenAI's error body — natively, and with the engine in the
 //! app's page in headless Chromium.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use hearth_core::catalog::models_dir;
-use hearth_tests::{Process, hearth_binary};
+use hearth_tests::{Process, hearth_binary, hearth_serve_with};
 
 /// The Python with the `openai` client, from scripts/setup.sh.
 fn python() -> PathBuf {
@@ -21,28 +20,7 @@ fn python() -> PathBuf {
 
 /// `hearth serve --headless --port 0 ARGS`, once its API answers: the process and its URL.
 fn serve_headless(args: &[&str]) -> (Process, String) {
-    let mut child = Command::new(hearth_binary())
-        .args(["serve", "--port", "0", "--headless"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start hearth serve");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let process = Process(child);
-    let mut url = String::new();
-    for line in BufReader::new(stdout).lines() {
-        let line = line.expect("hearth's output");
-        eprintln!("hearth: {line}");
-        if let Some(rest) = line.strip_prefix("Hearth is serving on ") {
-            url = rest.trim().to_string();
-        }
-        if line.starts_with("OpenAI-compatible API on") {
-            assert!(url.starts_with("http://127.0.0.1:"), "no URL before the API line");
-            return (process, url);
-        }
-    }
-    panic!("hearth serve --headless ended before its API was ready");
+    hearth_serve_with(&[&["--headless"], args].concat(), "OpenAI-compatible API on")
 }
 
 /// What `hearth generate` completes "The capital of France is" with, greedy, in 8 tokens.

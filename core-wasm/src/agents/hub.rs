@@ -638,9 +638,8 @@ mod tests {
         (events, llm)
     }
 
-    #[test]
-    fn an_llm_agent_calls_a_tool_from_its_reply_and_answers_with_the_result() {
-        let toml = r#"
+    /// One LLM agent with the calculator.
+    const CALC: &str = r#"
 [workflow]
 name = "calc"
 task = "What is six times seven?"
@@ -652,7 +651,10 @@ name = "calc"
 system = "You compute."
 tools = ["calculator"]
 "#;
-        let (events, llm) = run_scripted(toml, &["calculator(6 * 7)", "It is 42."], Jitter::default());
+
+    #[test]
+    fn an_llm_agent_calls_a_tool_from_its_reply_and_answers_with_the_result() {
+        let (events, llm) = run_scripted(CALC, &["calculator(6 * 7)", "It is 42."], Jitter::default());
         let kinds: Vec<&str> = events
             .iter()
             .map(|e| match e {
@@ -678,21 +680,9 @@ tools = ["calculator"]
 
     #[test]
     fn a_required_tool_call_is_forced_on_the_first_request_of_a_turn_only() {
-        let toml = r#"
-[workflow]
-name = "calc"
-task = "What is six times seven?"
-[topology]
-kind = "sequential"
-order = ["calc"]
-[[agents]]
-name = "calc"
-system = "You compute."
-tools = ["calculator"]
-tool_choice = "required"
-"#;
+        let toml = format!("{CALC}tool_choice = \"required\"\n");
         let call = r#"{"name": "calculator", "arguments": {"expression": "6 * 7"}}"#;
-        let (events, llm) = run_scripted(toml, &[call, "It is 42."], Jitter::default());
+        let (events, llm) = run_scripted(&toml, &[call, "It is 42."], Jitter::default());
         let calculator = vec!["calculator".to_string()];
         assert_eq!(llm.tools, [(calculator.clone(), true), (calculator, false)]);
         assert!(
