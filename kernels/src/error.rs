@@ -34,6 +34,9 @@ pub enum KernelError {
     #[error("{bytes} is not a whole number of {block}-byte blocks")]
     RaggedBlocks { bytes: usize, block: usize },
 
+    #[error("{values} values are not a whole number of {format} blocks of {} values", format.block_size())]
+    RaggedValues { format: QuantFormat, values: usize },
+
     #[error("row {row} is outside a matrix of {rows} rows")]
     RowOutOfRange { row: usize, rows: usize },
 

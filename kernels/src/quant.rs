@@ -58,15 +58,15 @@ const FORMATS: [(QuantFormat, u32, usize, usize, bool); 32] = {
         (F16, 1, 1, 2, true),
         (Q4_0, 2, 32, 18, true),
         (Q4_1, 3, 32, 20, true),
-        (Q5_0, 6, 32, 22, false),
-        (Q5_1, 7, 32, 24, false),
+        (Q5_0, 6, 32, 22, true),
+        (Q5_1, 7, 32, 24, true),
         (Q8_0, 8, 32, 34, true),
         (Q8_1, 9, 32, 36, false),
         (Q2_K, 10, 256, 84, false),
         (Q3_K, 11, 256, 110, false),
-        (Q4_K, 12, 256, 144, false),
-        (Q5_K, 13, 256, 176, false),
-        (Q6_K, 14, 256, 210, false),
+        (Q4_K, 12, 256, 144, true),
+        (Q5_K, 13, 256, 176, true),
+        (Q6_K, 14, 256, 210, true),
         (Q8_K, 15, 256, 292, false),
         (IQ2_XXS, 16, 256, 66, false),
         (IQ2_XS, 17, 256, 74, false),
@@ -82,7 +82,7 @@ const FORMATS: [(QuantFormat, u32, usize, usize, bool); 32] = {
         (I64, 27, 1, 8, false),
         (F64, 28, 1, 8, false),
         (IQ1_M, 29, 256, 56, false),
-        (BF16, 30, 1, 2, false),
+        (BF16, 30, 1, 2, true),
         (TQ1_0, 34, 256, 54, false),
         (TQ2_0, 35, 256, 66, false),
         (MXFP4, 39, 32, 17, false),
@@ -114,7 +114,8 @@ impl QuantFormat {
         self.entry().3
     }
 
-    /// Whether Hearth can compute with tensors of this format.
+    /// Whether Hearth can compute with weights of this format. (Q8_1 and Q8_K are only the
+    /// activation side of other formats' dot products here, so they are not.)
     pub fn is_supported(self) -> bool {
         self.entry().4
     }
@@ -138,8 +139,9 @@ impl QuantFormat {
     /// llama.cpp's `vec_dot_type`.
     pub fn vec_dot_format(self) -> QuantFormat {
         match self {
-            Self::Q4_0 | Self::Q8_0 => Self::Q8_0,
-            Self::Q4_1 => Self::Q8_1,
+            Self::Q4_0 | Self::Q5_0 | Self::Q8_0 => Self::Q8_0,
+            Self::Q4_1 | Self::Q5_1 => Self::Q8_1,
+            Self::Q4_K | Self::Q5_K | Self::Q6_K => Self::Q8_K,
             other => other,
         }
     }
@@ -249,6 +251,28 @@ pub struct BlockQ6K {
     pub d: [u8; 2],
 }
 
+/// 256 activations: `x[i] = d * q[i]`, `d` an f32, and `bsums[j]` the i16 sum of the q of
+/// values 16j..16j+16: the activation side of the K-quant dot products, where the sums apply
+/// the weights' per-sub-block mins without touching the values again.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Pod, Zeroable)]
+pub struct BlockQ8K {
+    pub d: [u8; 4],
+    pub qs: [i8; 256],
+    pub bsums: [[u8; 2]; 16],
+}
+
+impl BlockQ8K {
+    pub fn d(&self) -> f32 {
+        f32::from_le_bytes(self.d)
+    }
+
+    /// The sums of `qs` per 16 values.
+    pub fn bsums(&self) -> [i16; 16] {
+        self.bsums.map(i16::from_le_bytes)
+    }
+}
+
 const _: () = assert!(std::mem::size_of::<BlockQ4_0>() == 18);
 const _: () = assert!(std::mem::size_of::<BlockQ5_0>() == 22);
 const _: () = assert!(std::mem::size_of::<BlockQ5_1>() == 24);
@@ -258,6 +282,7 @@ const _: () = assert!(std::mem::size_of::<BlockQ6K>() == 210);
 const _: () = assert!(std::mem::size_of::<BlockQ4_1>() == 20);
 const _: () = assert!(std::mem::size_of::<BlockQ8_0>() == 34);
 const _: () = assert!(std::mem::size_of::<BlockQ8_1>() == 36);
+const _: () = assert!(std::mem::size_of::<BlockQ8K>() == 292);
 
 /// Views `bytes` as blocks; the length must be a whole number of blocks.
 pub fn blocks<B: Pod>(bytes: &[u8]) -> Result<&[B], KernelError> {
@@ -310,7 +335,15 @@ pub fn dequantize(format: QuantFormat, bytes: &[u8], out: &mut [f32]) -> Result<
         }
         QuantFormat::BF16 => {
             for (o, c) in out.iter_mut().zip(bytes.chunks_exact(2)) {
-                *o = f32::from_bits(u32::from(u16::from_le_bytes([c[0], c[1]])) << 16);
+                *o = bf16_to_f32(u16::from_le_bytes([c[0], c[1]]));
+            }
+        }
+        QuantFormat::Q8_K => {
+            for (b, o) in blocks::<BlockQ8K>(bytes)?.iter().zip(out.chunks_exact_mut(256)) {
+                let d = b.d();
+                for (o, &q) in o.iter_mut().zip(&b.qs) {
+                    *o = d * f32::from(q);
+                }
             }
         }
         QuantFormat::Q5_0 => {
@@ -408,6 +441,82 @@ fn scale_min_k4(j: usize, q: &[u8; 12]) -> (f32, f32) {
         ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
     };
     (f32::from(sc), f32::from(m))
+}
+
+/// Scales and mins of the eight sub-blocks of a Q4_K/Q5_K block, all at once: [`scale_min_k4`]
+/// as llama.cpp's dot products unpack them (`utmp` and its masks).
+pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
+    const KMASK1: u32 = 0x3f3f_3f3f;
+    const KMASK2: u32 = 0x0f0f_0f0f;
+    const KMASK3: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (u0, u1, u2) = (word(0), word(1), word(2));
+    let scales_lo = u0 & KMASK1;
+    let scales_hi = (u2 & KMASK2) | (((u0 >> 6) & KMASK3) << 4);
+    let mins_lo = u1 & KMASK1;
+    let mins_hi = ((u2 >> 4) & KMASK2) | (((u1 >> 6) & KMASK3) << 4);
+    let join = |lo: u32, hi: u32| {
+        let (lo, hi) = (lo.to_le_bytes(), hi.to_le_bytes());
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    };
+    (join(scales_lo, scales_hi), join(mins_lo, mins_hi))
+}
+
+/// A bf16 value as f32: its bits are the f32's top half.
+pub fn bf16_to_f32(bits: u16) -> f32 {
+    f32::from_bits(u32::from(bits) << 16)
+}
+
+/// ggml's `GGML_FP32_TO_BF16`: round to nearest even on the top 16 bits; a NaN keeps its top
+/// bits with the quiet bit set (rounding could carry it into an infinity).
+pub fn f32_to_bf16(v: f32) -> u16 {
+    let bits = v.to_bits();
+    if bits & 0x7fff_ffff > 0x7f80_0000 {
+        return ((bits >> 16) | 64) as u16;
+    }
+    // Not a NaN, so at most 0xff80_0000 (-inf): adding under 0x1_0000 cannot overflow.
+    ((bits + (0x7fff + ((bits >> 16) & 1))) >> 16) as u16
+}
+
+/// `x` as bf16 bits ([`f32_to_bf16`]): the activations of the BF16 dot product.
+pub fn quantize_bf16(x: &[f32]) -> Vec<u16> {
+    x.iter().map(|&v| f32_to_bf16(v)).collect()
+}
+
+/// llama.cpp's `quantize_row_q8_K_ref`: per 256 values, `max` is the value of largest
+/// magnitude (the first such), `d = max / -127` (so `max` quantises to -127, and `d` has the
+/// opposite sign), `q = min(127, round(x / d))` with ties to even; all zeros give `d = 0`.
+pub fn quantize_q8_k(x: &[f32]) -> Result<Vec<BlockQ8K>, KernelError> {
+    if !x.len().is_multiple_of(256) {
+        return Err(KernelError::RaggedValues { format: QuantFormat::Q8_K, values: x.len() });
+    }
+    Ok(x.chunks_exact(256).map(quantize_block_q8_k).collect())
+}
+
+fn quantize_block_q8_k(x: &[f32]) -> BlockQ8K {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        // Strictly greater: the first of equal magnitudes wins, and NaNs never do.
+        if v.abs() > amax {
+            (amax, max) = (v.abs(), v);
+        }
+    }
+    let mut block = BlockQ8K::zeroed();
+    if amax == 0.0 {
+        return block;
+    }
+    // -127 rather than -128: llama.cpp's IQ2_XXS AVX kernel needs q within ±127.
+    let iscale = -127.0 / max;
+    for (q, &v) in block.qs.iter_mut().zip(x) {
+        // ggml's `nearest_int` (the 1.5 · 2^23 trick) rounds ties to even; |iscale · v| <= 127
+        // give or take a rounding, and a NaN casts to 0 as it does there.
+        *q = ((iscale * v).round_ties_even() as i32).clamp(-128, 127) as i8;
+    }
+    for (sum, qs) in block.bsums.iter_mut().zip(block.qs.chunks_exact(16)) {
+        *sum = (qs.iter().map(|&q| i16::from(q)).sum::<i16>()).to_le_bytes();
+    }
+    block.d = (1.0 / iscale).to_le_bytes();
+    block
 }
 
 /// llama.cpp's `quantize_row_q8_0_ref`: per block, `d = max|x| / 127`, `q = round(x / d)`.
@@ -574,6 +683,118 @@ mod tests {
             assert!((half(b1.s) - sum as f32 * half(b1.d)).abs() <= 1e-2 * half(b1.s).abs().max(1.0));
         }
         assert!(quantize_q8_0(&[0.0; 32]).unwrap()[0].qs.iter().all(|&q| q == 0), "zeros stay zeros");
+    }
+
+    #[test]
+    fn q8_k_quantization_follows_llama_cpp() {
+        // All zeros (of either sign): d = 0, every q and sum 0.
+        let mut x = [0.0f32; 512];
+        x[300] = -0.0;
+        for b in quantize_q8_k(&x).unwrap() {
+            assert_eq!((b.d().to_bits(), b.qs, b.bsums()), (0, [0; 256], [0; 16]));
+        }
+
+        // One nonzero: it takes -127, so d = x / -127 is negative for a positive x.
+        let mut x = [0.0f32; 256];
+        x[37] = 0.75;
+        let b = quantize_q8_k(&x).unwrap()[0];
+        assert_eq!(b.qs[37], -127);
+        assert!(b.qs.iter().enumerate().all(|(i, &q)| q == 0 || i == 37));
+        assert_eq!(b.d(), 1.0 / (-127.0f32 / 0.75));
+        assert!(b.d() < 0.0);
+        let mut sums = [0i16; 16];
+        sums[2] = -127;
+        assert_eq!(b.bsums(), sums);
+
+        // Equal magnitudes: the first is `max`, so -2 takes -127 and 2 takes 127 (d > 0).
+        let mut x = [0.0f32; 256];
+        (x[3], x[10]) = (-2.0, 2.0);
+        let b = quantize_q8_k(&x).unwrap()[0];
+        assert_eq!((b.qs[3], b.qs[10]), (-127, 127));
+        assert_eq!(b.d(), 2.0 / 127.0);
+
+        // max = 127 makes iscale = -1, so q = -x rounded half to even (ggml's `nearest_int`).
+        let mut x = [0.0f32; 256];
+        x[..7].copy_from_slice(&[127.0, 2.5, 3.5, -0.5, 1.5, -126.5, 0.4999]);
+        let b = quantize_q8_k(&x).unwrap()[0];
+        assert_eq!(b.qs[..7], [-127, -2, -4, 0, -2, 126, 0]);
+
+        // Random blocks over many scales: sums, bounds, the max element, and the round trip.
+        let mut seed = 0x5eed_0f08_0b10_c4c4u64;
+        let mut x = Vec::new();
+        for scale in [1e-20f32, 1e-3, 1.0, 3.3, 1e5, 1e20] {
+            for _ in 0..256 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                x.push(((seed % 200_001) as f32 - 100_000.0) / 100_000.0 * scale);
+            }
+        }
+        let q = quantize_q8_k(&x).unwrap();
+        let mut back = vec![0.0; x.len()];
+        dequantize(QuantFormat::Q8_K, bytemuck::cast_slice(&q), &mut back).unwrap();
+        for (i, (b, xs)) in q.iter().zip(x.chunks_exact(256)).enumerate() {
+            for (j, (&sum, qs)) in b.bsums().iter().zip(b.qs.chunks_exact(16)).enumerate() {
+                assert_eq!(i32::from(sum), qs.iter().map(|&q| i32::from(q)).sum::<i32>(), "block {i} sum {j}");
+            }
+            assert!(b.qs.iter().all(|&q| q >= -127), "block {i}: within ±127 (i8 stops at 127)");
+            let at = (0..256).fold(0, |m, j| if xs[j].abs() > xs[m].abs() { j } else { m });
+            assert_eq!(b.qs[at], -127, "block {i}: the largest value");
+            assert_eq!(b.d().is_sign_negative(), xs[at] > 0.0, "block {i}: d against the largest value's sign");
+            let step = b.d().abs();
+            for (j, (&v, &r)) in xs.iter().zip(&back[256 * i..]).enumerate() {
+                // Half a step, plus the f32 roundings of iscale · v and d · q (127 ε steps each).
+                assert!((v - r).abs() <= (0.5 + 1e-4) * step, "block {i} value {j}: {v} vs {r}");
+            }
+        }
+        let err = quantize_q8_k(&[1.0; 300]).unwrap_err();
+        assert!(err.to_string().contains("300") && err.to_string().contains("Q8_K"), "{err}");
+    }
+
+    #[test]
+    fn bf16_rounds_as_ggml() {
+        assert_eq!(f32_to_bf16(1.0), 0x3f80);
+        assert_eq!(f32_to_bf16(-0.0), 0x8000);
+        // Exactly half way rounds to even; either side of it to nearest.
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8000)), 0x3f80);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f81_8000)), 0x3f82);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x3f80_8001)), 0x3f81);
+        assert_eq!(f32_to_bf16(f32::from_bits(0xbf80_7fff)), 0xbf80);
+        // Rounding carries into infinity as ggml's does; a NaN stays one, quiet, even where
+        // its payload is all in the bits dropped.
+        assert_eq!(f32_to_bf16(f32::MAX), 0x7f80);
+        assert_eq!(f32_to_bf16(f32::NEG_INFINITY), 0xff80);
+        assert_eq!(f32_to_bf16(f32::from_bits(0x7f80_0001)), 0x7fc0);
+        assert_eq!(f32_to_bf16(f32::from_bits(0xffc1_2345)), 0xffc1);
+        // The half crate rounds the same way (its NaN handling too).
+        let mut seed = 0x0bf1_6bf1_6bf1_6bf1u64;
+        for _ in 0..100_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let v = f32::from_bits(seed as u32);
+            assert_eq!(f32_to_bf16(v), half::bf16::from_f32(v).to_bits(), "{:#010x}", seed as u32);
+            let b = f32_to_bf16(v);
+            assert_eq!(f32_to_bf16(bf16_to_f32(b)), b, "bf16 values convert exactly");
+        }
+        assert_eq!(quantize_bf16(&[1.0, -2.0]), [0x3f80, 0xc000]);
+    }
+
+    #[test]
+    fn k_scales_unpack_as_one_at_a_time() {
+        let mut seed = 0x6b34_5c7a_u64;
+        for _ in 0..1000 {
+            let q: [u8; 12] = std::array::from_fn(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            });
+            let (scales, mins) = scales_mins_k4(&q);
+            for j in 0..8 {
+                assert_eq!((f32::from(scales[j]), f32::from(mins[j])), scale_min_k4(j, &q), "{q:?} sub-block {j}");
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,6 @@ pub use interleave::{GROUP, RowLayout, dequantize_row, interleave_rows, plain_ro
 pub(crate) use matvec::check_matvec_shape;
 pub use matvec::{matvec, matvec_reference};
 pub use quant_matvec::{
-    Activations, QuantWeights, dot_q4_0_q8_0, dot_q4_1_q8_1, dot_q8_0_q8_0, matmul_quant, matmul_quant_layout,
-    matmul_quant_many, matvec_quant,
+    Activations, QuantWeights, dot_q4_0_q8_0, dot_q4_1_q8_1, dot_q4_k_q8_k, dot_q5_0_q8_0, dot_q5_1_q8_1,
+    dot_q5_k_q8_k, dot_q6_k_q8_k, dot_q8_0_q8_0, matmul_quant, matmul_quant_layout, matmul_quant_many, matvec_quant,
 };
