@@ -51,7 +51,32 @@ fn random_matrix(format: QuantFormat, rows: usize, cols: usize, seed: u64) -> Ve
                 .flat_map(|b| half(d[b]).into_iter().chain(half(m[b])).chain(qs[b * 16..][..16].iter().copied()))
                 .collect()
         }
-        other => panic!("no generator for {other}"),
+        QuantFormat::BF16 => {
+            random_values(n, seed, 1.0).iter().flat_map(|v| ((v.to_bits() >> 16) as u16).to_le_bytes()).collect()
+        }
+        // Q5_0, Q5_1 and the K-quants: random codes, scales and mins, with the f16 fields (d,
+        // and m or dmin) set to sane values per block.
+        _ => {
+            let block = format.block_bytes();
+            let mut bytes: Vec<u8> = random_values(n / format.block_size() * block, seed, 1.0)
+                .iter()
+                .map(|v| ((v + 1.0) * 127.99) as u8)
+                .collect();
+            let d = random_values(n / format.block_size(), seed + 1, 0.05);
+            let m = random_values(n / format.block_size(), seed + 3, 0.4);
+            for (b, chunk) in bytes.chunks_exact_mut(block).enumerate() {
+                if format == QuantFormat::Q6_K {
+                    chunk[208..].copy_from_slice(&half(d[b] / 8.0));
+                } else {
+                    chunk[..2].copy_from_slice(&half(d[b]));
+                    if format != QuantFormat::Q5_0 {
+                        // Q5_1's m; the K-quants' dmin.
+                        chunk[2..4].copy_from_slice(&half(if format == QuantFormat::Q5_1 { m[b] } else { d[b] / 4.0 }));
+                    }
+                }
+            }
+            bytes
+        }
     }
 }
 
@@ -138,7 +163,10 @@ async fn check_case(
 
 /// Odd shapes for the format: one row, rows that do not fill a workgroup, one block, long rows.
 fn shapes(format: QuantFormat) -> Vec<(usize, usize)> {
-    let mut shapes = vec![(1, 32), (5, 32), (37, 96), (130, 576), (40, 2048)];
+    // K-quant rows are whole 256-value blocks.
+    let k = format.block_size().max(32) / 32;
+    let long = if k > 1 { 1280 } else { 576 };
+    let mut shapes = vec![(1, 32 * k), (5, 32 * k), (37, 96 * k), (130, long), (40, 2048)];
     if format.block_size() == 1 {
         // F32 / F16 rows need not be whole 32-value blocks.
         shapes.extend([(1, 1), (7, 45), (66, 100)]);
@@ -160,9 +188,11 @@ async fn check_matvec(ctx: &GpuContext, format: QuantFormat) -> f64 {
 /// tiles, steps shorter than the buffers.
 async fn check_prefill(ctx: &GpuContext, format: QuantFormat) -> f64 {
     let odd = if format.block_size() == 1 { (33, 45) } else { (33, 64) };
+    let k = format.block_size().max(32) / 32;
+    let (odd, short, mid) = if k > 1 { ((33, 256), (1, 256), (65, 512)) } else { (odd, (1, 32), (65, 128)) };
     let mut worst = 0.0f64;
     for (shape, capacity, n_tokens) in
-        [((70, 96), 3, 3), ((1, 32), 2, 2), (odd, 64, 3), ((130, 256), 64, 64), ((65, 128), 100, 70)]
+        [((70, 96 * k), 3, 3), (short, 2, 2), (odd, 64, 3), ((130, 256), 64, 64), (mid, 100, 70)]
     {
         worst = worst.max(check_case(ctx, format, shape, capacity, n_tokens, 1000 + n_tokens as u64).await);
     }
@@ -193,6 +223,15 @@ async fn check_q4_1(ctx: &GpuContext) {
 async fn check_q8_0(ctx: &GpuContext) {
     check_format(ctx, QuantFormat::Q8_0).await
 }
+async fn check_bf16(ctx: &GpuContext) {
+    check_format(ctx, QuantFormat::BF16).await
+}
+/// The formats repacked as affine runs share one pipeline set: one test compiles it once.
+async fn check_affine_formats(ctx: &GpuContext) {
+    for format in [QuantFormat::Q5_0, QuantFormat::Q5_1, QuantFormat::Q4_K, QuantFormat::Q5_K, QuantFormat::Q6_K] {
+        check_format(ctx, format).await
+    }
+}
 
 /// An output head: 49152 rows of 576 columns (SmolLM's vocabulary), one token and two.
 async fn check_tall_output_head_matches_cpu(ctx: &GpuContext) {
@@ -214,9 +253,10 @@ async fn check_tall_output_head_matches_cpu(ctx: &GpuContext) {
 fn device_row_bytes(format: QuantFormat, cols: usize) -> u64 {
     let per_value = match format {
         QuantFormat::F32 => 4.0,
-        QuantFormat::F16 => 2.0,
-        QuantFormat::Q8_0 => 1.0,
-        _ => 0.5,
+        QuantFormat::F16 | QuantFormat::BF16 => 2.0,
+        QuantFormat::Q4_0 | QuantFormat::Q4_1 => 0.5,
+        // Q8_0, and the affine formats' one byte per code.
+        _ => 1.0,
     };
     (cols.next_multiple_of(32) as f64 * per_value) as u64
 }
@@ -270,7 +310,11 @@ async fn gpu_embed(ctx: &GpuContext, table: &GpuMatrix, ids: &[u32], n_tokens: u
 
 /// The embedding equals the CPU's dequantisation bit for bit.
 async fn check_embed(ctx: &GpuContext, format: QuantFormat) {
-    let cols = if format.block_size() == 1 { 45 } else { 96 };
+    let cols = match format.block_size() {
+        1 => 45,
+        32 => 96,
+        block => 2 * block,
+    };
     for (rows, ids, n_tokens) in [(50, vec![0u32, 49, 7, 7, 23, 1, 2, 3], 5), (1, vec![0], 1)] {
         let bytes = random_matrix(format, rows, cols, 70);
         let table = ctx.upload_matrix("table", format, &bytes, rows, cols).unwrap();
@@ -289,12 +333,14 @@ async fn check_bad_inputs_are_clear_errors(ctx: &GpuContext) {
     let err = ctx.upload_matrix("w", QuantFormat::Q4_0, &[0; 35], 2, 32).unwrap_err();
     assert!(matches!(err, KernelError::QuantLength { values: 64, bytes: 35, .. }), "{err}");
     assert!(err.to_string().contains("Q4_0"), "{err}");
-    let q4_k = QuantFormat::from_ggml_type(12).unwrap();
-    let err = ctx.upload_matrix("w", q4_k, &[0; 144], 1, 256).unwrap_err();
-    assert!(matches!(err, KernelError::UnsupportedFormat(QuantFormat::Q4_K)), "{err}");
-    assert!(err.to_string().contains("Q4_K"), "{err}");
-    let err = ctx.upload_matrix("w", QuantFormat::BF16, &[0; 8], 2, 2).unwrap_err();
-    assert!(matches!(err, KernelError::UnsupportedFormat(QuantFormat::BF16)), "{err}");
+    let q2_k = QuantFormat::from_ggml_type(10).unwrap();
+    let err = ctx.upload_matrix("w", q2_k, &[0; 84], 1, 256).unwrap_err();
+    assert!(matches!(err, KernelError::UnsupportedFormat(QuantFormat::Q2_K)), "{err}");
+    assert!(err.to_string().contains("Q2_K"), "{err}");
+    let err = ctx.upload_matrix("w", QuantFormat::IQ4_NL, &[0; 36], 2, 32).unwrap_err();
+    assert!(matches!(err, KernelError::UnsupportedFormat(QuantFormat::IQ4_NL)), "{err}");
+    let err = ctx.upload_matrix("w", QuantFormat::Q4_K, &[0; 144], 1, 128).unwrap_err();
+    assert!(matches!(err, KernelError::OpShape { .. }) && err.to_string().contains("128"), "{err}");
     let err = ctx.upload_matrix("w", QuantFormat::Q8_0, &[0; 68], 1, 48).unwrap_err();
     assert!(matches!(err, KernelError::OpShape { .. }) && err.to_string().contains("48"), "{err}");
     let err = ctx.upload_matrix("w", QuantFormat::F32, &[], 0, 4).unwrap_err();
@@ -334,6 +380,8 @@ gpu_tests! {
     q4_0_matches_cpu => check_q4_0,
     q4_1_matches_cpu => check_q4_1,
     q8_0_matches_cpu => check_q8_0,
+    bf16_matches_cpu => check_bf16,
+    q5_and_k_quants_match_cpu => check_affine_formats,
     tall_output_head_matches_cpu => check_tall_output_head_matches_cpu,
     split_matrix_matches_unsplit => check_split_matrix_matches_unsplit,
     bad_inputs_are_clear_errors => check_bad_inputs_are_clear_errors,

@@ -2,19 +2,22 @@
 // lookup `out[t] = W[tokens[t]]`, with W kept in its GGUF format and dequantised here.
 //
 // matmul.rs prepends, per weight format, `const FORMAT: u32` (the ggml type id: 0 F32, 1 F16,
-// 2 Q4_0, 3 Q4_1, 8 Q8_0) and `const WPU: u32` (u32 words of `quants` per unit, below), so each
+// 30 BF16, 2 Q4_0, 3 Q4_1, 8 Q8_0; or 100 for the affine runs that Q5_0, Q5_1, Q4_K, Q5_K and
+// Q6_K are repacked into) and `const WPU: u32` (u32 words of `quants` per unit, below), so each
 // format gets its own pipelines and the format tests below fold away.
 //
 // Layout on the device (repacked at upload, one buffer pair per part of the rows):
 // - `quants`: the values of each row, row after row, as u32 words. Q4_0/Q4_1: the 16 nibble
-//   bytes of each block (4 words); Q8_0: the 32 signed bytes (8 words); F16: value pairs (low
-//   half first); F32: the bits. F32 and F16 rows are zero-padded to a multiple of 32 values.
+//   bytes of each block (4 words); Q8_0: the 32 signed bytes (8 words); affine: the signed
+//   byte code of each value (8 words per 32 values); F16 and BF16: value pairs (low half
+//   first); F32: the bits. F32, F16 and BF16 rows are zero-padded to a multiple of 32 values.
 // - `scales`: Q4_0/Q8_0: the f16 `d` of each block, two blocks per word (even block in the low
-//   half); Q4_1: `d | m << 16` per block; F32/F16: unused (one dummy word).
+//   half); Q4_1: `d | m << 16` per block; affine: the f32 `d` and `m` of each 16-value run (a
+//   value is `d q + m`); F32/F16/BF16: unused (one dummy word).
 // Every row is read in units of 8 values, 4 units per 32-value block: a unit is one word of a
 // Q4 block (low nibbles = columns 4i..4i+3, high nibbles = 16+4i..16+4i+3 of the block, i the
-// unit within the block), two words of a Q8_0 block or four of F16 or eight of F32 (8
-// consecutive columns). All arithmetic is f32: weights are dequantised, activations are not
+// unit within the block), two words of a Q8_0 block or of affine codes, four of F16 or BF16,
+// or eight of F32 (8 consecutive columns). All arithmetic is f32: weights are dequantised, activations are not
 // quantised.
 
 struct Params {
@@ -47,7 +50,7 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> out: array<f32>;
 
 const IS_Q4: bool = FORMAT == 2u || FORMAT == 3u;
-const IS_FLOAT: bool = FORMAT <= 1u;
+const IS_FLOAT: bool = FORMAT <= 1u || FORMAT == 30u;
 
 // The 8 weights of one unit: `a` sits at columns unit_cols(u).x .. +3, `b` at unit_cols(u).y .. +3.
 struct Unit {
@@ -74,6 +77,11 @@ fn signed_bytes(w: u32) -> vec4<f32> {
     return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
 }
 
+// The two bfloat16 values of `w`, low half first.
+fn bf16_pair(w: u32) -> vec2<f32> {
+    return vec2<f32>(bitcast<f32>(w << 16u), bitcast<f32>(w & 0xffff0000u));
+}
+
 // f16 scale `d` of block `block` (Q4_0, Q8_0: two per word).
 fn half_scale(block: u32) -> f32 {
     let pair = unpack2x16float(scales[block >> 1u]);
@@ -96,6 +104,20 @@ fn unit_weights(row: u32, u: u32) -> Unit {
             vec4<f32>(unpack2x16float(quants[w]), unpack2x16float(quants[w + 1u])),
             vec4<f32>(unpack2x16float(quants[w + 2u]), unpack2x16float(quants[w + 3u])),
         );
+    }
+    if (FORMAT == 30u) {
+        // A bfloat16 is the top half of an f32.
+        return Unit(
+            vec4<f32>(bf16_pair(quants[w]), bf16_pair(quants[w + 1u])),
+            vec4<f32>(bf16_pair(quants[w + 2u]), bf16_pair(quants[w + 3u])),
+        );
+    }
+    if (FORMAT == 100u) {
+        // Two units per 16-value run: d and m of run i / 2.
+        let run = i >> 1u;
+        let d = bitcast<f32>(scales[2u * run]);
+        let m = bitcast<f32>(scales[2u * run + 1u]);
+        return Unit(signed_bytes(quants[w]) * d + m, signed_bytes(quants[w + 1u]) * d + m);
     }
     // Four units per 32-value block, and rows are whole blocks.
     let block = i >> 2u;

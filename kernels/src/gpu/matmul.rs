@@ -10,6 +10,7 @@ use wgpu::util::DeviceExt;
 use super::GpuContext;
 use super::tensor::{self, Dispatch, GpuBuffer, GpuOp, StepBuffer};
 use crate::KernelError;
+use crate::affine::{AffineRun, affine_runs, is_affine};
 use crate::quant::QuantFormat;
 
 /// Invocations per workgroup of `matvec` and `matmul` (`MV_WG` in the shader).
@@ -28,16 +29,37 @@ const UNIT: usize = 8;
 /// F32 and F16 rows are zero-padded to whole blocks of this many values.
 const BLOCK: usize = 32;
 
-/// The formats the kernels read, in the order of [`MatmulKernels::formats`].
-const FORMATS: [QuantFormat; 5] =
-    [QuantFormat::F32, QuantFormat::F16, QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q8_0];
+/// What the kernels read a format as on the device (`FORMAT` in the shader): the ggml type
+/// id for F32, F16, BF16, Q4_0, Q4_1 and Q8_0, read as they are; [`AFFINE`] for Q5_0, Q5_1,
+/// Q4_K, Q5_K and Q6_K, repacked at upload as runs of 16 values `d·q + m`
+/// ([`crate::affine`]): one byte per code and two f32 per run. That costs more memory than
+/// the file's packing (1.5 bytes a value against 0.56 to 0.82) for one shader path that holds
+/// all five.
+fn device_format(format: QuantFormat) -> Option<u32> {
+    match format {
+        QuantFormat::F32
+        | QuantFormat::F16
+        | QuantFormat::BF16
+        | QuantFormat::Q4_0
+        | QuantFormat::Q4_1
+        | QuantFormat::Q8_0 => Some(format.ggml_type()),
+        f if is_affine(f) => Some(AFFINE),
+        _ => None,
+    }
+}
+
+/// `FORMAT` of formats repacked as affine runs (not a ggml type id).
+const AFFINE: u32 = 100;
+
+/// The device formats, in the order of [`MatmulKernels::formats`].
+const DEVICE_FORMATS: [u32; 7] = [0, 1, 30, 2, 3, 8, AFFINE];
 
 /// u32 words of repacked quants per 8-value unit (`WPU` in the shader).
-fn words_per_unit(format: QuantFormat) -> usize {
-    match format {
-        QuantFormat::F32 => 8,
-        QuantFormat::F16 => 4,
-        QuantFormat::Q8_0 => 2,
+fn words_per_unit(device_format: u32) -> usize {
+    match device_format {
+        0 => 8,
+        1 | 30 => 4,
+        8 | AFFINE => 2,
         _ => 1,
     }
 }
@@ -58,7 +80,7 @@ struct FormatPipelines {
 /// Nothing is compiled per op or per step. (f16 weights go through `unpack2x16float`, so
 /// `shader-f16` is not needed.)
 pub(crate) struct MatmulKernels {
-    formats: [OnceLock<FormatPipelines>; FORMATS.len()],
+    formats: [OnceLock<FormatPipelines>; DEVICE_FORMATS.len()],
 }
 
 impl MatmulKernels {
@@ -66,26 +88,28 @@ impl MatmulKernels {
         Self { formats: Default::default() }
     }
 
-    /// The pipelines for `format` (one of [`FORMATS`]), built now if this is its first use.
+    /// The pipelines for `format`, built now if this is the first use of its device format.
     fn get(&self, device: &wgpu::Device, format: QuantFormat) -> &FormatPipelines {
-        let i = FORMATS.iter().position(|&f| f == format).expect("GpuMatrix formats are checked at upload");
-        self.formats[i].get_or_init(|| FormatPipelines::new(device, format))
+        let device_format = device_format(format).expect("GpuMatrix formats are checked at upload");
+        let i = DEVICE_FORMATS.iter().position(|&f| f == device_format).expect("every device format is listed");
+        self.formats[i].get_or_init(|| FormatPipelines::new(device, device_format))
     }
 }
 
 impl FormatPipelines {
-    fn new(device: &wgpu::Device, format: QuantFormat) -> Self {
-        let label = match format {
-            QuantFormat::F32 => "matmul.wgsl F32",
-            QuantFormat::F16 => "matmul.wgsl F16",
-            QuantFormat::Q4_0 => "matmul.wgsl Q4_0",
-            QuantFormat::Q4_1 => "matmul.wgsl Q4_1",
-            _ => "matmul.wgsl Q8_0",
+    fn new(device: &wgpu::Device, device_format: u32) -> Self {
+        let label = match device_format {
+            0 => "matmul.wgsl F32",
+            1 => "matmul.wgsl F16",
+            30 => "matmul.wgsl BF16",
+            2 => "matmul.wgsl Q4_0",
+            3 => "matmul.wgsl Q4_1",
+            8 => "matmul.wgsl Q8_0",
+            _ => "matmul.wgsl affine runs",
         };
         let source = format!(
-            "const FORMAT: u32 = {}u;\nconst WPU: u32 = {}u;\n{}",
-            format.ggml_type(),
-            words_per_unit(format),
+            "const FORMAT: u32 = {device_format}u;\nconst WPU: u32 = {}u;\n{}",
+            words_per_unit(device_format),
             include_str!("../../wgsl/matmul.wgsl")
         );
         let module = tensor::shader(device, label, &source);
@@ -122,8 +146,8 @@ struct MatrixPart {
     mm_grid: [u32; 2],
 }
 
-/// A weight matrix on the device: `rows` outputs of `cols` inputs, in `format` (F32, F16,
-/// Q8_0, Q4_0, Q4_1), split by rows into parts that each fit one storage binding.
+/// A weight matrix on the device: `rows` outputs of `cols` inputs, in `format` (any the CPU
+/// computes with), split by rows into parts that each fit one storage binding.
 pub struct GpuMatrix {
     pub format: QuantFormat,
     pub rows: usize,
@@ -176,8 +200,16 @@ fn matvec_lanes(units: usize) -> u32 {
 }
 
 /// Appends one GGUF row of `format` (`src`, `cols` values) to the repacked `quants` and
-/// `scales` (f16 bits for Q4_0 / Q8_0, `d | m << 16` words for Q4_1); see `matmul.wgsl`.
-fn repack_row(format: QuantFormat, src: &[u8], cols: usize, quants: &mut Vec<u32>, half_scales: &mut Vec<u16>) {
+/// scales: f16 bits in `half_scales` for Q4_0 / Q8_0, `d | m << 16` for Q4_1; f32 bits of
+/// `d, m` per run in `wide_scales` for the affine formats; see `matmul.wgsl`.
+fn repack_row(
+    format: QuantFormat,
+    src: &[u8],
+    cols: usize,
+    quants: &mut Vec<u32>,
+    half_scales: &mut Vec<u16>,
+    wide_scales: &mut Vec<u32>,
+) -> Result<(), KernelError> {
     let word = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
     let padded = cols.next_multiple_of(BLOCK);
     match format {
@@ -185,7 +217,7 @@ fn repack_row(format: QuantFormat, src: &[u8], cols: usize, quants: &mut Vec<u32
             quants.extend(src.chunks_exact(4).map(word));
             quants.extend(std::iter::repeat_n(0, padded - cols));
         }
-        QuantFormat::F16 => {
+        QuantFormat::F16 | QuantFormat::BF16 => {
             let mut halves: Vec<u8> = src.to_vec();
             halves.resize(padded * 2, 0);
             quants.extend(halves.chunks_exact(4).map(word));
@@ -204,8 +236,17 @@ fn repack_row(format: QuantFormat, src: &[u8], cols: usize, quants: &mut Vec<u32
                 quants.extend(block[4..].chunks_exact(4).map(word));
             }
         }
-        other => unreachable!("{other} is rejected before repacking"),
+        affine => {
+            let mut runs: Vec<AffineRun> = Vec::with_capacity(cols / 16);
+            affine_runs(affine, src, &mut runs)?;
+            for run in runs {
+                let codes: [u8; 16] = run.q.map(|v| v as u8);
+                quants.extend(codes.chunks_exact(4).map(word));
+                wide_scales.extend([run.d.to_bits(), run.m.to_bits()]);
+            }
+        }
     }
+    Ok(())
 }
 
 /// A bind group for `pipeline` with `resources` at the given bindings.
@@ -257,9 +298,9 @@ impl GpuContext {
         max_groups: u32,
     ) -> Result<GpuMatrix, KernelError> {
         const OP: &str = "upload_matrix";
-        if !FORMATS.contains(&format) {
+        let Some(dev_format) = device_format(format) else {
             return Err(KernelError::UnsupportedFormat(format));
-        }
+        };
         if rows == 0 || cols == 0 {
             return Err(KernelError::OpShape { op: OP, why: format!("{label}: a {rows} x {cols} matrix is empty") });
         }
@@ -280,7 +321,7 @@ impl GpuContext {
         self.matmul.get(&self.device, format);
         let row_bytes = bytes.len() / rows;
         let units = cols.next_multiple_of(BLOCK) / UNIT;
-        let row_words = units * words_per_unit(format);
+        let row_words = units * words_per_unit(dev_format);
         // The quants of a row outweigh its scales in every format, so they set the split.
         let limit = self.binding_limit();
         let row_quant_bytes = (row_words * 4) as u64;
@@ -301,15 +342,14 @@ impl GpuContext {
             let mm_grid = spill_grid((n as u64).div_ceil(u64::from(MM_ROWS)), max_groups).map_err(too_many)?;
 
             let mut quants = Vec::with_capacity(n * row_words);
-            let mut half_scales = Vec::new();
+            let (mut half_scales, mut scales) = (Vec::new(), Vec::new());
             for src in bytes[row0 * row_bytes..(row0 + n) * row_bytes].chunks_exact(row_bytes) {
-                repack_row(format, src, cols, &mut quants, &mut half_scales);
+                repack_row(format, src, cols, &mut quants, &mut half_scales, &mut scales)?;
             }
             if half_scales.len() % 2 == 1 {
                 half_scales.push(0);
             }
-            let mut scales: Vec<u32> =
-                half_scales.chunks_exact(2).map(|p| u32::from(p[0]) | (u32::from(p[1]) << 16)).collect();
+            scales.extend(half_scales.chunks_exact(2).map(|p| u32::from(p[0]) | (u32::from(p[1]) << 16)));
             if scales.is_empty() {
                 // F32 / F16: nothing to scale, but the binding must exist.
                 scales.push(0);
