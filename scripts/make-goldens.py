@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Makes the golden fixtures in tests/golden/ from llama.cpp (llama-cpp-python) on the default
+"""Makes the golden fixtures in tests/golden/ from llama.cpp (llama-cpp-python) on a shipped
 model: token ids for a varied set of strings, and greedy continuations with the top logits at
-each step. Run through scripts/make-goldens.sh, never edit the output by hand.
+each step. Chat prompts only where the model has a chat template; a prompt longer than the
+sliding window where the model has one. Run through scripts/make-goldens.sh, never edit the
+output by hand.
 """
 import json
 import os
@@ -35,6 +37,7 @@ TEXTS = [
     "It's we're they've I'm you'll he'd DON'T",
     "<|im_start|>user\nHi<|im_end|>",
     "<|endoftext|> after end",
+    "<start_of_turn>user\nHi<end_of_turn>\n<start_of_turn>model\n",
     "mixed 123abc abc123 a1b2c3",
     "punctuation!!! ??? ... ,,, ;;; ---",
     "URL: https://example.com/path?q=1&r=2#frag",
@@ -53,22 +56,30 @@ PROMPTS = [
 
 
 def main():
-    llm = llama_cpp.Llama(model_path=MODEL, n_ctx=1024, n_threads=1, n_batch=512,
+    meta = llama_cpp.Llama(model_path=MODEL, vocab_only=True, verbose=False).metadata
+    arch = meta["general.architecture"]
+    window = int(meta.get(arch + ".attention.sliding_window", "0"))
+    # Room for the prompt longer than the window.
+    llm = llama_cpp.Llama(model_path=MODEL, n_ctx=2048 if window else 1024, n_threads=1, n_batch=512,
                           logits_all=True, verbose=False, seed=0)
-    meta = llm.metadata
     tokens = []
     for text in TEXTS:
         for add_special, parse_special in [(True, True), (False, False)]:
             ids = llm.tokenize(text.encode(), add_bos=add_special, special=parse_special)
             tokens.append({"text": text, "add_special": add_special, "parse_special": parse_special, "ids": ids})
 
-    template = meta["tokenizer.chat_template"]
+    template = meta.get("tokenizer.chat_template")
+    prompts = [case for case in PROMPTS if template or not case["chat"]]
+    if window:
+        # Numbered sentences, so every position past the window is distinct text.
+        long = " ".join(f"Step {i}: the river carries the boat past hill number {i}." for i in range(window // 10))
+        prompts.append({"prompt": long, "chat": False})
     eos = llm.detokenize([llm.token_eos()]).decode()
     bos = llm.detokenize([llm.token_bos()]).decode()
-    fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos)
+    fmt = Jinja2ChatFormatter(template=template, eos_token=eos, bos_token=bos) if template else None
 
     greedy = []
-    for case in PROMPTS:
+    for case in prompts:
         if case["chat"]:
             rendered = fmt(messages=[{"role": "user", "content": case["prompt"]}]).prompt
         else:
@@ -90,7 +101,7 @@ def main():
 
     os.makedirs(OUT, exist_ok=True)
     source = {"reference": "llama.cpp via llama-cpp-python " + llama_cpp.__version__ + ", portable scalar CPU build",
-              "model": os.path.basename(MODEL), "threads": 1}
+              "model": os.path.basename(MODEL), "threads": 1, "sliding_window": window}
     with open(os.path.join(OUT, "tokens.json"), "w") as f:
         json.dump({"source": source, "cases": tokens}, f, ensure_ascii=False, indent=1)
     with open(os.path.join(OUT, "greedy.json"), "w") as f:

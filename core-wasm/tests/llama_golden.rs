@@ -1,9 +1,10 @@
 //! The llama forward pass against llama.cpp on the default model (tests/golden/, made by
 //! scripts/make-goldens.sh): the same greedy tokens, and logits within a stated tolerance.
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
-use hearth_core::gguf::Gguf;
-use hearth_core::model::llama::Llama;
+mod common;
+
+use hearth_core::catalog::DEFAULT_MODEL;
+use hearth_core::model::transformer::Transformer;
 use serde_json::Value;
 
 /// Largest |logit - llama.cpp logit| allowed over the recorded top logits. Natively the CPU
@@ -12,56 +13,18 @@ use serde_json::Value;
 const LOGIT_TOLERANCE: f32 = 1e-3;
 
 fn golden() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/golden/smollm2-135m-q4_1/greedy.json");
-    serde_json::from_str(&std::fs::read_to_string(path).expect("golden file")).expect("golden JSON")
+    common::golden("smollm2-135m-q4_1", "greedy.json")
 }
 
-fn load() -> Llama {
-    let path = models_dir().join(DEFAULT_MODEL.file);
-    let file =
-        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
-    let g = Gguf::read(&file).unwrap();
-    Llama::load(&g, &file, 512).unwrap()
+fn load() -> Transformer {
+    common::load(&DEFAULT_MODEL, 512)
 }
 
-fn ids(v: &Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
-}
-
-fn argmax(logits: &[f32]) -> u32 {
-    logits.iter().enumerate().fold((0, f32::NEG_INFINITY), |best, (i, &v)| if v > best.1 { (i, v) } else { best }).0
-        as u32
-}
+use common::ids;
 
 #[test]
 fn greedy_tokens_and_logits_match_llama_cpp() {
-    let golden = golden();
-    let mut model = load();
-    let mut worst = 0.0f32;
-    for case in golden["cases"].as_array().unwrap() {
-        let prompt = ids(&case["prompt_ids"]);
-        let expected = ids(&case["ids"]);
-        let mut logits = model.forward(&prompt, 0, false).unwrap();
-        let mut got = Vec::new();
-        for (step, top) in case["top_logits"].as_array().unwrap().iter().enumerate() {
-            for pair in top.as_array().unwrap() {
-                let (id, want) = (pair[0].as_u64().unwrap() as usize, pair[1].as_f64().unwrap() as f32);
-                let diff = (logits[id] - want).abs();
-                worst = worst.max(diff);
-                assert!(
-                    diff <= LOGIT_TOLERANCE,
-                    "{:?} step {step} token {id}: {} vs {want}",
-                    case["prompt"],
-                    logits[id]
-                );
-            }
-            let next = argmax(&logits);
-            got.push(next);
-            // Teacher forcing: follow llama.cpp's tokens so every step compares like with like.
-            logits = model.forward(&[expected[step]], prompt.len() + step, false).unwrap();
-        }
-        assert_eq!(got, expected, "greedy continuation of {:?}", case["prompt"]);
-    }
+    let worst = common::check_greedy(&mut load(), &golden(), LOGIT_TOLERANCE);
     eprintln!("largest logit difference from llama.cpp: {worst}");
 }
 

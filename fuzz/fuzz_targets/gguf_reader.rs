@@ -5,7 +5,7 @@
 
 use hearth_core::chat_template::ChatTemplate;
 use hearth_core::gguf::Gguf;
-use hearth_core::model::llama::LlamaConfig;
+use hearth_core::model::config::ModelConfig;
 use hearth_core::tokenizer::Tokenizer;
 use libfuzzer_sys::fuzz_target;
 
@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     for tensor in &g.tensors {
         let _ = g.read_tensor(data, tensor);
     }
-    let _ = LlamaConfig::from_gguf(&g);
+    let _ = ModelConfig::from_gguf(&g);
     if let Ok(tokenizer) = Tokenizer::from_gguf(&g) {
         let ids = tokenizer.encode("Hello, world! <|im_start|> 123", true, true);
         let _ = tokenizer.decode(&ids);

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use hearth_core::agents::protocol::LlmRequest;
 use hearth_core::agents::{LlmReply, LlmService, RunError, RunOptions, Workflow, WorkflowError};
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_core::catalog::{DEFAULT_MODEL, models_dir, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
     Backend, BackendChoice, Completion, Engine, EngineError, GenerateParams, Prompt, native_clock,
@@ -53,9 +53,16 @@ pub fn read_schema(path: &Path) -> Result<serde_json::Value, CliError> {
     Ok(schema)
 }
 
-/// The model to use: `--model PATH`, else the default model in the cache.
+/// The model to use: `--model PATH`, or the id of a shipped model (`gemma-3-270m-q4_k_m`)
+/// for its file in the cache, else the default model in the cache.
 pub fn model_path(model: Option<PathBuf>) -> PathBuf {
-    model.unwrap_or_else(|| models_dir().join(DEFAULT_MODEL.file))
+    match model {
+        None => models_dir().join(DEFAULT_MODEL.file),
+        Some(path) => match path.to_str().and_then(shipped_model) {
+            Some(entry) if !path.exists() => models_dir().join(entry.file),
+            _ => path,
+        },
+    }
 }
 
 fn open(path: &Path) -> Result<File, CliError> {

@@ -41,7 +41,7 @@ enum Command {
         /// Where the API's engine runs: servo when this hearth has it built in, else chromium.
         #[arg(long, requires = "headless")]
         engine: Option<EngineKind>,
-        /// A GGUF model for --engine native; the default model if left out.
+        /// A GGUF file or shipped model id, for --engine native; the default model if left out.
         #[arg(long, requires = "headless")]
         model: Option<PathBuf>,
         /// auto: a hardware GPU when there is one and the model fits, else the CPU.
@@ -56,7 +56,7 @@ enum Command {
     },
     /// Print the token ids of TEXT as a JSON array.
     Tokenize {
-        /// A GGUF model; the default model from the cache if left out.
+        /// A GGUF file, or a shipped model by id (gemma-3-270m-q4_k_m); the default model if left out.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Treat special-token text as plain text and add no BOS/EOS.
@@ -66,7 +66,7 @@ enum Command {
     },
     /// Complete a prompt natively (GPU through wgpu, or CPU), streaming the text to stdout.
     Generate {
-        /// A GGUF model; the default model from the cache if left out.
+        /// A GGUF file, or a shipped model by id (gemma-3-270m-q4_k_m); the default model if left out.
         #[arg(long)]
         model: Option<PathBuf>,
         #[arg(long)]
@@ -126,7 +126,7 @@ enum Command {
     Run {
         #[arg(long)]
         workflow: PathBuf,
-        /// A GGUF model; the default model from the cache if left out.
+        /// A GGUF file, or a shipped model by id (gemma-3-270m-q4_k_m); the default model if left out.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Replaces the workflow's seed.

@@ -1,8 +1,9 @@
 //! Model architectures. Each is one file with its config struct and forward pass; the pieces
 //! they share (quantised weight matrices, errors) live here.
 
-pub mod llama;
-pub mod llama_gpu;
+pub mod config;
+pub mod transformer;
+pub mod transformer_gpu;
 
 use hearth_kernels::KernelError;
 use hearth_kernels::cpu::{Activations, QuantWeights, RowLayout, dequantize_row, interleave_rows, matmul_quant_many};
@@ -17,7 +18,7 @@ pub enum ModelError {
     Gguf(#[from] GgufError),
     #[error(transparent)]
     Kernel(#[from] KernelError),
-    #[error("architecture {0:?} is not supported (llama is)")]
+    #[error("architecture {0:?} is not supported (supported: {list})", list = config::Architecture::supported_list())]
     UnsupportedArchitecture(String),
     #[error("the model has no tensor {0:?}")]
     MissingTensor(String),
@@ -29,6 +30,8 @@ pub enum ModelError {
     BadConfig { key: String, value: String, why: &'static str },
     #[error("the prompt needs {needed} positions but the context holds {context}")]
     ContextFull { needed: usize, context: usize },
+    #[error("the GPU backend does not run {0} yet; the CPU backend does")]
+    NotOnGpu(String),
     #[error("tensor {name:?} cannot go to the GPU: {source}")]
     GpuTensor { name: String, source: KernelError },
     #[error("a forward pass takes 1 to {max} tokens, not {tokens}")]

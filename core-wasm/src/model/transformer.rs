@@ -1,130 +1,38 @@
-//! The llama architecture (SmolLM2, Llama 2/3, TinyLlama...): pre-norm decoder blocks of
-//! RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → SwiGLU MLP → residual;
-//! a final RMSNorm and an output head (tied to the token embeddings when the file has no
-//! `output.weight`). Follows llama.cpp's `llm_build_llama` and its CPU arithmetic: RoPE in the
-//! "normal" (adjacent pairs) layout, an f16 KV cache, queries and attention weights rounded to
-//! f16 before their dot products with it.
+//! The decoder-only transformer of llama, qwen2 and gemma3 on the CPU: pre-norm blocks of
+//! RMSNorm → grouped-query attention with RoPE → residual, RMSNorm → gated MLP → residual; a
+//! final RMSNorm and an output head (tied to the token embeddings when the file has no
+//! `output.weight`). What differs between the architectures is data in [`ModelConfig`].
+//! Follows llama.cpp's graphs (`llm_build_llama`, `llm_build_qwen2`, `llama_model_gemma3`) and
+//! its CPU arithmetic: an f16 KV cache, queries and attention weights rounded to f16 before
+//! their dot products with it.
 
 use half::f16;
-use hearth_kernels::cpu::ops::{add, rms_norm, rope_norm, silu_mul};
+use hearth_kernels::cpu::ops::{add, gelu_mul, rms_norm, rope_neox, rope_norm, silu_mul};
 use hearth_kernels::cpu::{KvHead, attend_head};
 use rayon::prelude::*;
 
+use super::config::{MlpActivation, ModelConfig, RopeLayout};
 use super::{ModelError, QMatrix, load_vector};
-use crate::gguf::{ByteSource, Gguf, Value};
-
-/// Hyper-parameters, from the GGUF's `llama.*` metadata.
-#[derive(Clone, Debug, PartialEq)]
-pub struct LlamaConfig {
-    pub vocab_size: usize,
-    /// Model width (`embedding_length`).
-    pub dim: usize,
-    pub n_layers: usize,
-    pub n_heads: usize,
-    pub n_kv_heads: usize,
-    pub head_dim: usize,
-    pub ffn_dim: usize,
-    /// Dimensions of each head that RoPE rotates.
-    pub n_rot: usize,
-    pub rope_base: f32,
-    pub rms_eps: f32,
-    /// Training context length.
-    pub context_length: usize,
-}
-
-/// Upper bounds on what a file may claim, so a lying header cannot make us allocate terabytes.
-const MAX_DIM: u64 = 1 << 16;
-const MAX_LAYERS: u64 = 1 << 10;
-const MAX_VOCAB: u64 = 1 << 22;
-
-impl LlamaConfig {
-    pub fn from_gguf(g: &Gguf) -> Result<Self, ModelError> {
-        let arch = g.get_str("general.architecture")?;
-        if arch != "llama" {
-            return Err(ModelError::UnsupportedArchitecture(arch.into()));
-        }
-        let int = |key: &str, max: u64| -> Result<usize, ModelError> {
-            let key = format!("llama.{key}");
-            let v = g.get_u64(&key)?;
-            if v == 0 || v > max {
-                return Err(ModelError::BadConfig { key, value: v.to_string(), why: "out of range" });
-            }
-            Ok(v as usize)
-        };
-        let dim = int("embedding_length", MAX_DIM)?;
-        let n_heads = int("attention.head_count", MAX_DIM)?;
-        let n_kv_heads = match g.metadata.get("llama.attention.head_count_kv") {
-            Some(_) => int("attention.head_count_kv", MAX_DIM)?,
-            None => n_heads,
-        };
-        if dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
-            return Err(ModelError::BadConfig {
-                key: "llama.attention.head_count".into(),
-                value: format!("{n_heads} (kv {n_kv_heads}, width {dim})"),
-                why: "heads must divide the width and be a multiple of the kv heads",
-            });
-        }
-        let head_dim = dim / n_heads;
-        let n_rot = match g.metadata.get("llama.rope.dimension_count") {
-            Some(_) => int("rope.dimension_count", head_dim as u64)?,
-            None => head_dim,
-        };
-        if n_rot % 2 != 0 {
-            return Err(ModelError::BadConfig {
-                key: "llama.rope.dimension_count".into(),
-                value: n_rot.to_string(),
-                why: "must be even",
-            });
-        }
-        let vocab_size = match g.get("tokenizer.ggml.tokens")? {
-            Value::Array(tokens) if !tokens.is_empty() && tokens.len() as u64 <= MAX_VOCAB => tokens.len(),
-            other => {
-                return Err(ModelError::BadConfig {
-                    key: "tokenizer.ggml.tokens".into(),
-                    value: other.type_name().into(),
-                    why: "expected a non-empty array of token strings",
-                });
-            }
-        };
-        let float = |key: &str, default: f64| -> Result<f32, ModelError> {
-            let key = format!("llama.{key}");
-            let v = if g.metadata.contains_key(&key) { g.get_f64(&key)? } else { default };
-            if !(v.is_finite() && v > 0.0) {
-                return Err(ModelError::BadConfig { key, value: v.to_string(), why: "must be a positive number" });
-            }
-            Ok(v as f32)
-        };
-        Ok(Self {
-            vocab_size,
-            dim,
-            n_layers: int("block_count", MAX_LAYERS)?,
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            ffn_dim: int("feed_forward_length", MAX_DIM * 4)?,
-            n_rot,
-            rope_base: float("rope.freq_base", 10_000.0)?,
-            rms_eps: float("attention.layer_norm_rms_epsilon", 1e-5)?,
-            context_length: int("context_length", 1 << 24)?,
-        })
-    }
-
-    fn kv_dim(&self) -> usize {
-        self.n_kv_heads * self.head_dim
-    }
-}
+use crate::gguf::{ByteSource, Gguf};
 
 /// One decoder block's weights.
 struct Block {
     attn_norm: Vec<f32>, // [dim]
-    wq: QMatrix,         // [dim] -> [dim]
+    wq: QMatrix,         // [dim] -> [q_dim]
     wk: QMatrix,         // [dim] -> [kv_dim]
     wv: QMatrix,         // [dim] -> [kv_dim]
-    wo: QMatrix,         // [dim] -> [dim]
-    ffn_norm: Vec<f32>,  // [dim]
-    w_gate: QMatrix,     // [dim] -> [ffn_dim]
-    w_up: QMatrix,       // [dim] -> [ffn_dim]
-    w_down: QMatrix,     // [ffn_dim] -> [dim]
+    /// q, k and v biases, where the file has them (qwen2).
+    bias: Option<[Vec<f32>; 3]>,
+    /// Per-head RMSNorm weights of queries and keys ([head_dim] each), where the
+    /// architecture has them (gemma3).
+    qk_norm: Option<[Vec<f32>; 2]>,
+    wo: QMatrix, // [q_dim] -> [dim]
+    /// Norms of the attention and MLP outputs ([dim] each), where the architecture has them.
+    post_norms: Option<[Vec<f32>; 2]>,
+    ffn_norm: Vec<f32>, // [dim]
+    w_gate: QMatrix,    // [dim] -> [ffn_dim]
+    w_up: QMatrix,      // [dim] -> [ffn_dim]
+    w_down: QMatrix,    // [ffn_dim] -> [dim]
 }
 
 /// A sequence's KV cache: per layer, `[n_ctx][kv_dim]` keys and values in f16 (llama.cpp's
@@ -137,9 +45,9 @@ pub struct KvCache {
     n_ctx: usize,
 }
 
-/// A loaded llama model with its KV cache.
-pub struct Llama {
-    pub config: LlamaConfig,
+/// A loaded model with its KV cache.
+pub struct Transformer {
+    pub config: ModelConfig,
     token_embd: QMatrix, // [vocab] rows of [dim]
     blocks: Vec<Block>,
     output_norm: Vec<f32>,   // [dim]
@@ -150,11 +58,11 @@ pub struct Llama {
 /// Prompt tokens run through the model per forward call while prefilling.
 pub const PREFILL_CHUNK: usize = 64;
 
-impl Llama {
+impl Transformer {
     /// Loads the weights of `g` from `src`; `n_ctx` positions of KV cache (at most the
     /// training context).
     pub fn load<S: ByteSource + ?Sized>(g: &Gguf, src: &S, n_ctx: usize) -> Result<Self, ModelError> {
-        let config = LlamaConfig::from_gguf(g)?;
+        let config = ModelConfig::from_gguf(g)?;
         let c = &config;
         let token_embd = QMatrix::load(g, src, "token_embd.weight", c.dim, c.vocab_size)?;
         let output = match g.tensor("output.weight") {
@@ -165,13 +73,28 @@ impl Llama {
         for i in 0..c.n_layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
             let m = |t: &str, cols, rows| QMatrix::load(g, src, &name(t), cols, rows);
+            let v = |t: &str, len| load_vector(g, src, &name(t), len);
+            let bias = |t: &str, len| load_vector(g, src, &format!("blk.{i}.{t}.bias"), len);
+            let bias = match g.tensor(&format!("blk.{i}.attn_q.bias")) {
+                Some(_) => Some([bias("attn_q", c.q_dim())?, bias("attn_k", c.kv_dim())?, bias("attn_v", c.kv_dim())?]),
+                None => None,
+            };
             blocks.push(Block {
-                attn_norm: load_vector(g, src, &name("attn_norm"), c.dim)?,
-                wq: m("attn_q", c.dim, c.dim)?,
+                attn_norm: v("attn_norm", c.dim)?,
+                wq: m("attn_q", c.dim, c.q_dim())?,
                 wk: m("attn_k", c.dim, c.kv_dim())?,
                 wv: m("attn_v", c.dim, c.kv_dim())?,
-                wo: m("attn_output", c.dim, c.dim)?,
-                ffn_norm: load_vector(g, src, &name("ffn_norm"), c.dim)?,
+                bias,
+                qk_norm: match c.qk_norm {
+                    true => Some([v("attn_q_norm", c.head_dim)?, v("attn_k_norm", c.head_dim)?]),
+                    false => None,
+                },
+                wo: m("attn_output", c.q_dim(), c.dim)?,
+                post_norms: match c.post_norms {
+                    true => Some([v("post_attention_norm", c.dim)?, v("post_ffw_norm", c.dim)?]),
+                    false => None,
+                },
+                ffn_norm: v("ffn_norm", c.dim)?,
                 w_gate: m("ffn_gate", c.dim, c.ffn_dim)?,
                 w_up: m("ffn_up", c.dim, c.ffn_dim)?,
                 w_down: m("ffn_down", c.ffn_dim, c.dim)?,
@@ -222,7 +145,7 @@ impl Llama {
 
     /// One forward pass over several sequences, each with its own cache and positions: the
     /// weights are read once for all their tokens. Returns each sequence's logits as
-    /// [`Llama::forward`] does. A sequence's logits do not depend on the others in the batch:
+    /// [`Transformer::forward`] does. A sequence's logits do not depend on the others in the batch:
     /// every matrix row is dotted with each token's vector on its own.
     pub fn forward_batch(&self, seqs: &mut [Sequence<'_>], all_logits: bool) -> Result<Vec<Vec<f32>>, ModelError> {
         // On a pool thread, each parallel op below forks and joins there, rather than parking
@@ -232,7 +155,7 @@ impl Llama {
 
     fn forward_on_pool(&self, seqs: &mut [Sequence<'_>], all_logits: bool) -> Result<Vec<Vec<f32>>, ModelError> {
         let c = &self.config;
-        let (dim, kv) = (c.dim, c.kv_dim());
+        let (dim, q_dim, kv) = (c.dim, c.q_dim(), c.kv_dim());
         // x: [rows][dim], the residual stream; the sequences' tokens one after another.
         let mut x = Vec::new();
         for s in seqs.iter_mut() {
@@ -247,6 +170,9 @@ impl Llama {
                 x.extend(self.token_embd.row(t as usize)?);
             }
         }
+        if let Some(scale) = c.embedding_scale {
+            x.iter_mut().for_each(|v| *v *= scale);
+        }
         // (first row, tokens, position) of each sequence.
         let mut spans = Vec::with_capacity(seqs.len());
         let mut row = 0;
@@ -254,19 +180,33 @@ impl Llama {
             spans.push((row, s.tokens.len(), s.pos));
             row += s.tokens.len();
         }
+        let rope = match c.rope {
+            RopeLayout::Normal => rope_norm,
+            RopeLayout::Neox => rope_neox,
+        };
         for (layer, block) in self.blocks.iter().enumerate() {
             // Attention.
             let mut h = x.clone();
             h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.attn_norm, c.rms_eps));
-            // q: [rows][dim], k and v: [rows][kv_dim].
-            let [mut q, mut k, v] = QMatrix::matmul_many([&block.wq, &block.wk, &block.wv], &h)?;
+            // q: [rows][q_dim], k and v: [rows][kv_dim].
+            let [mut q, mut k, mut v] = QMatrix::matmul_many([&block.wq, &block.wk, &block.wv], &h)?;
+            if let Some([bq, bk, bv]) = &block.bias {
+                q.chunks_exact_mut(q_dim).for_each(|row| add(row, bq));
+                k.chunks_exact_mut(kv).for_each(|row| add(row, bk));
+                v.chunks_exact_mut(kv).for_each(|row| add(row, bv));
+            }
+            if let Some([q_norm, k_norm]) = &block.qk_norm {
+                q.chunks_exact_mut(c.head_dim).for_each(|head| rms_norm(head, q_norm, c.rms_eps));
+                k.chunks_exact_mut(c.head_dim).for_each(|head| rms_norm(head, k_norm, c.rms_eps));
+            }
+            let rope_base = c.rope_base_of(layer);
             let mut att = Vec::with_capacity(q.len());
             for (s, &(first, n, pos)) in seqs.iter_mut().zip(&spans) {
-                let q = &mut q[first * dim..(first + n) * dim];
+                let q = &mut q[first * q_dim..(first + n) * q_dim];
                 let k = &mut k[first * kv..(first + n) * kv];
                 for t in 0..n {
-                    rope_norm(&mut q[t * dim..(t + 1) * dim], c.head_dim, c.n_rot, pos + t, c.rope_base);
-                    rope_norm(&mut k[t * kv..(t + 1) * kv], c.head_dim, c.n_rot, pos + t, c.rope_base);
+                    rope(&mut q[t * q_dim..(t + 1) * q_dim], c.head_dim, c.n_rot, pos + t, rope_base);
+                    rope(&mut k[t * kv..(t + 1) * kv], c.head_dim, c.n_rot, pos + t, rope_base);
                 }
                 let (k_cache, v_cache) = (&mut s.cache.k[layer], &mut s.cache.v[layer]);
                 for (dst, src) in k_cache[pos * kv..(pos + n) * kv].iter_mut().zip(k.iter()) {
@@ -275,16 +215,27 @@ impl Llama {
                 for (dst, src) in v_cache[pos * kv..(pos + n) * kv].iter_mut().zip(&v[first * kv..(first + n) * kv]) {
                     *dst = f16::from_f32(*src);
                 }
-                att.extend(attention(c, q, k_cache, v_cache, pos, n));
+                att.extend(attention(c, layer, q, k_cache, v_cache, pos, n));
             }
-            add(&mut x, &block.wo.matmul(&att)?);
+            let mut out = block.wo.matmul(&att)?;
+            if let Some([post_attention, _]) = &block.post_norms {
+                out.chunks_exact_mut(dim).for_each(|row| rms_norm(row, post_attention, c.rms_eps));
+            }
+            add(&mut x, &out);
 
             // MLP.
             let mut h = x.clone();
             h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.ffn_norm, c.rms_eps));
             let [mut gate, up] = QMatrix::matmul_many([&block.w_gate, &block.w_up], &h)?;
-            silu_mul(&mut gate, &up);
-            add(&mut x, &block.w_down.matmul(&gate)?);
+            match c.mlp {
+                MlpActivation::Silu => silu_mul(&mut gate, &up),
+                MlpActivation::Gelu => gelu_mul(&mut gate, &up),
+            }
+            let mut out = block.w_down.matmul(&gate)?;
+            if let Some([_, post_ffw]) = &block.post_norms {
+                out.chunks_exact_mut(dim).for_each(|row| rms_norm(row, post_ffw, c.rms_eps));
+            }
+            add(&mut x, &out);
         }
         // The rows whose logits are wanted: every row, or each sequence's last.
         let wanted: Vec<(usize, usize)> =
@@ -315,7 +266,7 @@ pub struct Sequence<'a> {
 }
 
 impl KvCache {
-    fn allocate(&mut self, c: &LlamaConfig) {
+    fn allocate(&mut self, c: &ModelConfig) {
         if self.k.is_empty() {
             let size = self.n_ctx * c.kv_dim();
             self.k = (0..c.n_layers).map(|_| vec![f16::ZERO; size]).collect();
@@ -324,17 +275,32 @@ impl KvCache {
     }
 }
 
-/// Causal grouped-query attention for `n` new tokens at `pos..pos + n` over the f16 cache:
-/// `softmax(q·kᵀ / sqrt(head_dim)) v` per head, returning `[n][dim]`.
-fn attention(c: &LlamaConfig, q: &[f32], k_cache: &[f16], v_cache: &[f16], pos: usize, n: usize) -> Vec<f32> {
-    let (hd, kv) = (c.head_dim, c.kv_dim());
+/// Causal grouped-query attention in `layer` for `n` new tokens at `pos..pos + n` over the f16
+/// cache: `softmax(q·kᵀ · scale) v` per head over the positions each query sees (all before
+/// it, or its sliding window), returning `[n][q_dim]`.
+fn attention(
+    c: &ModelConfig,
+    layer: usize,
+    q: &[f32],
+    k_cache: &[f16],
+    v_cache: &[f16],
+    pos: usize,
+    n: usize,
+) -> Vec<f32> {
+    let (hd, kv, q_dim) = (c.head_dim, c.kv_dim(), c.q_dim());
     let group = c.n_heads / c.n_kv_heads;
-    let scale = 1.0 / (hd as f32).sqrt();
-    let mut out = vec![0.0f32; n * c.dim];
+    let (q, scale) = match c.scale_queries {
+        true => (std::borrow::Cow::Owned(q.iter().map(|v| v * c.attention_scale).collect()), 1.0),
+        false => (std::borrow::Cow::Borrowed(q), c.attention_scale),
+    };
+    let mut out = vec![0.0f32; n * q_dim];
     out.par_chunks_mut(hd).enumerate().for_each(|(i, out_head)| {
         let (t, head) = (i / c.n_heads, i % c.n_heads);
-        let kv_head = KvHead { k: k_cache, v: v_cache, stride: kv, offset: head / group * hd };
-        attend_head(&q[t * c.dim + head * hd..][..hd], kv_head, pos + t + 1, scale, out_head);
+        // Positions first..=pos + t; the cache slices start at the first.
+        let first = c.first_visible(layer, pos + t);
+        let kv_head =
+            KvHead { k: &k_cache[first * kv..], v: &v_cache[first * kv..], stride: kv, offset: head / group * hd };
+        attend_head(&q[t * q_dim + head * hd..][..hd], kv_head, pos + t + 1 - first, scale, out_head);
     });
     out
 }

@@ -1,4 +1,4 @@
-//! The llama architecture on the GPU: the forward pass of [`super::llama`] as WebGPU compute
+//! The llama architecture on the GPU: the forward pass of [`super::transformer`] as WebGPU compute
 //! through `hearth_kernels::gpu`, with the weights kept quantised in device memory.
 //!
 //! Everything is built once at load: weight matrices, activation buffers sized for a prefill
@@ -17,7 +17,8 @@ use hearth_kernels::gpu::{
     AttentionSpec, GpuBuffer, GpuContext, GpuMatrix, GpuOp, NormRows, RopeSpec, Step, StepBuffer,
 };
 
-use super::llama::{LlamaConfig, PREFILL_CHUNK};
+use super::config::{Architecture, ModelConfig};
+use super::transformer::PREFILL_CHUNK;
 use super::{ModelError, load_vector, tensor_info};
 use crate::gguf::{ByteSource, Gguf};
 
@@ -30,7 +31,7 @@ pub enum Readback {
     Argmax,
 }
 
-/// The result of [`GpuLlama::forward`].
+/// The result of [`GpuTransformer::forward`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum Prediction {
     Logits(Vec<f32>),
@@ -38,8 +39,8 @@ pub enum Prediction {
 }
 
 /// A llama model on a GPU, with its KV cache there.
-pub struct GpuLlama {
-    pub config: LlamaConfig,
+pub struct GpuTransformer {
+    pub config: ModelConfig,
     ctx: Rc<GpuContext>,
     n_ctx: usize,
     /// Step uniforms of the layers (the whole chunk) and of the output head (its last token).
@@ -65,7 +66,7 @@ struct Resources {
     buffers: Vec<GpuBuffer>,
 }
 
-impl GpuLlama {
+impl GpuTransformer {
     /// Uploads the weights of `g` (read from `src`) to `ctx`'s device and prepares the forward
     /// pass with `n_ctx` positions of KV cache (at most the training context).
     pub fn load<S: ByteSource + ?Sized>(
@@ -74,7 +75,13 @@ impl GpuLlama {
         ctx: Rc<GpuContext>,
         n_ctx: usize,
     ) -> Result<Self, ModelError> {
-        let c = LlamaConfig::from_gguf(g)?;
+        let c = ModelConfig::from_gguf(g)?;
+        if c.architecture != Architecture::Llama {
+            return Err(ModelError::NotOnGpu(format!("{} models", c.architecture.name())));
+        }
+        if g.tensor("blk.0.attn_q.bias").is_some() {
+            return Err(ModelError::NotOnGpu("attention biases".into()));
+        }
         let n_ctx = n_ctx.clamp(1, c.context_length);
         let chunk = PREFILL_CHUNK;
         let kv_dim = c.n_kv_heads * c.head_dim;
@@ -281,7 +288,7 @@ impl GpuLlama {
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-impl GpuLlama {
+impl GpuTransformer {
     /// Times one decode step op by op (each op submitted alone and waited for, less the time
     /// of an empty submit), summed per kernel family, slowest first: what a decode step spends
     /// its GPU time on. Leaves position `pos` of the KV cache written.

@@ -138,6 +138,31 @@ pub fn silu_mul(gate: &mut [f32], up: &[f32]) {
     }
 }
 
+/// ggml's tanh approximation of GELU: `0.5 x (1 + tanh(√(2/π) x (1 + 0.044715 x²)))`.
+pub fn gelu(x: f32) -> f32 {
+    const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+    const COEF_A: f32 = 0.044_715;
+    0.5 * x * (1.0 + (SQRT_2_OVER_PI * x * (1.0 + COEF_A * x * x)).tanh())
+}
+
+/// GELU of every f16 value, rounded to f16: ggml's `table_gelu_f16`.
+static GELU_F16: std::sync::LazyLock<Box<[f16]>> =
+    std::sync::LazyLock::new(|| (0..=u16::MAX).map(|b| f16::from_f32(gelu(f16::from_bits(b).to_f32()))).collect());
+
+/// GeGLU: `gate = gelu(gate) * up`, as ggml's `geglu` on the CPU: the input rounded to f16 and
+/// looked up in a table of f16 results, except beyond ±10 where GELU is 0 or the identity.
+pub fn gelu_mul(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = if *g <= -10.0 {
+            0.0
+        } else if *g >= 10.0 {
+            *g * u
+        } else {
+            GELU_F16[f16::from_f32(*g).to_bits() as usize].to_f32() * u
+        };
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
@@ -258,6 +283,18 @@ mod tests {
         assert_eq!(expf_ggml(f32::NEG_INFINITY), 0.0);
         assert_eq!(expf_ggml(-200.0), 0.0);
         assert!(expf_ggml(100.0).is_infinite());
+    }
+
+    #[test]
+    fn gelu_mul_is_ggmls_table_lookup() {
+        let mut g = vec![-11.0, 0.0, 1.0, 12.0, -0.5];
+        gelu_mul(&mut g, &[2.0, 2.0, 2.0, 2.0, 1.0]);
+        assert_eq!(g[0], 0.0);
+        assert_eq!(g[1], 0.0);
+        // GELU(1) = 0.8412 (tanh form), within f16 rounding.
+        assert!((g[2] - 2.0 * 0.841_192).abs() < 2.0 * 1e-3, "{}", g[2]);
+        assert_eq!(g[3], 24.0);
+        assert!((g[4] + 0.154_286).abs() < 1e-3, "{}", g[4]);
     }
 
     #[test]
