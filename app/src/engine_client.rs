@@ -39,11 +39,16 @@ fn page_param(name: &str) -> Option<String> {
 /// Feature detection: the threaded build needs cross-origin isolation, SharedArrayBuffer and
 /// wasm threads; `?build=single` forces the single-threaded build.
 pub fn choose_build() -> BuildChoice {
-    // Read as a property: engines without the attribute (Servo 0.7) leave it undefined.
-    let isolated =
-        js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated")).is_ok_and(|v| v.is_truthy());
-    let forced = page_param("build");
     let has_sab = js_sys::Reflect::has(&js_sys::global(), &JsValue::from_str("SharedArrayBuffer")).unwrap_or(false);
+    // Read as a property: engines without the attribute (Servo 0.7) leave it undefined, and
+    // there SharedArrayBuffer exists only where the embedder gave its pages shared memory
+    // (Hearth's patched Servo), which is what isolation is for.
+    let isolated = match js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated")) {
+        Ok(v) if v.is_undefined() => has_sab,
+        Ok(v) => v.is_truthy(),
+        Err(_) => false,
+    };
+    let forced = page_param("build");
     let wasm_threads =
         js_sys::WebAssembly::validate(&js_sys::Uint8Array::from(&THREADS_PROBE[..]).into()).unwrap_or(false);
 

@@ -53,12 +53,25 @@ impl EventLoopWaker for Waker {
     fn wake(&self) {}
 }
 
+/// Whether this Servo carries Hearth's shared-memory patches (launcher/servo-patches), as
+/// scripts/build-servo.sh found when it built it: `patched`, or `unpatched: why`.
+pub const SHARED_MEMORY: &str = match option_env!("HEARTH_SERVO_SHARED_MEMORY") {
+    Some(status) => status,
+    None => "unpatched: built without scripts/build-servo.sh",
+};
+
 /// Longest the page may take to load.
 const LOAD_LIMIT: Duration = Duration::from_secs(120);
 
 impl ServoPage {
     /// Starts Servo on its own thread and loads `url`; returns once the page has loaded.
     pub fn open(url: &str) -> Result<Self, ServoError> {
+        if SHARED_MEMORY != "patched" {
+            eprintln!(
+                "servo: no shared memory in this build ({SHARED_MEMORY}); the page runs the single-threaded \
+                 build and the message-passing bus"
+            );
+        }
         let url = url::Url::parse(url).map_err(|e| ServoError::Url { url: url.into(), message: e.to_string() })?;
         let (jobs, inbox) = mpsc::channel();
         let (ready, on_ready) = mpsc::channel();
