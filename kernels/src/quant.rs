@@ -9,6 +9,7 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::KernelError;
+use crate::affine::scale_min_k4;
 
 /// Every ggml tensor type a GGUF file may name. Only some are implemented
 /// ([`QuantFormat::is_supported`]); the rest are listed so errors can name them.
@@ -429,18 +430,6 @@ fn five_bit_pair(q: u8, qh: u32, j: usize) -> (i32, i32) {
     let lo = i32::from(q & 0x0f) | (((qh >> j) & 1) << 4) as i32;
     let hi = i32::from(q >> 4) | (((qh >> (j + 16)) & 1) << 4) as i32;
     (lo, hi)
-}
-
-/// Scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block, 6 bits each: sub-blocks 0..4 in
-/// the low 6 bits of bytes j and j + 4; 4..8 in the nibbles of bytes j + 4 with their top two
-/// bits in the top bits of bytes j − 4 and j (ggml's `get_scale_min_k4`).
-fn scale_min_k4(j: usize, q: &[u8; 12]) -> (f32, f32) {
-    let (sc, m) = if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    };
-    (f32::from(sc), f32::from(m))
 }
 
 /// Scales and mins of the eight sub-blocks of a Q4_K/Q5_K block, all at once: [`scale_min_k4`]
