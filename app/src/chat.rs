@@ -2,17 +2,17 @@
 //! token from the engine worker, a stop button, sampling settings and the speed of the last
 //! reply.
 
-use hearth_core::catalog::{DEFAULT_MODEL, model_url};
 use hearth_core::engine::{Backend, BackendChoice, FinishReason, GenerateParams, Prompt};
 use hearth_core::protocol::{EngineRequest, GpuStatus};
 use hearth_core::sampler::SamplerConfig;
 use leptos::prelude::*;
 
-use crate::engine_client::{EngineClient, EngineState, ModelState, backend_param};
+use crate::engine_client::{EngineClient, EngineState, ModelState};
 
 #[component]
 pub fn Chat(engine: EngineClient) -> impl IntoView {
-    let (model, chat, state) = (engine.model, engine.chat, engine.state);
+    let (model, chat, state, selected) = (engine.model, engine.chat, engine.state, engine.selected);
+    let initial_backend = engine.backend.get_untracked();
     let input = RwSignal::new(String::new());
     let temperature = RwSignal::new(0.0f32);
     let max_tokens = RwSignal::new(256usize);
@@ -71,7 +71,8 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
         ModelState::Loaded { bytes, context, ms, backend, note } => (
             "loaded",
             format!(
-                "model loaded ({:.1} MB in {:.1} s), {context} tokens of context, on the {}{}",
+                "{} loaded ({:.1} MB in {:.1} s), {context} tokens of context, on the {}{}",
+                selected.get().name,
                 bytes as f64 / 1e6,
                 ms / 1e3,
                 backend_name(backend),
@@ -99,10 +100,12 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
         _ => "",
     };
     // Loads the model again onto the backend picked in the settings.
-    let switch_backend = move |ev: leptos::ev::Event| {
-        let choice: BackendChoice = event_target_value(&ev).parse().unwrap_or_default();
-        model.set(ModelState::Loading { loaded: 0, total: None });
-        engine.send(&EngineRequest::LoadModel { url: model_url(&DEFAULT_MODEL), backend: choice });
+    let switch_backend = {
+        let engine = engine.clone();
+        move |ev: leptos::ev::Event| {
+            engine.backend.set(event_target_value(&ev).parse().unwrap_or_default());
+            engine.reload_model();
+        }
     };
     let stats = move || {
         chat.with(|c| {
@@ -160,9 +163,9 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                 <summary>"Settings"</summary>
                 <label>"backend "
                     <select id="chat-backend" on:change=switch_backend disabled=replying>
-                        <option value="auto" selected=move || backend_param() == BackendChoice::Auto>"auto"</option>
-                        <option value="gpu" selected=move || backend_param() == BackendChoice::Gpu>"GPU"</option>
-                        <option value="cpu" selected=move || backend_param() == BackendChoice::Cpu>"CPU"</option>
+                        <option value="auto" selected=move || initial_backend == BackendChoice::Auto>"auto"</option>
+                        <option value="gpu" selected=move || initial_backend == BackendChoice::Gpu>"GPU"</option>
+                        <option value="cpu" selected=move || initial_backend == BackendChoice::Cpu>"CPU"</option>
                     </select>
                 </label>
                 <label>"temperature "

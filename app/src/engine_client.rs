@@ -1,7 +1,7 @@
 //! The page's side of the engine worker: picks the runtime build, starts the worker, and turns
 //! its messages into signals.
 
-use hearth_core::catalog::{DEFAULT_MODEL, model_url};
+use hearth_core::catalog::{DEFAULT_MODEL, ModelEntry, model_url, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Backend, BackendChoice, Completion};
 use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, RuntimeBuild};
@@ -28,6 +28,12 @@ pub struct BuildChoice {
 /// The backend the page asks for: `?backend=cpu|gpu|auto`, auto when absent or unreadable.
 pub fn backend_param() -> BackendChoice {
     page_param("backend").and_then(|b| b.parse().ok()).unwrap_or_default()
+}
+
+/// The shipped model the page asks for: `?model=<id>` (e.g. `gemma-3-270m-q4_k_m`), the
+/// default model when absent or unknown.
+pub fn model_param() -> &'static ModelEntry {
+    page_param("model").and_then(|id| shipped_model(&id)).unwrap_or(&DEFAULT_MODEL)
 }
 
 /// A query parameter of the page's URL.
@@ -144,6 +150,10 @@ pub struct EngineClient {
     pub kernels: ReadSignal<Option<(KernelOutcome, KernelOutcome)>>,
     pub busy: RwSignal<bool>,
     pub model: RwSignal<ModelState>,
+    /// The shipped model the chat runs (picked in the model card, or `?model=`).
+    pub selected: RwSignal<&'static ModelEntry>,
+    /// The backend picked in the chat's settings (or `?backend=`).
+    pub backend: RwSignal<BackendChoice>,
     pub chat: RwSignal<ChatState>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
@@ -155,6 +165,8 @@ impl EngineClient {
         let (kernels, set_kernels) = signal(None);
         let busy = RwSignal::new(false);
         let model = RwSignal::new(ModelState::NotLoaded);
+        let selected = RwSignal::new(model_param());
+        let backend = RwSignal::new(backend_param());
         let chat = RwSignal::new(ChatState::default());
         let worker_slot = StoredValue::new_local(None::<Worker>);
 
@@ -168,7 +180,7 @@ impl EngineClient {
             Ok(worker) => worker,
             Err(e) => {
                 set_state.set(EngineState::Failed(format!("cannot start the engine worker: {e:?}")));
-                return Self { choice, state, kernels, busy, model, chat, worker: worker_slot };
+                return Self { choice, state, kernels, busy, model, selected, backend, chat, worker: worker_slot };
             }
         };
 
@@ -178,7 +190,8 @@ impl EngineClient {
                     set_state.set(EngineState::Ready(capabilities));
                     // The chat needs the model; fetch it as soon as the engine can take it.
                     model.set(ModelState::Loading { loaded: 0, total: None });
-                    let request = EngineRequest::LoadModel { url: model_url(&DEFAULT_MODEL), backend: backend_param() };
+                    let url = model_url(selected.get_untracked());
+                    let request = EngineRequest::LoadModel { url, backend: backend.get_untracked() };
                     post(worker_slot, &request);
                 }
                 Ok(EngineEvent::ModelProgress { loaded, total }) => model.set(ModelState::Loading { loaded, total }),
@@ -217,11 +230,18 @@ impl EngineClient {
         on_error.forget();
 
         worker_slot.set_value(Some(worker));
-        Self { choice, state, kernels, busy, model, chat, worker: worker_slot }
+        Self { choice, state, kernels, busy, model, selected, backend, chat, worker: worker_slot }
     }
 
     pub fn send(&self, request: &EngineRequest) {
         post(self.worker, request);
+    }
+
+    /// Loads the selected model onto the selected backend, in place of the one loaded.
+    pub fn reload_model(&self) {
+        self.model.set(ModelState::Loading { loaded: 0, total: None });
+        let url = model_url(self.selected.get_untracked());
+        self.send(&EngineRequest::LoadModel { url, backend: self.backend.get_untracked() });
     }
 }
 

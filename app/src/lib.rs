@@ -1,6 +1,6 @@
-//! Hearth's UI. The first screen chats with the default model and shows what the runtime found
-//! (WebGPU adapter, cross-origin isolation, which runtime build, threads, the default model);
-//! it also runs the kernel probe.
+//! Hearth's UI. The first screen chats with a shipped model (the default, or one picked in the
+//! model card) and shows what the runtime found (WebGPU adapter, cross-origin isolation, which
+//! runtime build, threads, the model); it also runs the kernel probe.
 
 mod capabilities;
 mod chat;
@@ -30,7 +30,7 @@ pub fn App() -> impl IntoView {
         <main>
             <Chat engine=engine.clone()/>
             <CapabilitiesPanel engine=engine.clone()/>
-            <ModelCard/>
+            <ModelCard engine=engine.clone()/>
             <KernelProbe engine=engine/>
         </main>
     }

@@ -1,9 +1,12 @@
-//! The default model: name, size, and where it is (on the server, in this browser's cache).
+//! The chat's model: a choice of the shipped models, and the chosen one's name, size, and where
+//! it is (on the server, in this browser's cache).
 
-use hearth_core::catalog::{DEFAULT_MODEL, model_url};
+use hearth_core::catalog::{SHIPPED_MODELS, model_url, shipped_model};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
+
+use crate::engine_client::EngineClient;
 
 /// Cache Storage bucket the app keeps model files in.
 pub const MODEL_CACHE: &str = "hearth-models";
@@ -36,17 +39,16 @@ async fn in_browser_cache(url: &str) -> Result<bool, String> {
 }
 
 #[component]
-pub fn ModelCard() -> impl IntoView {
-    let url = model_url(&DEFAULT_MODEL);
-    let server = LocalResource::new({
-        let url = url.clone();
-        move || {
-            let url = url.clone();
-            async move { on_server(&url).await }
-        }
+pub fn ModelCard(engine: EngineClient) -> impl IntoView {
+    let selected = engine.selected;
+    let chat = engine.chat;
+    let busy = move || chat.with(|c| c.reply.is_some());
+    let server = LocalResource::new(move || {
+        let url = model_url(selected.get());
+        async move { on_server(&url).await }
     });
     let cached = LocalResource::new(move || {
-        let url = url.clone();
+        let url = model_url(selected.get());
         async move {
             match in_browser_cache(&url).await {
                 Ok(true) => "cached".to_string(),
@@ -55,14 +57,31 @@ pub fn ModelCard() -> impl IntoView {
             }
         }
     });
+    // Another model replaces the loaded one (the conversation stays, and goes on with it).
+    let pick = move |ev: leptos::ev::Event| {
+        if let Some(entry) = shipped_model(&event_target_value(&ev)) {
+            selected.set(entry);
+            engine.reload_model();
+        }
+    };
     view! {
         <section class="card" id="model">
-            <h2>"Default model"</h2>
+            <h2>"Model"</h2>
+            <label>"run "
+                <select id="model-select" on:change=pick disabled=busy>
+                    {SHIPPED_MODELS.iter().map(|m| view! {
+                        <option value=m.id() selected=move || selected.get().id() == m.id()>{m.name}</option>
+                    }).collect_view()}
+                </select>
+            </label>
             <table>
-                <tr><th>"name"</th><td id="model-name">{DEFAULT_MODEL.name}</td></tr>
+                <tr><th>"name"</th><td id="model-name">{move || selected.get().name}</td></tr>
                 <tr>
                     <th>"size"</th>
-                    <td id="model-size">{format!("{:.1} MB ({} bytes)", DEFAULT_MODEL.size as f64 / 1e6, DEFAULT_MODEL.size)}</td>
+                    <td id="model-size">{move || {
+                        let size = selected.get().size;
+                        format!("{:.1} MB ({size} bytes)", size as f64 / 1e6)
+                    }}</td>
                 </tr>
                 <tr><th>"server"</th><td id="model-server">{move || server.get().unwrap_or_else(|| "checking…".into())}</td></tr>
                 <tr><th>"browser cache"</th><td id="model-cached">{move || cached.get().unwrap_or_else(|| "checking…".into())}</td></tr>

@@ -43,7 +43,21 @@ struct Layer {
 
 impl Layer {
     fn new(ctx: &GpuContext, n_heads: u32, n_kv_heads: u32, head_dim: u32, n_ctx: u32, max_tokens: u32) -> Self {
-        let spec = AttentionSpec { n_heads, n_kv_heads, head_dim, scale: 1.0 / (head_dim as f32).sqrt(), n_ctx };
+        Self::windowed(ctx, n_heads, n_kv_heads, head_dim, n_ctx, max_tokens, None)
+    }
+
+    /// A layer whose queries see only the last `window` positions, if given.
+    fn windowed(
+        ctx: &GpuContext,
+        n_heads: u32,
+        n_kv_heads: u32,
+        head_dim: u32,
+        n_ctx: u32,
+        max_tokens: u32,
+        window: Option<u32>,
+    ) -> Self {
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let spec = AttentionSpec { n_heads, n_kv_heads, head_dim, scale, n_ctx, window };
         let (dim, kv_dim) = ((n_heads * head_dim) as usize, n_kv_heads * head_dim);
         let tokens = max_tokens as usize;
         let step = ctx.step_buffer();
@@ -83,8 +97,8 @@ impl Layer {
     /// `f16::from_f32`, and that `out` past the step's tokens is untouched.
     async fn check_step(&self, ctx: &GpuContext, n_tokens: u32, pos: u32, seed: u64) {
         let what = format!(
-            "{}/{} heads of {}, {n_tokens} tokens at pos {pos}",
-            self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim
+            "{}/{} heads of {}, window {:?}, {n_tokens} tokens at pos {pos}",
+            self.spec.n_heads, self.spec.n_kv_heads, self.spec.head_dim, self.spec.window
         );
         let (dim, kv_dim, hd) = (self.dim(), self.kv_dim() as usize, self.spec.head_dim as usize);
         let n = n_tokens as usize;
@@ -112,10 +126,14 @@ impl Layer {
         let (mut err_twin, mut err_exact) = (0.0f64, 0.0f64);
         let mut twin = vec![0.0f32; hd];
         for t in 0..n {
+            // Positions first..=p, the cache slices starting at the first (as the model does).
+            let p = pos as usize + t;
+            let first = self.spec.window.map_or(0, |w| (p + 1).saturating_sub(w as usize));
+            let (k_seen, v_seen) = (&k_cache[first * kv_dim..], &v_cache[first * kv_dim..]);
             for h in 0..self.spec.n_heads as usize {
-                let kv = KvHead { k: &k_cache, v: &v_cache, stride: kv_dim, offset: h / group * hd };
+                let kv = KvHead { k: k_seen, v: v_seen, stride: kv_dim, offset: h / group * hd };
                 let q_head = &q[t * dim + h * hd..][..hd];
-                let attended = pos as usize + t + 1;
+                let attended = p + 1 - first;
                 attend_head(q_head, kv, attended, self.spec.scale, &mut twin);
                 let exact = reference(q_head, kv, attended, self.spec.scale);
                 let got = &got[t * dim + h * hd..][..hd];
@@ -255,6 +273,30 @@ async fn check_odd_head_sizes(ctx: &GpuContext) {
     layer.check_step(ctx, 1, 140, 65).await;
 }
 
+/// Sliding windows (gemma3's local layers): decode and prefill before the window fills, as it
+/// slides past tile boundaries, and with windows shorter than a tile or a prefill block.
+async fn check_sliding_window(ctx: &GpuContext) {
+    let layer = Layer::windowed(ctx, 4, 1, 256, 1024, 64, Some(512));
+    layer.history(ctx, 1024, 80);
+    layer.check_step(ctx, 64, 0, 81).await;
+    layer.check_step(ctx, 64, 480, 82).await;
+    layer.check_step(ctx, 1, 511, 83).await;
+    layer.check_step(ctx, 1, 512, 84).await;
+    layer.check_step(ctx, 1, 1000, 85).await;
+    layer.check_step(ctx, 37, 700, 86).await;
+    let layer = Layer::windowed(ctx, 9, 3, 64, 2048, 64, Some(5));
+    layer.history(ctx, 2048, 87);
+    layer.check_step(ctx, 1, 3, 88).await;
+    layer.check_step(ctx, 1, 130, 89).await;
+    layer.check_step(ctx, 64, 200, 90).await;
+    layer.check_step(ctx, 1, 2047, 91).await;
+    // A window of one: each query sees only itself.
+    let layer = Layer::windowed(ctx, 2, 1, 2, 256, 40, Some(1));
+    layer.history(ctx, 256, 92);
+    layer.check_step(ctx, 40, 100, 93).await;
+    layer.check_step(ctx, 1, 255, 94).await;
+}
+
 /// A step of fewer tokens than the buffers hold writes only its own rows (checked in every
 /// step); more than they hold is refused.
 async fn check_step_with_fewer_tokens_than_max(ctx: &GpuContext) {
@@ -283,7 +325,7 @@ async fn check_bad_inputs_are_refused(ctx: &GpuContext) {
     expect_shape_error(ctx.op_kv_store(&src, &cache, 7, &step), &["kv_dim 7"]);
     expect_shape_error(ctx.op_kv_store(&src, &cache, 128, &step), &["src of 64"]);
 
-    let spec = AttentionSpec { n_heads: 4, n_kv_heads: 2, head_dim: 4, scale: 0.5, n_ctx: 16 };
+    let spec = AttentionSpec { n_heads: 4, n_kv_heads: 2, head_dim: 4, scale: 0.5, n_ctx: 16, window: None };
     let q = ctx.buffer("q", 32).unwrap();
     let out = ctx.buffer("out", 32).unwrap();
     let attn = |spec, q: &GpuBuffer, k: &GpuBuffer, out: &GpuBuffer| ctx.op_attention(q, k, &cache, out, spec, &step);
@@ -292,6 +334,7 @@ async fn check_bad_inputs_are_refused(ctx: &GpuContext) {
     expect_shape_error(attn(AttentionSpec { n_kv_heads: 0, ..spec }, &q, &cache, &out), &["n_kv_heads 0"]);
     expect_shape_error(attn(AttentionSpec { head_dim: 3, ..spec }, &q, &cache, &out), &["head_dim 3"]);
     expect_shape_error(attn(AttentionSpec { head_dim: 258, ..spec }, &q, &cache, &out), &["head_dim 258"]);
+    expect_shape_error(attn(AttentionSpec { window: Some(0), ..spec }, &q, &cache, &out), &["window of 0"]);
     let small_cache = ctx.kv_cache("small", 15, 8).unwrap();
     expect_shape_error(attn(spec, &q, &small_cache, &out), &["k_cache", "60 values", "n_ctx 16"]);
     let tiny_q = ctx.buffer("tiny q", 15).unwrap();
@@ -309,6 +352,7 @@ gpu_tests! {
     prefill_from_pos_100 => check_prefill_from_pos_100,
     gqa_4_heads_over_1_of_256 => check_gqa_4_heads_over_1_of_256,
     odd_head_sizes => check_odd_head_sizes,
+    sliding_window => check_sliding_window,
     step_with_fewer_tokens_than_max => check_step_with_fewer_tokens_than_max,
     bad_inputs_are_refused => check_bad_inputs_are_refused,
 }

@@ -1,4 +1,4 @@
-//! The layer ops (RMSNorm, RoPE, SwiGLU, residual add) against their CPU twins in
+//! The layer ops (RMSNorm, RoPE, SwiGLU, GeGLU, residual add, bias, scale) against their CPU twins in
 //! `cpu::ops`, on awkward shapes: width 1, odd widths, widths that are not multiples of the
 //! 256-wide workgroups, steps of fewer tokens than the buffers hold. Natively on Vulkan
 //! (lavapipe) and, in the wasm build, on WebGPU in Chromium.
@@ -60,15 +60,23 @@ async fn rms_norm_matches_cpu(ctx: &GpuContext) {
         (300, 6, 5, NormRows::LastToken),
         (4097, 2, 1, NormRows::LastToken),
         (8192, 3, 2, NormRows::LastToken),
+        (256, 3, 2, NormRows::EachHead { heads: 4 }),
+        (7, 4, 4, NormRows::EachHead { heads: 3 }),
+        (1, 2, 1, NormRows::EachHead { heads: 5 }),
     ];
     for (case, &(dim, max_tokens, n_tokens, rows)) in cases.iter().enumerate() {
-        let (dim_u, max_u, n_u) = (dim as usize, max_tokens as usize, n_tokens as usize);
-        let x = random_values(dim_u * max_u, 11 + case as u64, 3.0);
+        let (max_u, n_u) = (max_tokens as usize, n_tokens as usize);
+        let heads = match rows {
+            NormRows::EachHead { heads } => heads as usize,
+            _ => 1,
+        };
+        let (dim_u, x_len) = (dim as usize, dim as usize * heads * max_u);
+        let x = random_values(x_len, 11 + case as u64, 3.0);
         let weight: Vec<f32> = random_values(dim_u, 101 + case as u64, 1.0).iter().map(|w| w + 0.5).collect();
         let eps = 1e-5;
         // One spare row in `out` for the last-token case, to see that only row 0 is written.
         let out_len = match rows {
-            NormRows::AllTokens => dim_u * max_u,
+            NormRows::AllTokens | NormRows::EachHead { .. } => x_len,
             NormRows::LastToken => 2 * dim_u,
         };
         let x_buf = ctx.buffer_from("x", &x).unwrap();
@@ -77,8 +85,9 @@ async fn rms_norm_matches_cpu(ctx: &GpuContext) {
         let op = ctx.op_rms_norm(&x_buf, &w_buf, &out_buf, dim, eps, rows, &step).unwrap();
         let got = run_read(ctx, &step, &op, n_tokens, 0, &out_buf, out_len).await;
 
+        // Rows of `dim` in x that the step normalises, in the order they land in `out`.
         let want_rows: Vec<usize> = match rows {
-            NormRows::AllTokens => (0..n_u).collect(),
+            NormRows::AllTokens | NormRows::EachHead { .. } => (0..n_u * heads).collect(),
             NormRows::LastToken => vec![n_u - 1],
         };
         for (r, &t) in want_rows.iter().enumerate() {
@@ -198,6 +207,25 @@ async fn rope_matches_cpu(ctx: &GpuContext) {
 /// its division within 2.5 ulp: tolerance 2e-6 relative (about 16 ulp), subnormal results
 /// compared absolutely (drivers may flush them).
 async fn silu_mul_matches_cpu(ctx: &GpuContext) {
+    glu_matches_cpu(ctx, Glu::Silu).await;
+}
+
+/// GeGLU: ggml rounds the argument to f16 and looks GELU up in a table of f16 results; the
+/// kernel rounds the same way and computes the entry with the driver's tanh, which may land
+/// on the neighbouring f16: one f16 ulp of the GELU is at most 2^-10 of it; tolerance 2^-9
+/// of |GELU · up|. GELUs under 1e-3 (arguments below about -3.2, where 1 + tanh cancels in
+/// f32 and an ulp of tanh is a large part of the result) are held to 2^-9 · 1e-3 · |up|.
+async fn gelu_mul_matches_cpu(ctx: &GpuContext) {
+    glu_matches_cpu(ctx, Glu::Gelu).await;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Glu {
+    Silu,
+    Gelu,
+}
+
+async fn glu_matches_cpu(ctx: &GpuContext, glu: Glu) {
     let step = ctx.step_buffer();
     let mut worst = 0.0f32;
     // (width, tokens the buffers hold, tokens in the step)
@@ -215,27 +243,45 @@ async fn silu_mul_matches_cpu(ctx: &GpuContext) {
         let up = random_values(len, 71 + case as u64, 2.0);
         let gate_buf = ctx.buffer_from("gate", &gate).unwrap();
         let up_buf = ctx.buffer_from("up", &up).unwrap();
-        let op = ctx.op_silu_mul(&gate_buf, &up_buf, width, &step).unwrap();
+        let op = match glu {
+            Glu::Silu => ctx.op_silu_mul(&gate_buf, &up_buf, width, &step).unwrap(),
+            Glu::Gelu => ctx.op_gelu_mul(&gate_buf, &up_buf, width, &step).unwrap(),
+        };
         let got = run_read(ctx, &step, &op, n_tokens, 3, &gate_buf, len).await;
 
         let w = width as usize;
         for t in 0..max_tokens as usize {
             let mut want = gate[t * w..(t + 1) * w].to_vec();
             if t < n_tokens as usize {
-                ops::silu_mul(&mut want, &up[t * w..(t + 1) * w]);
+                match glu {
+                    Glu::Silu => ops::silu_mul(&mut want, &up[t * w..(t + 1) * w]),
+                    Glu::Gelu => ops::gelu_mul(&mut want, &up[t * w..(t + 1) * w]),
+                }
             }
             for (c, (&g, &wv)) in got[t * w..(t + 1) * w].iter().zip(&want).enumerate() {
                 if t >= n_tokens as usize {
                     assert_eq!(g.to_bits(), wv.to_bits(), "width {width} token {t} value {c}: must be left alone");
                     continue;
                 }
-                let e = rel_err(g, wv, f32::MIN_POSITIVE);
+                let (e, tol) = match glu {
+                    Glu::Silu => (rel_err(g, wv, f32::MIN_POSITIVE), 2e-6),
+                    // Relative to |up|: a GELU near zero is an f16 of tiny absolute size.
+                    Glu::Gelu => {
+                        let u = up[t * w + c].abs().max(f32::MIN_POSITIVE);
+                        let rounded = half::f16::from_f32(gate[t * w + c]).to_f32();
+                        ((g - wv).abs() / u / ops::gelu(rounded).abs().max(1e-3), 2f32.powi(-9))
+                    }
+                };
                 worst = worst.max(e);
-                assert!(e <= 2e-6, "width {width} token {t} value {c}: gate {} gpu {g} cpu {wv}", gate[t * w + c]);
+                assert!(
+                    e <= tol,
+                    "{glu:?} width {width} token {t} value {c}: gate {} gpu {g} cpu {wv}",
+                    gate[t * w + c]
+                );
             }
         }
     }
-    report!("silu_mul: worst relative error {worst:e}");
+    report!("{glu:?}: worst relative error {worst:e}");
 }
 
 /// The residual add, exact.
@@ -256,6 +302,31 @@ async fn add_matches_cpu(ctx: &GpuContext) {
         let got_bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
         let want_bits: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
         assert_eq!(got_bits, want_bits, "width {width}, {n_tokens} of {max_tokens} tokens");
+    }
+}
+
+/// A bias added to every token of the step, and a constant factor: exact.
+async fn add_bias_and_scale_match_cpu(ctx: &GpuContext) {
+    let step = ctx.step_buffer();
+    for (case, &(width, max_tokens, n_tokens)) in [(1u32, 1u32, 1u32), (7, 6, 5), (1000, 3, 2)].iter().enumerate() {
+        let (w, len) = (width as usize, (width * max_tokens) as usize);
+        let x = random_values(len, 110 + case as u64, 5.0);
+        let bias = random_values(w, 120 + case as u64, 2.0);
+        let (x_buf, bias_buf) = (ctx.buffer_from("x", &x).unwrap(), ctx.buffer_from("bias", &bias).unwrap());
+        let factor = 25.298_222;
+        let ops = [
+            ctx.op_add_bias(&x_buf, &bias_buf, width, &step).unwrap(),
+            ctx.op_scale(&x_buf, width, factor, &step).unwrap(),
+        ];
+        ctx.run(&step, Step { n_tokens, pos: 0 }, &[&ops[0], &ops[1]]).unwrap();
+        let got = ctx.read::<f32>(&x_buf, 0..len).await.unwrap();
+        let mut want = x.clone();
+        for row in want[..w * n_tokens as usize].chunks_exact_mut(w) {
+            ops::add(row, &bias);
+            row.iter_mut().for_each(|v| *v *= factor);
+        }
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "width {width}, {n_tokens} of {max_tokens} tokens");
     }
 }
 
@@ -315,6 +386,11 @@ async fn check_layer_ops_reject_bad_shapes(ctx: &GpuContext) {
     shape(ctx.op_silu_mul(&x, &b(12), 4, &step), "up holds 12 values, 16 needed for 4 tokens of 4, as gate holds");
     shape(ctx.op_add(&x, &b(12), 8, &step), "y holds 12 values, 16 needed for 2 tokens of 8, as x holds");
     shape(ctx.op_add(&x, &x, 8, &step), "same buffer");
+    shape(ctx.op_add_bias(&x, &b(7), 8, &step), "bias holds 7 values, 8 needed for width 8");
+    shape(ctx.op_scale(&x, 8, f32::NAN, &step), "factor NaN");
+    shape(ctx.op_rms_norm(&x, &w, &out, 8, 1e-5, NormRows::EachHead { heads: 0 }, &step), "0 heads");
+    shape(ctx.op_rms_norm(&x, &w, &out, 4, 1e-5, NormRows::EachHead { heads: 5 }, &step), "less than one token of 20");
+    shape(ctx.op_gelu_mul(&x, &b(12), 4, &step), "up holds 12 values");
 
     // Buffers of 2 tokens: a step of 3 is refused before anything is encoded.
     let ops = [
@@ -338,6 +414,8 @@ gpu_tests! {
     rms_norm_spills_rows_past_one_dispatch_dimension => rms_norm_spills_rows,
     rope_matches_cpu_reference_in_both_layouts => rope_matches_cpu,
     silu_mul_matches_cpu_reference => silu_mul_matches_cpu,
+    gelu_mul_matches_cpu_reference => gelu_mul_matches_cpu,
+    add_bias_and_scale_match_cpu_exactly => add_bias_and_scale_match_cpu,
     add_matches_cpu_reference_exactly => add_matches_cpu,
     add_spills_past_one_dispatch_dimension => check_add_spills_past_one_dispatch_dimension,
     layer_ops_reject_bad_shapes => check_layer_ops_reject_bad_shapes,

@@ -60,9 +60,22 @@ struct AttnParams {
     // Prefill: query tokens per workgroup, and key positions per K/V tile.
     bq: u32,
     bk: u32,
+    // Sliding window: positions a query sees (itself included), 0 for all.
+    window: u32,
+    _pad0: u32,
+    _pad1: u32,
+    _pad2: u32,
 }
 
 @group(0) @binding(1) var<uniform> params: AttnParams;
+
+// The first position a query at position p attends to.
+fn first_visible(p: u32) -> u32 {
+    if (params.window == 0u) {
+        return 0u;
+    }
+    return p + 1u - min(p + 1u, params.window);
+}
 @group(0) @binding(2) var<storage, read> q: array<f32>;
 @group(0) @binding(3) var<storage, read> k_cache: array<u32>;
 @group(0) @binding(4) var<storage, read> v_cache: array<u32>;
@@ -73,9 +86,10 @@ fn f16_pair(a: f32, b: f32) -> u32 {
 
 // ---------------------------------------------------------------------------------------------
 // Decode (one token): flash-decoding. The KV length is cut into 64-position tiles, and the
-// tiles into at most max_splits runs of `tiles_per_split`; workgroup (split, head) reduces its
-// run with an online softmax into a partial (m, l, o[head_dim]), and attn_reduce combines a
-// head's partials. Both compute the split the same way, from step.pos.
+// tiles from the one holding the first visible position on into at most max_splits runs of
+// `tiles_per_split`; workgroup (split, head) reduces its run with an online softmax into a
+// partial (m, l, o[head_dim]), and attn_reduce combines a head's partials. Both compute the
+// split the same way, from step.pos.
 
 const DECODE_WG: u32 = 64u;
 // Positions per tile: one per invocation.
@@ -89,9 +103,18 @@ var<workgroup> dq: array<u32, MAX_PAIRS>;
 var<workgroup> dp: array<f32, DECODE_TILE>;
 var<workgroup> dred: array<f32, DECODE_WG>;
 
-// Positions attended by the decoded token (clamped to the cache).
+// Positions attended by the decoded token (clamped to the cache): first..len.
 fn decode_len() -> u32 {
     return min(step.pos + 1u, params.n_ctx);
+}
+
+fn decode_first() -> u32 {
+    return min(first_visible(step.pos), decode_len() - 1u);
+}
+
+// Tiles from the first visible position's to the last.
+fn decode_tiles() -> u32 {
+    return (decode_len() + DECODE_TILE - 1u) / DECODE_TILE - decode_first() / DECODE_TILE;
 }
 
 fn tiles_per_split(n_tiles: u32) -> u32 {
@@ -125,10 +148,12 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     let kv_pairs = params.n_heads / params.group * pairs;
     let head_base = h / params.group * pairs;
     let len = decode_len();
-    let n_tiles = (len + DECODE_TILE - 1u) / DECODE_TILE;
+    let first_pos = decode_first();
+    let first_tile = first_pos / DECODE_TILE;
+    let n_tiles = decode_tiles();
     let per = tiles_per_split(n_tiles);
-    let tile_begin = split * per;
-    let tile_end = min(tile_begin + per, n_tiles);
+    let tile_begin = first_tile + split * per;
+    let tile_end = min(tile_begin + per, first_tile + n_tiles);
 
     for (var i = lid; i < pairs; i += DECODE_WG) {
         let qi = h * hd + 2u * i;
@@ -144,7 +169,7 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     for (var tile = tile_begin; tile < tile_end; tile++) {
         let first = tile * DECODE_TILE;
         let j = first + lid;
-        let valid = j < len;
+        let valid = j >= first_pos && j < len;
         var s = NEG_BIG;
         if (valid) {
             var qk = 0.0;
@@ -202,12 +227,12 @@ fn attn_decode(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 @group(0) @binding(3) var<storage, read_write> reduced: array<f32>;
 
 // One workgroup per head: out = Σ_s o_s exp(m_s - M) / Σ_s l_s exp(m_s - M), M = max_s m_s.
-// Every split holds at least one position, so every m_s is a real score.
+// Every split holds at least one visible position, so every m_s is a real score.
 @compute @workgroup_size(64)
 fn attn_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
     let h = wg.x;
     let hd = params.head_dim;
-    let n_tiles = (decode_len() + DECODE_TILE - 1u) / DECODE_TILE;
+    let n_tiles = decode_tiles();
     let per = tiles_per_split(n_tiles);
     let n_splits = (n_tiles + per - 1u) / per;
     let rec = hd + 2u;
@@ -233,8 +258,9 @@ fn attn_reduce(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 // ---------------------------------------------------------------------------------------------
 // Prefill (several tokens): workgroup (block, head) takes query tokens block*bq .. +bq of one
 // head, keeps them (as f16 pairs) in workgroup memory, and streams K/V tiles of bk positions
-// through workgroup memory up to its last token's position: tiles wholly above the diagonal
-// are never loaded, and positions above a token's own are masked. The host picks bq and bk
+// through workgroup memory from its first token's first visible position up to its last
+// token's position: tiles wholly above the diagonal (or before every token's window) are
+// never loaded, and positions above a token's own (or before its window) are masked. The host picks bq and bk
 // from head_dim so that bq * pairs ≤ 1024 and bk * pairs ≤ 1024 (≤ 4 KiB each), bq ≤ 32 and
 // bk ≤ 16: 14.1 KiB of workgroup memory in all.
 
@@ -272,6 +298,7 @@ fn attn_prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     // holds barriers).
     let kv_end = min(step.pos + t_end, params.n_ctx);
     let n_ktiles = (kv_end + bk - 1u) / bk;
+    let first_ktile = min(first_visible(step.pos + t0), kv_end - 1u) / bk;
 
     for (var w = lid; w < bq * pairs; w += PREFILL_WG) {
         let t = t0 + w / pairs;
@@ -289,7 +316,7 @@ fn attn_prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
     var l = 0.0;
     var acc: array<vec2<f32>, ITEMS>;
 
-    for (var kt = 0u; kt < n_ktiles; kt++) {
+    for (var kt = first_ktile; kt < n_ktiles; kt++) {
         let k0 = kt * bk;
         let count = min(bk, kv_end - k0);
         for (var w = lid; w < bk * pairs; w += PREFILL_WG) {
@@ -318,24 +345,27 @@ fn attn_prefill(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_
         }
         workgroupBarrier();
 
-        // Online softmax per row over this tile's keys j < visible (those at or before the
-        // token's position); a row whose keys all lie ahead keeps m and l (alpha = 1).
+        // Online softmax per row over this tile's keys lo <= j < visible (those in the token's
+        // window, at or before its position); a row whose keys all lie outside keeps m and l
+        // (alpha = 1).
         if (lid < bq) {
             let t = t0 + lid;
             var visible = 0u;
+            var lo = 0u;
             if (t < n_tokens) {
                 visible = min(count, (step.pos + t + 1u) - min(step.pos + t + 1u, k0));
+                lo = first_visible(step.pos + t) - min(first_visible(step.pos + t), k0);
             }
             let row = lid * bk;
             var m_new = m;
-            for (var j = 0u; j < visible; j++) {
+            for (var j = lo; j < visible; j++) {
                 m_new = max(m_new, ps[row + j]);
             }
             let alpha = exp(m - m_new);
             var sum = 0.0;
             for (var j = 0u; j < bk; j++) {
                 var p = 0.0;
-                if (j < visible) {
+                if (j >= lo && j < visible) {
                     p = exp(ps[row + j] - m_new);
                 }
                 ps[row + j] = p;

@@ -1,10 +1,12 @@
 // Element-wise ops over the first `step.n_tokens` tokens of `width` values each, one value per
-// invocation: SwiGLU (`silu_mul`: x = silu(x) · y) and the residual add (`add`: x += y).
+// invocation: SwiGLU (`silu_mul`: x = silu(x) · y), GeGLU (`gelu_mul`: x = gelu(x) · y), the
+// residual add (`add`: x += y), a bias on every token (`add_bias`: x[t] += y) and a constant
+// factor (`scale`: x *= factor; y unused).
 // Workgroups beyond the 65535 of one dispatch dimension spill into y.
 
 struct EltParams {
     width: u32,
-    _pad0: u32,
+    factor: f32,
     _pad1: u32,
     _pad2: u32,
 }
@@ -68,4 +70,54 @@ fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) g
         return;
     }
     x[i] = x[i] + y[i];
+}
+
+// GELU as ggml's CPU backend computes it for GeGLU: the argument rounded to f16, the tanh form
+// 0.5·g·(1 + tanh(√(2/π)·g·(1 + 0.044715·g²))) evaluated in f32 and rounded to f16 (its
+// `table_gelu_f16`, which holds exactly that for every f16), and beyond ±10 the limits 0 and g.
+fn gelu_f16(v: f32) -> f32 {
+    if (v <= -10.0) {
+        return 0.0;
+    }
+    if (v >= 10.0) {
+        return v;
+    }
+    let g = unpack2x16float(pack2x16float(vec2<f32>(v, 0.0))).x;
+    // tanh from one exponential, 1 - 2/(e^2|a| + 1), so that near -1 it rounds to the f32
+    // below 1 as libm's tanhf does (some drivers' tanh returns exactly -1 there, which turns
+    // the small GELUs of arguments below -4 into 0). |a| < 44 here: e^88 stays finite.
+    let a = 0.7978846 * g * (1.0 + 0.044715 * g * g);
+    let t = sign(a) * (1.0 - 2.0 / (exp(2.0 * abs(a)) + 1.0));
+    let r = 0.5 * g * (1.0 + t);
+    return unpack2x16float(pack2x16float(vec2<f32>(r, 0.0))).x;
+}
+
+// x = gelu(x) · y.
+@compute @workgroup_size(256)
+fn gelu_mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if (i >= step.n_tokens * params.width) {
+        return;
+    }
+    x[i] = gelu_f16(x[i]) * y[i];
+}
+
+// x[t] += y for every token t: y holds one token's `width` values (a bias).
+@compute @workgroup_size(256)
+fn add_bias(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if (i >= step.n_tokens * params.width) {
+        return;
+    }
+    x[i] = x[i] + y[i % params.width];
+}
+
+// x *= factor.
+@compute @workgroup_size(256)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) groups: vec3<u32>) {
+    let i = flat_index(gid, groups);
+    if (i >= step.n_tokens * params.width) {
+        return;
+    }
+    x[i] = x[i] * params.factor;
 }

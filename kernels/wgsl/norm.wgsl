@@ -1,4 +1,5 @@
-// RMSNorm: out[t] = x[t] / sqrt(mean(x[t]²) + eps) * weight, rows of `dim` values.
+// RMSNorm: out[r] = x[r] / sqrt(mean(x[r]²) + eps) * weight, rows of `dim` values: each
+// token's row, or each of its `rows_per_token` heads (gemma's q/k norms), or its last token.
 //
 // One workgroup per row: its 256 invocations stride across the row summing squares, combine
 // the partial sums with a tree reduction in workgroup memory, then scale the row. The sum runs
@@ -10,7 +11,8 @@ struct NormParams {
     eps: f32,
     // 1: normalise only the step's last token, into row 0 of `out`.
     last_token: u32,
-    _pad: u32,
+    // Rows of `dim` values per token (1, or the heads when normalising each head).
+    rows_per_token: u32,
 }
 
 @group(0) @binding(1) var<uniform> params: NormParams;
@@ -29,7 +31,7 @@ fn rms_norm(
 ) {
     let row = wg.x + wg.y * groups.x;
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
-    if (row >= step.n_tokens) {
+    if (row >= step.n_tokens * params.rows_per_token) {
         return;
     }
     let dim = params.dim;

@@ -80,3 +80,69 @@ async fn single_threaded_wasm_engine_matches_llama_cpp() {
     let (_server, url) = hearth_serve();
     engine_matches_llama_cpp(&format!("{url}?build=single"), "single-threaded").await;
 }
+
+/// The second shipped model, picked in the model card: the page swaps SmolLM2 for Gemma 3
+/// 270M, and the CPU engine in wasm gives llama.cpp's Gemma tokens (SentencePiece) and greedy
+/// tokens, logits within `LOGIT_TOLERANCE` (Q4_K/Q6_K kernels, GeGLU, q/k norms and all).
+/// The first 8 steps of one golden case keep the test to a few seconds of decoding.
+#[tokio::test(flavor = "multi_thread")]
+async fn gemma3_picked_in_the_app_matches_llama_cpp() {
+    let (_server, url) = hearth_serve();
+    let browser = open_in_chromium(&format!("{url}?backend=cpu")).await;
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    let picked = run_in_page(
+        &browser,
+        "const select = document.getElementById('model-select'); \
+         select.value = 'gemma-3-270m-q4_k_m'; \
+         select.dispatchEvent(new Event('change', { bubbles: true })); \
+         const name = () => document.getElementById('model-name').textContent; \
+         while (name() === 'SmolLM2-135M-Instruct Q4_1') await new Promise(r => setTimeout(r, 10)); \
+         return [name(), hearth.modelState()];",
+        Value::Null,
+    )
+    .await;
+    assert_eq!(picked, json!(["Gemma 3 270M Q4_K_M", "loading"]), "the card names the pick, and it loads");
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("Gemma: {e}"));
+    let status =
+        run_in_page(&browser, "return document.getElementById('model-status').textContent;", Value::Null).await;
+    assert!(status.as_str().unwrap().starts_with("Gemma 3 270M Q4_K_M loaded"), "{status}");
+
+    let golden = |name: &str| -> Value {
+        let path = format!("{}/golden/gemma-3-270m-q4_k_m/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("golden JSON")
+    };
+    let tokens = golden("tokens.json");
+    let cases = &tokens["cases"].as_array().unwrap()[..12];
+    let inputs: Vec<Value> = cases.iter().map(|c| json!({"text": c["text"], "special": c["add_special"]})).collect();
+    let got = run_in_page(
+        &browser,
+        "const out = []; for (const c of args) out.push(await hearth.tokenize(c.text, c.special)); return out;",
+        Value::Array(inputs),
+    )
+    .await;
+    for (case, ids) in cases.iter().zip(got.as_array().unwrap()) {
+        assert_eq!(ids, &case["ids"], "Gemma tokens of {} (special {})", case["text"], case["add_special"]);
+    }
+
+    let greedy = golden("greedy.json");
+    let case = &greedy["cases"][0];
+    let steps = 8;
+    let params = json!({"max_tokens": steps, "ignore_eos": true, "top_logits": greedy["top"]});
+    let done = run_in_page(
+        &browser,
+        "return await hearth.generate(args[0], args[1]);",
+        json!([{"text": case["prompt"]}, params]),
+    )
+    .await;
+    assert_eq!(done["tokens"].as_array().unwrap()[..], case["ids"].as_array().unwrap()[..steps], "Gemma greedy tokens");
+    let mut worst = 0.0f64;
+    for (ours, theirs) in done["top_logits"].as_array().unwrap().iter().zip(case["top_logits"].as_array().unwrap()) {
+        for (a, b) in ours.as_array().unwrap().iter().zip(theirs.as_array().unwrap()) {
+            assert_eq!(a[0], b[0], "Gemma top ids {ours} vs {theirs}");
+            worst = worst.max((a[1].as_f64().unwrap() - b[1].as_f64().unwrap()).abs());
+        }
+    }
+    println!("Gemma 3 in wasm: largest |logit - llama.cpp| over {steps} steps: {worst:e}");
+    assert!(worst <= LOGIT_TOLERANCE, "Gemma logits differ by {worst}");
+    browser.close().await.expect("close the Chromium session");
+}

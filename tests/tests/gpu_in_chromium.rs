@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use hearth_tests::{check_gpu_greedy, hearth_serve, open_in_chromium};
+use hearth_tests::{GPU_LOGIT_TOLERANCE, check_gpu_greedy, hearth_serve, open_in_chromium};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(600);
@@ -45,7 +45,7 @@ async fn greedy_reply_on_webgpu_follows_llama_cpp() {
         .iter()
         .map(|step| step.as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap())).collect())
         .collect();
-    let (worst, steps) = check_gpu_greedy(&case, &tokens, &top_logits);
+    let (worst, steps) = check_gpu_greedy(&case, &tokens, &top_logits, GPU_LOGIT_TOLERANCE);
     println!(
         "WebGPU in Chromium: {steps} of {STEPS} steps compared, largest logit difference {worst:.3}; timings {}",
         done["timings"]

@@ -30,8 +30,6 @@ pub enum ModelError {
     BadConfig { key: String, value: String, why: &'static str },
     #[error("the prompt needs {needed} positions but the context holds {context}")]
     ContextFull { needed: usize, context: usize },
-    #[error("the GPU backend does not run {0} yet; the CPU backend does")]
-    NotOnGpu(String),
     #[error("tensor {name:?} cannot go to the GPU: {source}")]
     GpuTensor { name: String, source: KernelError },
     #[error("a forward pass takes 1 to {max} tokens, not {tokens}")]

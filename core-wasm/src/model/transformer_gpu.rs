@@ -1,5 +1,8 @@
-//! The llama architecture on the GPU: the forward pass of [`super::transformer`] as WebGPU compute
-//! through `hearth_kernels::gpu`, with the weights kept quantised in device memory.
+//! llama, qwen2 and gemma3 on the GPU: the forward pass of [`super::transformer`] as WebGPU
+//! compute through `hearth_kernels::gpu`, with the weights kept quantised in device memory.
+//! The architectures' differences ([`ModelConfig`]) become different ops in the same list:
+//! biases after the projections, per-head q/k norms, post-norms before the residual adds,
+//! GeGLU for SwiGLU, scaled embeddings and queries, and windowed attention in local layers.
 //!
 //! Everything is built once at load: weight matrices, activation buffers sized for a prefill
 //! chunk, the KV cache, and one prepared op (pipeline + bind group) per step of the pass. A
@@ -17,7 +20,7 @@ use hearth_kernels::gpu::{
     AttentionSpec, GpuBuffer, GpuContext, GpuMatrix, GpuOp, NormRows, RopeSpec, Step, StepBuffer,
 };
 
-use super::config::{Architecture, ModelConfig};
+use super::config::{MlpActivation, ModelConfig, RopeLayout};
 use super::transformer::PREFILL_CHUNK;
 use super::{ModelError, load_vector, tensor_info};
 use crate::gguf::{ByteSource, Gguf};
@@ -38,7 +41,7 @@ pub enum Prediction {
     Token(u32),
 }
 
-/// A llama model on a GPU, with its KV cache there.
+/// A model on a GPU, with its KV cache there.
 pub struct GpuTransformer {
     pub config: ModelConfig,
     ctx: Rc<GpuContext>,
@@ -76,15 +79,9 @@ impl GpuTransformer {
         n_ctx: usize,
     ) -> Result<Self, ModelError> {
         let c = ModelConfig::from_gguf(g)?;
-        if c.architecture != Architecture::Llama {
-            return Err(ModelError::NotOnGpu(format!("{} models", c.architecture.name())));
-        }
-        if g.tensor("blk.0.attn_q.bias").is_some() {
-            return Err(ModelError::NotOnGpu("attention biases".into()));
-        }
         let n_ctx = n_ctx.clamp(1, c.context_length);
         let chunk = PREFILL_CHUNK;
-        let kv_dim = c.n_kv_heads * c.head_dim;
+        let (q_dim, kv_dim) = (c.q_dim(), c.kv_dim());
         let gpu = &*ctx;
         let mut res = Resources::default();
 
@@ -120,7 +117,10 @@ impl GpuTransformer {
             wq: usize,
             wk: usize,
             wv: usize,
+            bias: Option<[usize; 3]>,
+            qk_norm: Option<[usize; 2]>,
             wo: usize,
+            post_norms: Option<[usize; 2]>,
             gate: usize,
             up: usize,
             down: usize,
@@ -130,13 +130,36 @@ impl GpuTransformer {
         let mut blocks = Vec::with_capacity(c.n_layers);
         for i in 0..c.n_layers {
             let name = |t: &str| format!("blk.{i}.{t}.weight");
+            let bias = |res: &mut Resources, t: &str, len| vector(res, &format!("blk.{i}.{t}.bias"), len);
             blocks.push(BlockIds {
                 attn_norm: vector(&mut res, &name("attn_norm"), c.dim)?,
                 ffn_norm: vector(&mut res, &name("ffn_norm"), c.dim)?,
-                wq: matrix(&mut res, &name("attn_q"), c.dim, c.dim)?,
+                wq: matrix(&mut res, &name("attn_q"), c.dim, q_dim)?,
                 wk: matrix(&mut res, &name("attn_k"), c.dim, kv_dim)?,
                 wv: matrix(&mut res, &name("attn_v"), c.dim, kv_dim)?,
-                wo: matrix(&mut res, &name("attn_output"), c.dim, c.dim)?,
+                bias: match g.tensor(&format!("blk.{i}.attn_q.bias")) {
+                    Some(_) => Some([
+                        bias(&mut res, "attn_q", q_dim)?,
+                        bias(&mut res, "attn_k", kv_dim)?,
+                        bias(&mut res, "attn_v", kv_dim)?,
+                    ]),
+                    None => None,
+                },
+                qk_norm: match c.qk_norm {
+                    true => Some([
+                        vector(&mut res, &name("attn_q_norm"), c.head_dim)?,
+                        vector(&mut res, &name("attn_k_norm"), c.head_dim)?,
+                    ]),
+                    false => None,
+                },
+                wo: matrix(&mut res, &name("attn_output"), q_dim, c.dim)?,
+                post_norms: match c.post_norms {
+                    true => Some([
+                        vector(&mut res, &name("post_attention_norm"), c.dim)?,
+                        vector(&mut res, &name("post_ffw_norm"), c.dim)?,
+                    ]),
+                    false => None,
+                },
                 gate: matrix(&mut res, &name("ffn_gate"), c.dim, c.ffn_dim)?,
                 up: matrix(&mut res, &name("ffn_up"), c.dim, c.ffn_dim)?,
                 down: matrix(&mut res, &name("ffn_down"), c.ffn_dim, c.dim)?,
@@ -151,10 +174,17 @@ impl GpuTransformer {
         let x = activations(&mut res, "x", chunk * c.dim)?;
         let h = activations(&mut res, "h", chunk * c.dim)?;
         let o = activations(&mut res, "o", chunk * c.dim)?;
-        let q = activations(&mut res, "q", chunk * c.dim)?;
+        let q = activations(&mut res, "q", chunk * q_dim)?;
         let k = activations(&mut res, "k", chunk * kv_dim)?;
         let v = activations(&mut res, "v", chunk * kv_dim)?;
-        let attn = activations(&mut res, "attn", chunk * c.dim)?;
+        // Queries and keys after their per-head norms (a norm cannot write its input).
+        let (qn, kn) = match c.qk_norm {
+            true => {
+                (activations(&mut res, "q normed", chunk * q_dim)?, activations(&mut res, "k normed", chunk * kv_dim)?)
+            }
+            false => (q, k),
+        };
+        let attn = activations(&mut res, "attn", chunk * q_dim)?;
         let gate = activations(&mut res, "gate", chunk * c.ffn_dim)?;
         let up = activations(&mut res, "up", chunk * c.ffn_dim)?;
         let last = activations(&mut res, "last", c.dim)?;
@@ -163,44 +193,90 @@ impl GpuTransformer {
 
         let step = gpu.step_buffer();
         let head_step = gpu.step_buffer();
-        let (dim, ffn, kvd) = (c.dim as u32, c.ffn_dim as u32, kv_dim as u32);
-        let rope = |n_heads: usize| RopeSpec {
-            neox: false,
+        let (dim, ffn, qd, kvd) = (c.dim as u32, c.ffn_dim as u32, q_dim as u32, kv_dim as u32);
+        let head_dim = c.head_dim as u32;
+        let rope = |n_heads: usize, layer: usize| RopeSpec {
+            neox: c.rope == RopeLayout::Neox,
             n_heads: n_heads as u32,
-            head_dim: c.head_dim as u32,
+            head_dim,
             n_rot: c.n_rot as u32,
-            base: c.rope_base,
+            base: c.rope_base_of(layer),
         };
-        let attention = AttentionSpec {
+        // Where the queries are scaled before attention (gemma3), the scores are not.
+        let attention = |layer: usize| AttentionSpec {
             n_heads: c.n_heads as u32,
             n_kv_heads: c.n_kv_heads as u32,
-            head_dim: c.head_dim as u32,
-            scale: 1.0 / (c.head_dim as f32).sqrt(),
+            head_dim,
+            scale: if c.scale_queries { 1.0 } else { c.attention_scale },
             n_ctx: n_ctx as u32,
+            window: match &c.sliding_window {
+                Some(w) if w.local[layer] => Some(w.window.min(u32::MAX as usize) as u32),
+                _ => None,
+            },
         };
+        let all = NormRows::AllTokens;
 
         let (m, b) = (&res.matrices, &res.buffers);
         let mut layers = vec![gpu.op_embed(&m[token_embd], &tokens, &b[x], &step)?];
-        for blk in &blocks {
+        if let Some(factor) = c.embedding_scale {
+            layers.push(gpu.op_scale(&b[x], dim, factor, &step)?);
+        }
+        for (layer, blk) in blocks.iter().enumerate() {
             layers.extend([
-                gpu.op_rms_norm(&b[x], &b[blk.attn_norm], &b[h], dim, c.rms_eps, NormRows::AllTokens, &step)?,
+                gpu.op_rms_norm(&b[x], &b[blk.attn_norm], &b[h], dim, c.rms_eps, all, &step)?,
                 gpu.op_matmul(&m[blk.wq], &b[h], &b[q], &step)?,
                 gpu.op_matmul(&m[blk.wk], &b[h], &b[k], &step)?,
                 gpu.op_matmul(&m[blk.wv], &b[h], &b[v], &step)?,
-                gpu.op_rope(&b[q], rope(c.n_heads), &step)?,
-                gpu.op_rope(&b[k], rope(c.n_kv_heads), &step)?,
-                gpu.op_kv_store(&b[k], &blk.k_cache, kvd, &step)?,
+            ]);
+            if let Some([bq, bk, bv]) = blk.bias {
+                layers.extend([
+                    gpu.op_add_bias(&b[q], &b[bq], qd, &step)?,
+                    gpu.op_add_bias(&b[k], &b[bk], kvd, &step)?,
+                    gpu.op_add_bias(&b[v], &b[bv], kvd, &step)?,
+                ]);
+            }
+            if let Some([q_norm, k_norm]) = blk.qk_norm {
+                let heads = |n: usize| NormRows::EachHead { heads: n as u32 };
+                layers.extend([
+                    gpu.op_rms_norm(&b[q], &b[q_norm], &b[qn], head_dim, c.rms_eps, heads(c.n_heads), &step)?,
+                    gpu.op_rms_norm(&b[k], &b[k_norm], &b[kn], head_dim, c.rms_eps, heads(c.n_kv_heads), &step)?,
+                ]);
+            }
+            layers.extend([
+                gpu.op_rope(&b[qn], rope(c.n_heads, layer), &step)?,
+                gpu.op_rope(&b[kn], rope(c.n_kv_heads, layer), &step)?,
+            ]);
+            if c.scale_queries {
+                layers.push(gpu.op_scale(&b[qn], qd, c.attention_scale, &step)?);
+            }
+            layers.extend([
+                gpu.op_kv_store(&b[kn], &blk.k_cache, kvd, &step)?,
                 gpu.op_kv_store(&b[v], &blk.v_cache, kvd, &step)?,
-                gpu.op_attention(&b[q], &blk.k_cache, &blk.v_cache, &b[attn], attention, &step)?,
+                gpu.op_attention(&b[qn], &blk.k_cache, &blk.v_cache, &b[attn], attention(layer), &step)?,
                 gpu.op_matmul(&m[blk.wo], &b[attn], &b[o], &step)?,
-                gpu.op_add(&b[x], &b[o], dim, &step)?,
-                gpu.op_rms_norm(&b[x], &b[blk.ffn_norm], &b[h], dim, c.rms_eps, NormRows::AllTokens, &step)?,
+            ]);
+            // The block's output, normed first where the architecture has post-norms.
+            let residual = |post_norm: Option<usize>| -> Result<Vec<GpuOp>, ModelError> {
+                Ok(match post_norm {
+                    Some(norm) => vec![
+                        gpu.op_rms_norm(&b[o], &b[norm], &b[h], dim, c.rms_eps, all, &step)?,
+                        gpu.op_add(&b[x], &b[h], dim, &step)?,
+                    ],
+                    None => vec![gpu.op_add(&b[x], &b[o], dim, &step)?],
+                })
+            };
+            layers.extend(residual(blk.post_norms.map(|[attn, _]| attn))?);
+            layers.extend([
+                gpu.op_rms_norm(&b[x], &b[blk.ffn_norm], &b[h], dim, c.rms_eps, all, &step)?,
                 gpu.op_matmul(&m[blk.gate], &b[h], &b[gate], &step)?,
                 gpu.op_matmul(&m[blk.up], &b[h], &b[up], &step)?,
-                gpu.op_silu_mul(&b[gate], &b[up], ffn, &step)?,
+                match c.mlp {
+                    MlpActivation::Silu => gpu.op_silu_mul(&b[gate], &b[up], ffn, &step)?,
+                    MlpActivation::Gelu => gpu.op_gelu_mul(&b[gate], &b[up], ffn, &step)?,
+                },
                 gpu.op_matmul(&m[blk.down], &b[gate], &b[o], &step)?,
-                gpu.op_add(&b[x], &b[o], dim, &step)?,
             ]);
+            layers.extend(residual(blk.post_norms.map(|[_, ffw]| ffw))?);
         }
         // The last token's norm reads the layers' step (which says how many tokens there are);
         // the head then works on that one row.

@@ -42,8 +42,11 @@ struct AttnParams {
     max_splits: u32,
     bq: u32,
     bk: u32,
+    /// Positions a query sees (itself and those before), 0 for all.
+    window: u32,
+    _pad: [u32; 3],
 }
-const _: () = assert!(size_of::<AttnParams>() == 32 && size_of::<StoreParams>() == 16);
+const _: () = assert!(size_of::<AttnParams>() == 48 && size_of::<StoreParams>() == 16);
 
 pub(crate) struct AttentionKernels {
     kv_store: wgpu::ComputePipeline,
@@ -72,10 +75,21 @@ fn max_splits(n_ctx: u32) -> u32 {
     n_ctx.div_ceil(DECODE_TILE).clamp(1, MAX_SPLITS)
 }
 
+/// The first position a query at `pos` sees with a sliding `window` (0: no window), as the
+/// shader's `first_visible`.
+fn first_visible(pos: u32, window: u32) -> u32 {
+    match window {
+        0 => 0,
+        w => pos.saturating_add(1).saturating_sub(w),
+    }
+}
+
 /// How a decode step at `pos` splits the KV length (as the shader's `tiles_per_split` and
-/// `attn_reduce`): `ceil(tiles / max_splits)` tiles per workgroup; returns the workgroups.
-fn decode_splits(pos: u32, n_ctx: u32, max_splits: u32) -> u32 {
-    let tiles = pos.saturating_add(1).min(n_ctx).div_ceil(DECODE_TILE);
+/// `attn_reduce`): the tiles from the one holding the first visible position on,
+/// `ceil(tiles / max_splits)` of them per workgroup; returns the workgroups.
+fn decode_splits(pos: u32, n_ctx: u32, max_splits: u32, window: u32) -> u32 {
+    let len = pos.saturating_add(1).min(n_ctx);
+    let tiles = len.div_ceil(DECODE_TILE) - first_visible(pos, window).min(len - 1) / DECODE_TILE;
     tiles.div_ceil(tiles.div_ceil(max_splits))
 }
 
@@ -100,6 +114,9 @@ pub struct AttentionSpec {
     pub scale: f32,
     /// Positions the cache holds.
     pub n_ctx: u32,
+    /// Sliding-window attention: a query at position p sees only `p + 1 - window ..= p`
+    /// (gemma3's local layers). `None`: every position up to its own.
+    pub window: Option<u32>,
 }
 
 impl GpuContext {
@@ -171,7 +188,8 @@ impl GpuContext {
     }
 
     /// Causal attention: for token t (position p = step.pos + t) and query head h,
-    /// `out[t][h] = Σ_{j ≤ p} softmax_j(scale · q[t][h] · k[j][kv(h)]) · v[j][kv(h)]`.
+    /// `out[t][h] = Σ_{first ≤ j ≤ p} softmax_j(scale · q[t][h] · k[j][kv(h)]) · v[j][kv(h)]`,
+    /// `first` 0 or, with a sliding window, `p + 1 - window`.
     /// `q` and `out` hold tokens of `n_heads * head_dim` values.
     ///
     /// One token (decode) splits each head's positions across workgroups and reduces their
@@ -189,7 +207,12 @@ impl GpuContext {
         step: &StepBuffer,
     ) -> Result<GpuOp, KernelError> {
         const OP: &str = "attention";
-        let AttentionSpec { n_heads, n_kv_heads, head_dim, scale, n_ctx } = spec;
+        let AttentionSpec { n_heads, n_kv_heads, head_dim, scale, n_ctx, window } = spec;
+        let window = match window {
+            Some(0) => return Err(shape_error(OP, "a sliding window of 0 positions sees nothing".into())),
+            Some(w) => w,
+            None => 0,
+        };
         if n_heads == 0 || n_kv_heads == 0 || !n_heads.is_multiple_of(n_kv_heads) {
             return Err(shape_error(
                 OP,
@@ -240,7 +263,18 @@ impl GpuContext {
             u32::try_from(max_tokens).map_err(|_| shape_error(OP, format!("{max_tokens} tokens do not fit a u32")))?;
 
         let max_splits = max_splits(n_ctx);
-        let params = AttnParams { n_heads, group: n_heads / n_kv_heads, head_dim, n_ctx, scale, max_splits, bq, bk };
+        let params = AttnParams {
+            n_heads,
+            group: n_heads / n_kv_heads,
+            head_dim,
+            n_ctx,
+            scale,
+            max_splits,
+            bq,
+            bk,
+            window,
+            _pad: [0; 3],
+        };
         let params = uniform(&self.device, "attention params", &params);
         // Decode partials, per head and split: (max, sum, head_dim unnormalised outputs).
         let partials = self.buffer("attention partials", (n_heads * max_splits) as usize * (head_dim as usize + 2))?;
@@ -266,7 +300,7 @@ impl GpuContext {
                 if s.n_tokens != 1 {
                     return [0; 3];
                 }
-                [decode_splits(s.pos, n_ctx, max_splits), n_heads, 1]
+                [decode_splits(s.pos, n_ctx, max_splits, window), n_heads, 1]
             }),
         };
         let reduce = Dispatch {

@@ -1,6 +1,6 @@
 //! The row-wise and element-wise ops of a transformer layer: RMSNorm (`wgsl/norm.wgsl`), RoPE
-//! (`wgsl/rope.wgsl`), SwiGLU and the residual add (`wgsl/elementwise.wgsl`). CPU twins in
-//! [`crate::cpu::ops`].
+//! (`wgsl/rope.wgsl`), SwiGLU, GeGLU, the residual add, biases and constant factors
+//! (`wgsl/elementwise.wgsl`). CPU twins in [`crate::cpu::ops`].
 
 use super::GpuContext;
 use super::tensor::{Dispatch, GpuBuffer, GpuOp, Step, StepBuffer, bind, pipeline, shader, uniform};
@@ -15,7 +15,10 @@ pub(crate) struct LayerKernels {
     rms_norm: wgpu::ComputePipeline,
     rope: wgpu::ComputePipeline,
     silu_mul: wgpu::ComputePipeline,
+    gelu_mul: wgpu::ComputePipeline,
     add: wgpu::ComputePipeline,
+    add_bias: wgpu::ComputePipeline,
+    scale: wgpu::ComputePipeline,
 }
 
 impl LayerKernels {
@@ -27,7 +30,10 @@ impl LayerKernels {
             rms_norm: pipeline(device, &norm, "rms_norm"),
             rope: pipeline(device, &rope, "rope"),
             silu_mul: pipeline(device, &elementwise, "silu_mul"),
+            gelu_mul: pipeline(device, &elementwise, "gelu_mul"),
             add: pipeline(device, &elementwise, "add"),
+            add_bias: pipeline(device, &elementwise, "add_bias"),
+            scale: pipeline(device, &elementwise, "scale"),
         }
     }
 }
@@ -39,7 +45,7 @@ struct NormParams {
     dim: u32,
     eps: f32,
     last_token: u32,
-    _pad: u32,
+    rows_per_token: u32,
 }
 
 /// `RopeParams` of `rope.wgsl`.
@@ -59,7 +65,8 @@ struct RopeParams {
 #[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct EltParams {
     width: u32,
-    _pad: [u32; 3],
+    factor: f32,
+    _pad: [u32; 2],
 }
 
 /// A grid of `groups` workgroups: along x up to the per-dimension limit, the rest in rows of
@@ -111,6 +118,9 @@ fn distinct(op: &'static str, a: (&str, &GpuBuffer), b: (&str, &GpuBuffer)) -> R
 pub enum NormRows {
     /// Every token of the step: `out[t] = norm(x[t])`.
     AllTokens,
+    /// Every head of every token of the step, each token holding `heads` rows of `dim`
+    /// values (per-head q/k norms): `out[t][h] = norm(x[t][h])`.
+    EachHead { heads: u32 },
     /// Only the step's last token, written to `out[0]` (before the output head).
     LastToken,
 }
@@ -161,11 +171,22 @@ impl GpuContext {
         step: &StepBuffer,
     ) -> Result<GpuOp, KernelError> {
         const OP: &str = "rms_norm";
-        let max_tokens = tokens_in(OP, "x", x, dim)?;
+        let rows_per_token = match rows {
+            NormRows::EachHead { heads: 0 } => {
+                return Err(KernelError::OpShape { op: OP, why: "0 heads per token".into() });
+            }
+            NormRows::EachHead { heads } => heads,
+            NormRows::AllTokens | NormRows::LastToken => 1,
+        };
+        let width = dim.checked_mul(rows_per_token).ok_or_else(|| KernelError::OpShape {
+            op: OP,
+            why: format!("{rows_per_token} heads of {dim} overflow u32"),
+        })?;
+        let max_tokens = tokens_in(OP, "x", x, width)?;
         holds(OP, "weight", weight, dim as usize, &format!("dim {dim}"))?;
         let (out_values, out_rows) = match rows {
-            NormRows::AllTokens => {
-                (max_tokens as usize * dim as usize, format!("{max_tokens} tokens of {dim}, as x holds"))
+            NormRows::AllTokens | NormRows::EachHead { .. } => {
+                (max_tokens as usize * width as usize, format!("{max_tokens} tokens of {width}, as x holds"))
             }
             NormRows::LastToken => (dim as usize, format!("the last token, of {dim}")),
         };
@@ -173,12 +194,14 @@ impl GpuContext {
         distinct(OP, ("x", x), ("out", out))?;
         distinct(OP, ("weight", weight), ("out", out))?;
         let last_token = u32::from(rows == NormRows::LastToken);
-        let params = uniform(&self.device, "rms_norm params", &NormParams { dim, eps, last_token, _pad: 0 });
+        let params = uniform(&self.device, "rms_norm params", &NormParams { dim, eps, last_token, rows_per_token });
         let resources =
             [step.buffer.as_entire_binding(), params.as_entire_binding(), x.binding(), weight.binding(), out.binding()];
         // One workgroup per row normalised.
         Ok(self.layer_op(OP, &self.layer.rms_norm, &resources, max_tokens, move |s: Step| match rows {
-            NormRows::AllTokens => spill_grid(u64::from(s.n_tokens)),
+            NormRows::AllTokens | NormRows::EachHead { .. } => {
+                spill_grid(u64::from(s.n_tokens) * u64::from(rows_per_token))
+            }
             NormRows::LastToken => spill_grid(u64::from(s.n_tokens.min(1))),
         }))
     }
@@ -235,9 +258,55 @@ impl GpuContext {
         self.layer_elementwise("silu_mul", &self.layer.silu_mul, ("gate", gate), ("up", up), width, step)
     }
 
+    /// `gate[i] = gelu(gate[i]) * up[i]` for tokens of `width` values, GELU rounded through
+    /// f16 as ggml's table (twin: [`crate::cpu::ops::gelu_mul`]).
+    pub fn op_gelu_mul(
+        &self,
+        gate: &GpuBuffer,
+        up: &GpuBuffer,
+        width: u32,
+        step: &StepBuffer,
+    ) -> Result<GpuOp, KernelError> {
+        self.layer_elementwise("gelu_mul", &self.layer.gelu_mul, ("gate", gate), ("up", up), width, step)
+    }
+
     /// `x[i] += y[i]` for tokens of `width` values (twin: [`crate::cpu::ops::add`]).
     pub fn op_add(&self, x: &GpuBuffer, y: &GpuBuffer, width: u32, step: &StepBuffer) -> Result<GpuOp, KernelError> {
         self.layer_elementwise("add", &self.layer.add, ("x", x), ("y", y), width, step)
+    }
+
+    /// `x[t] += bias` for every token `t` of `width` values (a projection's bias; twin:
+    /// [`crate::cpu::ops::add`] per token).
+    pub fn op_add_bias(
+        &self,
+        x: &GpuBuffer,
+        bias: &GpuBuffer,
+        width: u32,
+        step: &StepBuffer,
+    ) -> Result<GpuOp, KernelError> {
+        const OP: &str = "add_bias";
+        let max_tokens = tokens_in(OP, "x", x, width)?;
+        holds(OP, "bias", bias, width as usize, &format!("width {width}"))?;
+        distinct(OP, ("x", x), ("bias", bias))?;
+        let params = uniform(&self.device, "add_bias params", &EltParams { width, factor: 0.0, _pad: [0; 2] });
+        let resources = [step.buffer.as_entire_binding(), params.as_entire_binding(), x.binding(), bias.binding()];
+        Ok(self.layer_op(OP, &self.layer.add_bias, &resources, max_tokens, move |s: Step| {
+            spill_grid((u64::from(s.n_tokens) * u64::from(width)).div_ceil(u64::from(WG)))
+        }))
+    }
+
+    /// `x[i] *= factor` for tokens of `width` values (gemma's embedding scale and query scale).
+    pub fn op_scale(&self, x: &GpuBuffer, width: u32, factor: f32, step: &StepBuffer) -> Result<GpuOp, KernelError> {
+        const OP: &str = "scale";
+        let max_tokens = tokens_in(OP, "x", x, width)?;
+        if !factor.is_finite() {
+            return Err(KernelError::OpShape { op: OP, why: format!("factor {factor} is not finite") });
+        }
+        let params = uniform(&self.device, "scale params", &EltParams { width, factor, _pad: [0; 2] });
+        let resources = [step.buffer.as_entire_binding(), params.as_entire_binding(), x.binding()];
+        Ok(self.layer_op(OP, &self.layer.scale, &resources, max_tokens, move |s: Step| {
+            spill_grid((u64::from(s.n_tokens) * u64::from(width)).div_ceil(u64::from(WG)))
+        }))
     }
 
     /// An `elementwise.wgsl` op writing `x` from `x` and `y`, one invocation per value.
@@ -254,7 +323,7 @@ impl GpuContext {
         let what = format!("{max_tokens} tokens of {width}, as {} holds", x.0);
         holds(op, y.0, y.1, max_tokens as usize * width as usize, &what)?;
         distinct(op, x, y)?;
-        let params = uniform(&self.device, "elementwise params", &EltParams { width, _pad: [0; 3] });
+        let params = uniform(&self.device, "elementwise params", &EltParams { width, factor: 0.0, _pad: [0; 2] });
         let resources = [step.buffer.as_entire_binding(), params.as_entire_binding(), x.1.binding(), y.1.binding()];
         Ok(self.layer_op(op, pipeline, &resources, max_tokens, move |s: Step| {
             spill_grid((u64::from(s.n_tokens) * u64::from(width)).div_ceil(u64::from(WG)))
