@@ -8,7 +8,7 @@ source "$root/scripts/toolchain.env"
 seconds="${1:-60}"
 shift || true
 targets=("$@")
-if [[ ${#targets[@]} -eq 0 ]]; then targets=(gguf_reader tokenizer); fi
+if [[ ${#targets[@]} -eq 0 ]]; then targets=(gguf_reader tokenizer chat_template workflow bus); fi
 export PATH="$HOME/.cargo/bin:$PATH"
 bash "$root/scripts/fetch-model.sh" >&2
 if ! cargo fuzz --version 2>/dev/null | grep -q "$CARGO_FUZZ_VERSION"; then
@@ -17,12 +17,18 @@ fi
 rustup toolchain list | grep -q "^$NIGHTLY" || rustup toolchain install "$NIGHTLY" --profile minimal
 
 # Seeds: the start of a real header (the default model's first 64 KiB: its metadata up to the
-# vocabulary; whole headers are 2 MiB and fuzz at a few runs a second) and text to tokenize.
+# vocabulary; whole headers are 2 MiB and fuzz at a few runs a second), text to tokenize, real
+# chat templates and the example workflows.
 if [[ -n "${HEARTH_HOME:-}" ]]; then models="$HEARTH_HOME/models"; else models="${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models"; fi
 mkdir -p "$root/fuzz/corpus/gguf_reader" "$root/fuzz/corpus/tokenizer"
 [[ -e "$root/fuzz/corpus/gguf_reader/model-head" ]] ||
   head -c 65536 "$models/SmolLM2-135M-Instruct.Q4_1.gguf" > "$root/fuzz/corpus/gguf_reader/model-head"
 [[ -e "$root/fuzz/corpus/tokenizer/prompt" ]] || cp "$root/bench/prompt.txt" "$root/fuzz/corpus/tokenizer/prompt"
+mkdir -p "$root/fuzz/corpus/chat_template" "$root/fuzz/corpus/workflow" "$root/fuzz/corpus/bus"
+for f in "$root"/tests/golden/chat-templates/*.jinja; do
+  [[ -e "$f" ]] && cp -n "$f" "$root/fuzz/corpus/chat_template/"
+done
+cp -n "$root"/examples/*.toml "$root/fuzz/corpus/workflow/"
 
 cd "$root/fuzz"
 for target in "${targets[@]}"; do

@@ -155,6 +155,10 @@ impl std::fmt::Debug for ChatTemplate {
     }
 }
 
+/// Instructions one render may execute: real templates take a few hundred per message, so a
+/// conversation of thousands of messages fits; `range(10**5)` nested twice does not.
+const RENDER_FUEL: u64 = 20_000_000;
+
 impl ChatTemplate {
     /// Compiles `source`. `bos_token` and `eos_token` are the texts of the model's BOS and EOS
     /// tokens, which templates such as Llama 3's write out themselves.
@@ -186,6 +190,9 @@ impl ChatTemplate {
             )
         });
         env.add_function("raise_exception", raise_exception);
+        // Templates come with model files, which may be hostile: a render that runs past its
+        // fuel (about a second of work) fails instead of hanging the engine.
+        env.set_fuel(Some(RENDER_FUEL));
         env.add_template_owned(TEMPLATE_NAME, rewrite_generation_tags(source).into_owned())
             .map_err(|e| syntax_error(&e))?;
         Ok(Self {
@@ -1180,6 +1187,21 @@ mod tests {
         let bad = BTreeMap::from([(CHAT_TEMPLATE_KEY.to_owned(), crate::gguf::Value::U32(7))]);
         let err = ChatTemplate::from_gguf(&gguf(bad), "", "").unwrap_err();
         assert!(matches!(err, ChatTemplateError::Metadata(_)), "{err}");
+    }
+
+    #[test]
+    fn a_runaway_template_runs_out_of_fuel_instead_of_hanging() {
+        let source = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}";
+        let template = ChatTemplate::new(source, "", "").unwrap();
+        let start = std::time::Instant::now();
+        let err = template.render(&[ChatMessage::new("user", "hi")], true).unwrap_err();
+        assert!(err.to_string().contains("fuel"), "{err}");
+        eprintln!("out of fuel after {:?}", start.elapsed());
+        // A long real conversation still renders.
+        let messages: Vec<ChatMessage> =
+            (0..2000).map(|i| ChatMessage::new(if i % 2 == 0 { "user" } else { "assistant" }, "hello")).collect();
+        let chatml = ChatTemplate::new(CHATML_TEMPLATE, "", "").unwrap();
+        assert!(chatml.render(&messages, true).is_ok());
     }
 
     #[test]

@@ -86,6 +86,31 @@ fn a_model_in_memory_generates_the_same() {
     assert_eq!(done.tokens, expected);
 }
 
+/// The model file is read whole at load: overwriting it with garbage, truncating it and
+/// deleting it afterwards change nothing about what the loaded engine generates.
+#[test]
+fn the_model_file_changing_or_vanishing_after_load_changes_nothing() {
+    let dir = std::env::temp_dir().join(format!("hearth-vanishing-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("model.gguf");
+    std::fs::copy(models_dir().join(DEFAULT_MODEL.file), &path).expect("the default model");
+    let mut engine = Engine::load(&std::fs::File::open(&path).unwrap(), 256, native_clock).unwrap();
+    let case = &golden()["cases"][0];
+    let expected = ids(&case["ids"]);
+    let len = std::fs::metadata(&path).unwrap().len() as usize;
+    for change in ["overwritten", "truncated", "deleted"] {
+        match change {
+            "overwritten" => std::fs::write(&path, vec![0xA5u8; len]).unwrap(),
+            "truncated" => std::fs::File::options().write(true).open(&path).unwrap().set_len(100).unwrap(),
+            _ => std::fs::remove_file(&path).unwrap(),
+        }
+        let done =
+            generate(&mut engine, &prompt_of(case), &greedy(expected.len()), |_| ControlFlow::Continue(())).unwrap();
+        assert_eq!(done.tokens, expected, "after the file was {change}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 #[test]
 fn stop_strings_end_the_completion_before_them() {
     let case = &golden()["cases"][0];

@@ -43,7 +43,9 @@ pub trait HubPort: Send + Sync {
     fn send(&self, agent: usize, msg: &[u8], timeout: Option<Duration>) -> Result<(), BusError>;
     /// The next message from any agent, with the sender's index.
     fn recv(&self, timeout: Option<Duration>) -> Result<(usize, Vec<u8>), BusError>;
-    /// Cuts `agent` off (it crashed): its queues close and what it had not read is dropped.
+    /// Cuts `agent` off (it crashed): its queues close, and what is in them either way — what
+    /// it had not read, and what it sent that the hub had not read — is dropped: its turn is
+    /// void, and a restarted agent begins with empty queues.
     fn disconnect(&self, agent: usize);
     /// Fresh, empty queues for `agent` (a restart); the old agent end must be gone.
     fn reconnect(&self, agent: usize) -> Result<Box<dyn AgentPort>, BusError>;
@@ -146,7 +148,15 @@ impl Region {
                     }
                     return Err(BusError::Closed { agent });
                 }
-                Push::Full { tail } => self.wait(ring.tail_word(), tail, deadline, timeout)?,
+                Push::Full { tail } => {
+                    if let Err(e) = self.wait(ring.tail_word(), tail, deadline, timeout) {
+                        // The payload never made it into the ring: give its arena run back.
+                        if len_word & HANDLE != 0 {
+                            self.free(frame[0] as usize, (len_word & !HANDLE) as usize);
+                        }
+                        return Err(e);
+                    }
+                }
             }
         }
     }
@@ -268,7 +278,12 @@ impl HubPort for SharedBus {
             let mut open = 0;
             for i in 0..r.agents {
                 let agent = (start + i) % r.agents;
-                match r.try_recv(agent, r.ring(agent, true)) {
+                let ring = r.ring(agent, true);
+                // A frame a cut-off agent publishes late stays unread (dropped on reconnect).
+                if ring.is_closed() {
+                    continue;
+                }
+                match r.try_recv(agent, ring) {
                     Ok(Ok(msg)) => {
                         self.next.store(((agent + 1) % r.agents) as u32, Ordering::Relaxed);
                         return Ok((agent, msg));
@@ -291,6 +306,11 @@ impl HubPort for SharedBus {
                 self.region.waiters.wake(self.region.ring(agent, to_hub).head_word());
                 self.region.waiters.wake(self.region.ring(agent, to_hub).tail_word());
             }
+            // The hub is the only reader of the agent's outbound ring: drop what is there now,
+            // freeing its arena runs. (Its inbound ring may still have a live reader, a stuck
+            // agent: that one is drained at reconnect, once the agent is gone.)
+            let ring = self.region.ring(agent, true);
+            while let Ok(Ok(_)) = self.region.try_recv(agent, ring) {}
         }
     }
 

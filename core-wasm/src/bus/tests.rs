@@ -165,3 +165,45 @@ fn a_frame_the_writer_never_published_is_invisible() {
     assert!(matches!(ring.pop(body), Pop::Frame(f) if f == [4, u32::from_le_bytes(*b"done")]));
     assert!(matches!(ring.pop(body), Pop::Empty { .. }), "the unpublished frame is not delivered");
 }
+
+/// Found by the `bus` fuzz target: the two transports disagreed about a crashed agent's
+/// messages that the hub had not read yet (the shared bus delivered them, the channel bus
+/// dropped them). Both drop them now, and a restarted agent starts clean.
+fn a_crash_voids_what_is_in_flight(make: fn(usize) -> Made) {
+    let (hub, mut ports) = make(2);
+    let zero = Some(Duration::ZERO);
+    ports[0].send(b"from the doomed agent", zero).unwrap();
+    ports[1].send(b"from the other", zero).unwrap();
+    hub.send(0, b"never read", zero).unwrap();
+    hub.disconnect(0);
+    assert_eq!(hub.recv(LONG).unwrap(), (1, b"from the other".to_vec()));
+    assert!(matches!(hub.recv(zero), Err(BusError::Timeout(_))));
+    assert!(matches!(ports[0].send(b"late", zero), Err(BusError::Closed { agent: 0 })));
+    ports[0] = hub.reconnect(0).unwrap();
+    assert!(matches!(ports[0].recv(zero), Err(BusError::Timeout(_))), "the restarted agent starts clean");
+    assert!(matches!(hub.recv(zero), Err(BusError::Timeout(_))));
+    ports[0].send(b"restarted", zero).unwrap();
+    assert_eq!(hub.recv(LONG).unwrap(), (0, b"restarted".to_vec()));
+}
+
+#[test]
+fn shared_bus_voids_a_crashed_agents_messages() {
+    a_crash_voids_what_is_in_flight(shared);
+}
+
+#[test]
+fn channel_bus_voids_a_crashed_agents_messages() {
+    a_crash_voids_what_is_in_flight(channels);
+}
+
+/// Found by the `bus` fuzz target: a large payload whose send timed out on a full ring kept
+/// its arena run for ever.
+#[test]
+fn a_send_that_times_out_gives_its_arena_run_back() {
+    let (hub, ports) = SharedBus::new(1, SharedBusConfig { ring_bytes: 256, arena_bytes: 4096 });
+    let free = hub.arena_free_bytes();
+    // Empty messages fill the ring to its last word: not even a handle frame fits.
+    while ports[0].send(&[], Some(Duration::ZERO)).is_ok() {}
+    assert!(matches!(ports[0].send(&[2u8; 1000], Some(Duration::ZERO)), Err(BusError::Timeout(_))));
+    assert_eq!(hub.arena_free_bytes(), free, "the run of the payload that never went out is free again");
+}
