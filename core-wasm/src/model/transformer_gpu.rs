@@ -12,7 +12,7 @@
 //!
 //! Activations are f32 throughout (the CPU path quantises them to 8 bits for its dot products,
 //! as llama.cpp's CPU backend does), so logits differ from the CPU's by rounding; see
-//! `core-wasm/tests/gpu_golden.rs` for how much.
+//! `tests/tests/gpu_model.rs` and `core-wasm/tests/synthetic_models.rs` for how much.
 
 use std::rc::Rc;
 
