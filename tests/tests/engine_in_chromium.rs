@@ -23,23 +23,27 @@ async fn run_in_page(browser: &Browser, body: &str, args: Value) -> Value {
     browser.run(body, args, WAIT).await.unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn engine_matches_llama_cpp(url: &str, build: &str) {
-    let browser = open_in_chromium(url).await;
-    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{build} build: {e}"));
-
-    let tokens = golden("tokens.json");
-    let cases = tokens["cases"].as_array().unwrap();
+/// The page's `hearth.tokenize` gives llama.cpp's ids for each tokens.json case.
+async fn check_tokens(browser: &Browser, cases: &[Value], what: &str) {
     let inputs: Vec<Value> = cases.iter().map(|c| json!({"text": c["text"], "special": c["add_special"]})).collect();
     let got = run_in_page(
-        &browser,
+        browser,
         "const out = []; for (const c of args) out.push(await hearth.tokenize(c.text, c.special)); return out;",
         Value::Array(inputs),
     )
     .await;
     for (case, ids) in cases.iter().zip(got.as_array().unwrap()) {
         assert_eq!(case["add_special"], case["parse_special"], "the API sets both together");
-        assert_eq!(ids, &case["ids"], "{build} build: tokens of {} (special {})", case["text"], case["add_special"]);
+        assert_eq!(ids, &case["ids"], "{what}: tokens of {} (special {})", case["text"], case["add_special"]);
     }
+}
+
+async fn engine_matches_llama_cpp(url: &str, build: &str) {
+    let browser = open_in_chromium(url).await;
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{build} build: {e}"));
+
+    let tokens = golden("tokens.json");
+    check_tokens(&browser, tokens["cases"].as_array().unwrap(), &format!("{build} build")).await;
 
     let greedy = golden("greedy.json");
     let mut worst = 0.0f64;
@@ -112,17 +116,7 @@ async fn gemma3_picked_in_the_app_matches_llama_cpp() {
         serde_json::from_str(&std::fs::read_to_string(&path).expect("golden file")).expect("golden JSON")
     };
     let tokens = golden("tokens.json");
-    let cases = &tokens["cases"].as_array().unwrap()[..12];
-    let inputs: Vec<Value> = cases.iter().map(|c| json!({"text": c["text"], "special": c["add_special"]})).collect();
-    let got = run_in_page(
-        &browser,
-        "const out = []; for (const c of args) out.push(await hearth.tokenize(c.text, c.special)); return out;",
-        Value::Array(inputs),
-    )
-    .await;
-    for (case, ids) in cases.iter().zip(got.as_array().unwrap()) {
-        assert_eq!(ids, &case["ids"], "Gemma tokens of {} (special {})", case["text"], case["add_special"]);
-    }
+    check_tokens(&browser, &tokens["cases"].as_array().unwrap()[..12], "Gemma").await;
 
     let greedy = golden("greedy.json");
     let case = &greedy["cases"][0];
