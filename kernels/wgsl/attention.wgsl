@@ -68,6 +68,9 @@ struct AttnParams {
 }
 
 @group(0) @binding(1) var<uniform> params: AttnParams;
+@group(0) @binding(2) var<storage, read> q: array<f32>;
+@group(0) @binding(3) var<storage, read> k_cache: array<u32>;
+@group(0) @binding(4) var<storage, read> v_cache: array<u32>;
 
 // The first position a query at position p attends to.
 fn first_visible(p: u32) -> u32 {
@@ -76,9 +79,6 @@ fn first_visible(p: u32) -> u32 {
     }
     return p + 1u - min(p + 1u, params.window);
 }
-@group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> k_cache: array<u32>;
-@group(0) @binding(4) var<storage, read> v_cache: array<u32>;
 
 fn f16_pair(a: f32, b: f32) -> u32 {
     return pack2x16float(vec2<f32>(a, b));
