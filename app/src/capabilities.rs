@@ -1,9 +1,10 @@
-//! What the runtime found: WebGPU adapter and limits, isolation, build, threads.
+//! What the runtime found: WebGPU adapter and limits, isolation, build, threads, offline.
 
 use hearth_core::protocol::{GpuStatus, RuntimeBuild};
 use leptos::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState};
+use crate::offline::{OfflineRow, OfflineState};
 
 fn build_name(build: RuntimeBuild) -> &'static str {
     match build {
@@ -18,7 +19,7 @@ fn mib(bytes: u64) -> String {
 
 /// The capabilities table; rows fill in when the engine worker reports `Ready`.
 #[component]
-pub fn CapabilitiesPanel(engine: EngineClient) -> impl IntoView {
+pub fn CapabilitiesPanel(engine: EngineClient, offline: ReadSignal<OfflineState>) -> impl IntoView {
     let choice = engine.choice.clone();
     let state = engine.state;
     let isolated = choice.cross_origin_isolated;
@@ -37,6 +38,7 @@ pub fn CapabilitiesPanel(engine: EngineClient) -> impl IntoView {
                         <span class="why" id="runtime-build-reason">{format!(" — {}", choice.reason)}</span>
                     </td>
                 </tr>
+                <OfflineRow state=offline/>
                 {move || match state.get() {
                     EngineState::Starting => view! {
                         <tr><th>"engine"</th><td id="engine-status">"starting…"</td></tr>

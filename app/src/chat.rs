@@ -68,13 +68,14 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                 _ => format!("loading the model: {:.1} MB", loaded as f64 / 1e6),
             },
         ),
-        ModelState::Loaded { bytes, context, ms, backend, note } => (
+        ModelState::Loaded { bytes, context, ms, backend, note, from_cache } => (
             "loaded",
             format!(
-                "{} loaded ({:.1} MB in {:.1} s), {context} tokens of context, on the {}{}",
-                selected.get().name,
+                "{} loaded ({:.1} MB in {:.1} s{}), {context} tokens of context, on the {}{}",
+                selected.get().name(),
                 bytes as f64 / 1e6,
                 ms / 1e3,
+                if from_cache { ", from this browser's cache" } else { "" },
                 backend_name(backend),
                 note.map(|n| format!(" ({n})")).unwrap_or_default(),
             ),

@@ -4,11 +4,13 @@
 use hearth_core::catalog::{DEFAULT_MODEL, ModelEntry, model_url, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Backend, BackendChoice, Completion};
-use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, RuntimeBuild};
+use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, ModelSource, RuntimeBuild};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
+
+use crate::model_files::StoredModel;
 
 /// A wasm module with a shared memory and an atomic op (wasm-feature-detect's threads probe):
 /// it validates only where the engine supports wasm threads.
@@ -76,6 +78,51 @@ pub fn choose_build() -> BuildChoice {
     BuildChoice { build, reason, cross_origin_isolated: isolated }
 }
 
+/// The model the chat runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChatModel {
+    /// One the app ships, served under `models/` (and then kept in the model cache).
+    Shipped(&'static ModelEntry),
+    /// A GGUF file the user added, kept in this browser (OPFS).
+    Stored(StoredModel),
+    /// A GGUF file the user opened where there is no OPFS: loaded for this session only,
+    /// through a `blob:` URL.
+    Opened { name: String, size: u64, url: String },
+}
+
+impl ChatModel {
+    pub fn name(&self) -> String {
+        match self {
+            Self::Shipped(entry) => entry.name.to_string(),
+            Self::Stored(StoredModel { name, .. }) | Self::Opened { name, .. } => name.clone(),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        match self {
+            Self::Shipped(entry) => entry.size,
+            Self::Stored(StoredModel { size, .. }) | Self::Opened { size, .. } => *size,
+        }
+    }
+
+    pub fn source(&self) -> ModelSource {
+        match self {
+            Self::Shipped(entry) => ModelSource::Url { url: model_url(entry) },
+            Self::Stored(model) => ModelSource::Stored { name: model.name.clone() },
+            Self::Opened { url, .. } => ModelSource::Url { url: url.clone() },
+        }
+    }
+
+    /// Its value in the model picker: a shipped model's id, `stored:<name>`, `opened:<name>`.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Shipped(entry) => entry.id().to_string(),
+            Self::Stored(model) => format!("stored:{}", model.name),
+            Self::Opened { name, .. } => format!("opened:{name}"),
+        }
+    }
+}
+
 /// What the engine worker has told the page so far.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EngineState {
@@ -89,7 +136,7 @@ pub enum EngineState {
 pub enum ModelState {
     NotLoaded,
     Loading { loaded: u64, total: Option<u64> },
-    Loaded { bytes: u64, context: usize, ms: f64, backend: Backend, note: Option<String> },
+    Loaded { bytes: u64, context: usize, ms: f64, backend: Backend, note: Option<String>, from_cache: bool },
     Failed(String),
 }
 
@@ -150,8 +197,8 @@ pub struct EngineClient {
     pub kernels: ReadSignal<Option<(KernelOutcome, KernelOutcome)>>,
     pub busy: RwSignal<bool>,
     pub model: RwSignal<ModelState>,
-    /// The shipped model the chat runs (picked in the model card, or `?model=`).
-    pub selected: RwSignal<&'static ModelEntry>,
+    /// The model the chat runs (picked in the model card, or `?model=`).
+    pub selected: RwSignal<ChatModel>,
     /// The backend picked in the chat's settings (or `?backend=`).
     pub backend: RwSignal<BackendChoice>,
     pub chat: RwSignal<ChatState>,
@@ -165,7 +212,7 @@ impl EngineClient {
         let (kernels, set_kernels) = signal(None);
         let busy = RwSignal::new(false);
         let model = RwSignal::new(ModelState::NotLoaded);
-        let selected = RwSignal::new(model_param());
+        let selected = RwSignal::new(ChatModel::Shipped(model_param()));
         let backend = RwSignal::new(backend_param());
         let chat = RwSignal::new(ChatState::default());
         let worker_slot = StoredValue::new_local(None::<Worker>);
@@ -190,13 +237,13 @@ impl EngineClient {
                     set_state.set(EngineState::Ready(capabilities));
                     // The chat needs the model; fetch it as soon as the engine can take it.
                     model.set(ModelState::Loading { loaded: 0, total: None });
-                    let url = model_url(selected.get_untracked());
-                    let request = EngineRequest::LoadModel { url, backend: backend.get_untracked() };
+                    let source = selected.get_untracked().source();
+                    let request = EngineRequest::LoadModel { source, backend: backend.get_untracked() };
                     post(worker_slot, &request);
                 }
                 Ok(EngineEvent::ModelProgress { loaded, total }) => model.set(ModelState::Loading { loaded, total }),
-                Ok(EngineEvent::ModelLoaded { bytes, context, ms, backend, backend_note, .. }) => {
-                    model.set(ModelState::Loaded { bytes, context, ms, backend, note: backend_note })
+                Ok(EngineEvent::ModelLoaded { bytes, context, ms, backend, backend_note, from_cache, .. }) => {
+                    model.set(ModelState::Loaded { bytes, context, ms, backend, note: backend_note, from_cache })
                 }
                 Ok(EngineEvent::BackendChanged { backend: now, note: why }) => model.update(|m| {
                     if let ModelState::Loaded { backend, note, .. } = m {
@@ -240,8 +287,8 @@ impl EngineClient {
     /// Loads the selected model onto the selected backend, in place of the one loaded.
     pub fn reload_model(&self) {
         self.model.set(ModelState::Loading { loaded: 0, total: None });
-        let url = model_url(self.selected.get_untracked());
-        self.send(&EngineRequest::LoadModel { url, backend: self.backend.get_untracked() });
+        let source = self.selected.get_untracked().source();
+        self.send(&EngineRequest::LoadModel { source, backend: self.backend.get_untracked() });
     }
 }
 

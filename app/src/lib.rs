@@ -1,6 +1,7 @@
 //! Hearth's UI. The first screen chats with a shipped model (the default, or one picked in the
 //! model card) and shows what the runtime found (WebGPU adapter, cross-origin isolation, which
-//! runtime build, threads, the model); it also runs the kernel probe.
+//! runtime build, threads, the model, whether it starts offline); it also runs the kernel
+//! probe.
 
 mod capabilities;
 mod chat;
@@ -8,6 +9,8 @@ mod engine_client;
 mod js_api;
 mod kernel_probe;
 mod model_card;
+mod model_files;
+mod offline;
 
 use leptos::prelude::*;
 
@@ -22,6 +25,7 @@ use model_card::ModelCard;
 pub fn App() -> impl IntoView {
     let engine = EngineClient::start();
     js_api::install(engine.clone());
+    let offline = offline::register();
     view! {
         <header>
             <h1>"Hearth"</h1>
@@ -29,7 +33,7 @@ pub fn App() -> impl IntoView {
         </header>
         <main>
             <Chat engine=engine.clone()/>
-            <CapabilitiesPanel engine=engine.clone()/>
+            <CapabilitiesPanel engine=engine.clone() offline/>
             <ModelCard engine=engine.clone()/>
             <KernelProbe engine=engine/>
         </main>

@@ -72,6 +72,15 @@ pub fn models_dir() -> std::path::PathBuf {
     cache.join("hearth").join("models")
 }
 
+/// The Cache Storage bucket where the page keeps model files it has fetched, so an installed
+/// app runs its model with no network. Keyed by the model's URL; separate from the service
+/// worker's app-shell cache, so an app update keeps the models.
+pub const MODEL_CACHE: &str = "hearth-models";
+
+/// The folder of the origin private file system where the app keeps GGUF files the user adds
+/// (from disk, by file picker or drag and drop); they survive reloads until deleted.
+pub const OPFS_MODELS_DIR: &str = "models";
+
 /// URL path under which the served app finds a model file.
 pub fn model_url(entry: &ModelEntry) -> String {
     format!("models/{}", entry.file)

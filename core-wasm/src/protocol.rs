@@ -48,16 +48,37 @@ pub struct Capabilities {
     pub gpu: GpuStatus,
 }
 
+/// Where the engine worker reads a model file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelSource {
+    /// A URL relative to the app (a shipped model under `models/`, or a `blob:` URL of a file
+    /// opened for this session only); kept in the model cache ([`crate::catalog::MODEL_CACHE`]).
+    Url { url: String },
+    /// A file the user added, in the origin private file system under
+    /// [`crate::catalog::OPFS_MODELS_DIR`].
+    Stored { name: String },
+}
+
+impl std::fmt::Display for ModelSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Url { url } => f.write_str(url),
+            Self::Stored { name } => write!(f, "{name} (stored in this browser)"),
+        }
+    }
+}
+
 /// Page → engine worker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
 pub enum EngineRequest {
     /// Run the kernel probe (see [`crate::probe`]) on the GPU and on the CPU pool.
     RunKernels,
-    /// Fetch the GGUF file at `url` (relative to the app) and load it for chat, onto the
+    /// Read the GGUF file at `source` and load it for chat, onto the
     /// backend `backend` names (auto: a hardware GPU if there is one and the model fits).
     LoadModel {
-        url: String,
+        source: ModelSource,
         #[serde(default)]
         backend: BackendChoice,
     },
@@ -96,13 +117,15 @@ pub enum EngineEvent {
         total: Option<u64>,
     },
     ModelLoaded {
-        url: String,
+        source: ModelSource,
         bytes: u64,
         context: usize,
         ms: f64,
         backend: Backend,
         /// Why it runs on the CPU although a GPU was there, if it does.
         backend_note: Option<String>,
+        /// Read from the page's model cache rather than the network.
+        from_cache: bool,
     },
     /// The model moved to another backend mid-session (the GPU device was lost); the
     /// conversation goes on there.
@@ -111,7 +134,7 @@ pub enum EngineEvent {
         note: Option<String>,
     },
     ModelFailed {
-        url: String,
+        source: ModelSource,
         message: String,
     },
     Delta {

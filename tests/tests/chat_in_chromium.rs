@@ -1,7 +1,8 @@
 //! The chat screen in headless Chromium, on the CPU engine in both runtime builds: the default
 //! model loads in the engine worker, a greedy reply streams in and is word for word what
-//! llama.cpp generates (tests/golden/), the stop button ends a reply, and a second turn reuses
-//! the first turn's KV cache.
+//! llama.cpp generates (tests/golden/), the stop button ends a reply, a second turn reuses
+//! the first turn's KV cache, and the installed app (service worker and model cache) answers
+//! the same with its server stopped.
 
 use std::time::Duration;
 
@@ -53,21 +54,27 @@ async fn finished_reply(client: &Client, turns: usize) -> (Vec<String>, String, 
     (replies, finish, stats.text().await.unwrap())
 }
 
-async fn greedy_reply_matches_llama_cpp(url: &str, build: &str) {
-    let browser = open_in_chromium(url).await;
-    let client = &browser.client;
-    wait_for_model(client).await;
-    assert_eq!(client.find(Locator::Id("loaded-build")).await.unwrap().text().await.unwrap(), build);
-
+/// Sends the golden chat case's prompt for as many tokens as llama.cpp made and checks the
+/// reply is word for word llama.cpp's (`what` names the run in failures); returns the stats line.
+async fn golden_reply(client: &Client, what: &str) -> String {
     let case = golden_chat_case();
     let steps = case["ids"].as_array().unwrap().len();
     set_setting(client, "chat-max-tokens", &steps.to_string()).await;
     send(client, case["prompt"].as_str().unwrap()).await;
     let (replies, finish, stats) = finished_reply(client, 1).await;
-    assert_eq!(replies, [case["text"].as_str().unwrap()], "{build} build: {stats}");
+    assert_eq!(replies, [case["text"].as_str().unwrap()], "{what}: {stats}");
     assert_eq!(finish, "length", "{stats}");
     assert!(stats.contains("tok/s"), "the speed is shown: {stats}");
-    println!("{build} build, {steps} tokens: {stats}");
+    println!("{what}, {steps} tokens: {stats}");
+    stats
+}
+
+async fn greedy_reply_matches_llama_cpp(url: &str, build: &str) {
+    let browser = open_in_chromium(url).await;
+    let client = &browser.client;
+    wait_for_model(client).await;
+    assert_eq!(client.find(Locator::Id("loaded-build")).await.unwrap().text().await.unwrap(), build);
+    golden_reply(client, &format!("{build} build")).await;
 
     // A second turn only prefills its own tokens.
     set_setting(client, "chat-max-tokens", "8").await;
@@ -126,5 +133,82 @@ async fn the_stop_button_ends_a_reply() {
         .parse()
         .unwrap();
     assert!(tokens < 1000, "stopped early: {stats}");
+    browser.close().await.expect("close the Chromium session");
+}
+
+/// The installed app with no server: load the app once (its service worker keeps the app
+/// shell, its engine keeps the model), stop the server, reload: the app starts from its caches
+/// and the chat answers word for word as llama.cpp does.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_installed_app_chats_with_the_server_stopped() {
+    let (server, url) = hearth_serve();
+    let browser = open_in_chromium(&url).await;
+    let client = &browser.client;
+    wait_for_model(client).await;
+
+    // Installable: a manifest that names the app and opens it standalone, with icons that load.
+    let manifest = browser
+        .run(
+            "const link = document.querySelector('link[rel=manifest]'); \
+             const manifest = await (await fetch(link.href)).json(); \
+             const icons = []; \
+             for (const icon of manifest.icons) { \
+               const r = await fetch(new URL(icon.src, link.href)); \
+               icons.push({ sizes: icon.sizes, ok: r.ok, type: r.headers.get('content-type'), \
+                            bytes: (await r.arrayBuffer()).byteLength }); \
+             } \
+             return { name: manifest.name, display: manifest.display, start_url: manifest.start_url, icons };",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .expect("the manifest and its icons load");
+    assert_eq!(manifest["name"], "Hearth", "{manifest}");
+    assert_eq!(manifest["display"], "standalone", "{manifest}");
+    for size in ["192x192", "512x512"] {
+        let icon = manifest["icons"].as_array().unwrap().iter().find(|i| i["sizes"] == size);
+        let icon = icon.unwrap_or_else(|| panic!("a {size} icon: {manifest}"));
+        assert!(icon["ok"] == true && icon["type"] == "image/png" && icon["bytes"].as_u64() > Some(1000), "{icon}");
+    }
+
+    // The shell is cached once the service worker is active; the model once it has loaded.
+    let offline = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#offline-status[data-state=ready], #offline-status[data-state=failed]"))
+        .await
+        .expect("the service worker installs or fails");
+    let offline_text = offline.text().await.unwrap();
+    assert_eq!(offline.attr("data-state").await.unwrap().as_deref(), Some("ready"), "{offline_text}");
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath("//td[@id='model-cached' and text()='cached']"))
+        .await
+        .expect("the model is in the browser's model cache");
+
+    drop(server);
+    let reachable = browser
+        .run(
+            "try { await fetch('/v1/models', { cache: 'no-store' }); return true; } catch { return false; }",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(reachable, false, "the server is stopped");
+
+    client.refresh().await.expect("reload the page");
+    wait_for_model(client).await;
+    let status = client.find(Locator::Id("model-status")).await.unwrap().text().await.unwrap();
+    assert!(status.contains("from this browser's cache"), "{status}");
+    // Still isolated, so still the threaded build: the cached page keeps its headers, and the
+    // engine worker its URL's query (?build=threaded).
+    assert_eq!(client.find(Locator::Id("loaded-build")).await.unwrap().text().await.unwrap(), "threaded");
+    golden_reply(client, "offline").await;
+    // For a person to look at: target/tmp/chat-offline.png.
+    if let Ok(png) = client.screenshot().await {
+        let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/chat-offline.png"), png);
+    }
     browser.close().await.expect("close the Chromium session");
 }

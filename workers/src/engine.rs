@@ -3,11 +3,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
+use hearth_core::catalog::{MODEL_CACHE, OPFS_MODELS_DIR};
 use hearth_core::engine::{Backend, BackendChoice, Engine as Llm, GenerateParams, Prompt};
 use hearth_core::gguf::SharedBytes;
 use hearth_core::kernels::{cpu, gpu::GpuContext};
 use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
-use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, RuntimeBuild};
+use hearth_core::protocol::{
+    Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, RuntimeBuild,
+};
 use hearth_core::tokenizer::Tokenizer;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -133,7 +136,7 @@ impl Engine {
                 let event = self.run_kernels().await;
                 self.post(&event);
             }
-            EngineRequest::LoadModel { url, backend } => self.load_model(url, backend).await,
+            EngineRequest::LoadModel { source, backend } => self.load_model(source, backend).await,
             EngineRequest::Generate { id, prompt, params } => self.generate(id, prompt, *params).await,
             EngineRequest::Stop { id } => {
                 if self.replying.get() == Some(id) {
@@ -152,10 +155,10 @@ impl Engine {
 
     /// Streams the model file into wasm memory and loads it onto `backend`; the CPU's
     /// weights stay in that one buffer (no second copy).
-    async fn load_model(&self, url: String, backend: BackendChoice) {
+    async fn load_model(&self, source: ModelSource, backend: BackendChoice) {
         if self.loading.get() || self.replying.get().is_some() {
             return self
-                .post(&EngineEvent::ModelFailed { url, message: "the engine is busy loading or replying".into() });
+                .post(&EngineEvent::ModelFailed { source, message: "the engine is busy loading or replying".into() });
         }
         self.loading.set(true);
         let start = self.now_ms();
@@ -165,30 +168,38 @@ impl Engine {
             }
             (gpu, _) => gpu.clone(),
         };
-        let result = match fetch_bytes(&self.scope, &url, |loaded, total| {
-            self.post(&EngineEvent::ModelProgress { loaded, total })
-        })
-        .await
-        {
-            Ok(bytes) => {
-                let size = bytes.len() as u64;
-                Llm::load_on(&SharedBytes::new(bytes), CHAT_CONTEXT, worker_clock, backend, gpu)
-                    .map(|llm| (llm, size))
-                    .map_err(|e| format!("{url}: {e}"))
+        let read =
+            read_model(&self.scope, &source, |loaded, total| self.post(&EngineEvent::ModelProgress { loaded, total }))
+                .await;
+        let result = read.and_then(|(bytes, from_cache)| {
+            let size = bytes.len() as u64;
+            Llm::load_on(&SharedBytes::new(bytes), CHAT_CONTEXT, worker_clock, backend, gpu)
+                .map(|llm| (llm, size, from_cache))
+                .map_err(|e| (format!("{source}: {e}"), from_cache))
+        });
+        // A cached copy that does not load is dropped, so the next try fetches it afresh.
+        let result = match result {
+            Err((message, true)) => {
+                let dropped = match (open_model_cache(&self.scope).await, &source) {
+                    (Ok(cache), ModelSource::Url { url }) => JsFuture::from(cache.delete_with_str(url)).await.is_ok(),
+                    _ => false,
+                };
+                let what = if dropped { "removed from" } else { "still in" };
+                Err(format!("{message} (read from the browser's model cache; the copy is {what} the cache)"))
             }
-            Err(e) => Err(e),
+            other => other.map_err(|(message, _)| message),
         };
         self.loading.set(false);
         match result {
-            Ok((llm, bytes)) => {
+            Ok((llm, bytes, from_cache)) => {
                 let context = llm.context_size();
                 let (backend, backend_note) = (llm.backend(), llm.backend_note().map(str::to_owned));
                 *self.tokenizer.borrow_mut() = Some(llm.tokenizer().clone());
                 *self.llm.borrow_mut() = Some(llm);
                 let ms = self.now_ms() - start;
-                self.post(&EngineEvent::ModelLoaded { url, bytes, context, ms, backend, backend_note });
+                self.post(&EngineEvent::ModelLoaded { source, bytes, context, ms, backend, backend_note, from_cache });
             }
-            Err(message) => self.post(&EngineEvent::ModelFailed { url, message }),
+            Err(message) => self.post(&EngineEvent::ModelFailed { source, message }),
         }
     }
 
@@ -291,22 +302,101 @@ async fn yield_to_event_loop() {
     channel.port1().set_onmessage(None);
 }
 
-/// Fetches `url` as bytes, reporting progress as chunks arrive. The buffer is sized from
-/// Content-Length when the server sends it (capped, since it is only a hint).
-async fn fetch_bytes(
+/// The page's model cache ([`MODEL_CACHE`]), where this engine has the Cache API.
+async fn open_model_cache(scope: &DedicatedWorkerGlobalScope) -> Result<web_sys::Cache, String> {
+    let caches = scope.caches().map_err(|e| format!("no Cache API here: {}", js_error_text(&e)))?;
+    let cache = JsFuture::from(caches.open(MODEL_CACHE))
+        .await
+        .map_err(|e| format!("cannot open the model cache: {}", js_error_text(&e)))?;
+    Ok(cache.unchecked_into())
+}
+
+/// Reads the model file at `source`, reporting progress. Returns the bytes and whether they
+/// came from the model cache; an error says whether it did too.
+async fn read_model(
+    scope: &DedicatedWorkerGlobalScope,
+    source: &ModelSource,
+    mut progress: impl FnMut(u64, Option<u64>),
+) -> Result<(Vec<u8>, bool), (String, bool)> {
+    match source {
+        ModelSource::Url { url } => read_url(scope, url, &mut progress).await,
+        ModelSource::Stored { name } => {
+            let file = stored_file(scope, name).await.map_err(|e| (e, false))?;
+            let response = web_sys::Response::new_with_opt_blob(Some(&file))
+                .map_err(|e| (format!("{source}: {}", js_error_text(&e)), false))?;
+            let total = Some(file.size() as u64);
+            let bytes = read_body(response, &source.to_string(), total, &mut progress).await.map_err(|e| (e, false))?;
+            Ok((bytes, false))
+        }
+    }
+}
+
+/// A file the user added, from the origin private file system.
+async fn stored_file(scope: &DedicatedWorkerGlobalScope, name: &str) -> Result<web_sys::File, String> {
+    let missing = |e: JsValue| format!("{name} is not stored in this browser: {}", js_error_text(&e));
+    let root: web_sys::FileSystemDirectoryHandle =
+        JsFuture::from(scope.navigator().storage().get_directory()).await.map_err(missing)?.unchecked_into();
+    let dir: web_sys::FileSystemDirectoryHandle =
+        JsFuture::from(root.get_directory_handle(OPFS_MODELS_DIR)).await.map_err(missing)?.unchecked_into();
+    let handle: web_sys::FileSystemFileHandle =
+        JsFuture::from(dir.get_file_handle(name)).await.map_err(missing)?.unchecked_into();
+    Ok(JsFuture::from(handle.get_file()).await.map_err(missing)?.unchecked_into())
+}
+
+/// Reads the model file at `url`: from the page's model cache when it holds the file, else from
+/// the network, streaming a copy into the cache as it arrives (the cache keeps only a complete
+/// body), so the next start needs no network. `blob:` URLs (files opened for this session
+/// only) are not cached.
+async fn read_url(
     scope: &DedicatedWorkerGlobalScope,
     url: &str,
-    mut progress: impl FnMut(u64, Option<u64>),
+    progress: &mut impl FnMut(u64, Option<u64>),
+) -> Result<(Vec<u8>, bool), (String, bool)> {
+    let cache = if url.starts_with("blob:") { Err("not cached".to_string()) } else { open_model_cache(scope).await };
+    if let Ok(cache) = &cache {
+        let hit = JsFuture::from(cache.match_with_str(url)).await.ok().filter(|r| !r.is_undefined());
+        if let Some(response) = hit {
+            let response: web_sys::Response = response.unchecked_into();
+            let total = content_length(&response);
+            return read_body(response, url, total, progress).await.map(|b| (b, true)).map_err(|e| (e, true));
+        }
+    }
+    let fetched: Result<web_sys::Response, String> = match JsFuture::from(scope.fetch_with_str(url)).await {
+        Ok(response) => Ok(response.unchecked_into()),
+        Err(e) => Err(format!("cannot fetch {url}: {}", js_error_text(&e))),
+    };
+    let response = fetched.map_err(|e| (e, false))?;
+    if !response.ok() {
+        return Err((format!("{url}: the server answered {} {}", response.status(), response.status_text()), false));
+    }
+    let stored = match (&cache, response.clone()) {
+        (Ok(cache), Ok(copy)) => Some(JsFuture::from(cache.put_with_str(url, &copy))),
+        _ => None,
+    };
+    let total = content_length(&response);
+    let bytes = read_body(response, url, total, progress).await.map_err(|e| (e, false))?;
+    // Not being able to keep a copy (no quota, say) costs only the next start's download.
+    if let Some(stored) = stored
+        && let Err(e) = stored.await
+    {
+        web_sys::console::warn_1(&format!("{url} was not kept in the model cache: {}", js_error_text(&e)).into());
+    }
+    Ok((bytes, false))
+}
+
+fn content_length(response: &web_sys::Response) -> Option<u64> {
+    response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok())
+}
+
+/// Reads a response's body into memory, reporting progress as chunks arrive. The buffer is
+/// sized from `total` when known (capped, since it is only a hint). `url` names it in errors.
+async fn read_body(
+    response: web_sys::Response,
+    url: &str,
+    total: Option<u64>,
+    progress: &mut impl FnMut(u64, Option<u64>),
 ) -> Result<Vec<u8>, String> {
     const MAX_PREALLOCATE: u64 = 1 << 30;
-    let response: web_sys::Response = JsFuture::from(scope.fetch_with_str(url))
-        .await
-        .map_err(|e| format!("cannot fetch {url}: {}", js_error_text(&e)))?
-        .unchecked_into();
-    if !response.ok() {
-        return Err(format!("{url}: the server answered {} {}", response.status(), response.status_text()));
-    }
-    let total = response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok());
     let body = response.body().ok_or_else(|| format!("{url}: the response has no body"))?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(MAX_PREALLOCATE) as usize);

@@ -20,7 +20,8 @@ pub struct Waiters {
 }
 
 /// Checks of the word before a waiter blocks: a reply that comes within a few microseconds
-/// costs no sleep and no wake-up.
+/// costs no sleep and no wake-up. (`Atomics.wait` is cheap enough to call at once.)
+#[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
 const SPINS: u32 = 2_000;
 
 #[cfg(not(all(target_arch = "wasm32", target_feature = "atomics")))]
