@@ -9,6 +9,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -68,6 +70,7 @@ pub fn router(api: Arc<Api>) -> Router {
         .route("/chat/completions", post(chat_completions))
         .route("/completions", post(completions))
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not_found", None, "no such API route".into()) })
+        .layer(DefaultBodyLimit::max(MAX_REQUEST_BYTES))
         .with_state(api)
 }
 
@@ -309,13 +312,44 @@ fn chat_messages(messages: &[ApiMessage]) -> Result<Vec<ChatMessage>, ApiError> 
     Ok(out)
 }
 
-/// Parses a request body, or answers 400 with serde's reason (which names the field).
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| invalid(None, format!("the request body is not a valid request: {e}")))
+/// Largest request body the API reads: 1 MiB, a prompt of about 250 000 tokens, four times
+/// the largest context of the shipped models. Larger is HTTP 413 before the body is read.
+pub const MAX_REQUEST_BYTES: usize = 1 << 20;
+
+/// Parses a request body, or answers 400 with serde's reason (which names the field), or the
+/// status of a body that could not be read (413 for one over [`MAX_REQUEST_BYTES`]).
+fn parse<T: for<'de> Deserialize<'de>>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|refused| {
+        // The server's body timeout surfaces as a body that failed to buffer.
+        let mut cause: Option<&dyn std::error::Error> = Some(&refused);
+        let timed_out = std::iter::from_fn(|| {
+            let this = cause?;
+            cause = this.source();
+            Some(this)
+        })
+        .any(|e| e.is::<tower_http::timeout::TimeoutError>());
+        let (status, code) = if timed_out {
+            (StatusCode::REQUEST_TIMEOUT, "request_timeout")
+        } else if refused.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            (refused.status(), "request_too_large")
+        } else {
+            (refused.status(), "unreadable_body")
+        };
+        let message = format!(
+            "the request body was not read: {} (the API reads at most {MAX_REQUEST_BYTES} bytes, within {} s)",
+            refused.body_text(),
+            crate::server::BODY_READ_TIMEOUT.as_secs()
+        );
+        ApiError { status, code, param: None, message }
+    })?;
+    serde_json::from_slice(&body).map_err(|e| invalid(None, format!("the request body is not a valid request: {e}")))
 }
 
-async fn chat_completions(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: ChatRequest = parse(&body)?;
+async fn chat_completions(
+    State(api): State<Arc<Api>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let request: ChatRequest = parse(body)?;
     let mut params = request.sampling.params(&api, DEFAULT_CHAT_MAX_TOKENS)?;
     params.response_format = request.response_format.unwrap_or_default();
     params.tools = request.tools;
@@ -551,8 +585,8 @@ struct CompletionRequest {
     suffix: Option<String>,
 }
 
-async fn completions(State(api): State<Arc<Api>>, body: Bytes) -> Result<Response, ApiError> {
-    let request: CompletionRequest = parse(&body)?;
+async fn completions(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let request: CompletionRequest = parse(body)?;
     let params = request.sampling.params(&api, DEFAULT_COMPLETION_MAX_TOKENS)?;
     if request.echo == Some(true) {
         return Err(invalid(Some("echo"), "echo is not supported".into()));

@@ -4,11 +4,13 @@
 //! Requests are refused unless their Host is a loopback name (DNS rebinding), any Origin they
 //! carry is a loopback origin (another site's page calling the API), and their path stays inside
 //! the served roots (`..`, encoded or not, and absolute paths). With `--headless`, `/v1/` is the
-//! OpenAI-compatible API ([`crate::openai`]).
+//! OpenAI-compatible API ([`crate::openai`]). Slow clients are cut off: headers must arrive
+//! within [`HEADER_READ_TIMEOUT`], a body within [`BODY_READ_TIMEOUT`].
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -16,9 +18,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tower_http::services::ServeDir;
+use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::assets;
 use crate::openai::{self, Api};
@@ -27,8 +34,6 @@ use crate::openai::{self, Api};
 pub enum ServeError {
     #[error("cannot listen on 127.0.0.1:{port}: {source}")]
     Bind { port: u16, source: std::io::Error },
-    #[error("the server failed: {0}")]
-    Serve(std::io::Error),
 }
 
 /// What the server serves.
@@ -69,14 +74,54 @@ pub fn router(options: ServeOptions, api: Option<Arc<Api>>) -> Router {
         .layer(middleware::from_fn_with_state(options, guard))
 }
 
-/// Runs until `shutdown` resolves.
+/// Longest a client may take to send a request's headers; then the connection is closed
+/// (a slow client cannot hold connections open for ever).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Longest a request's body may take to arrive once its headers have; then HTTP 408.
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long shutting down waits for open connections (a reply streaming, say).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs until `shutdown` resolves. Each connection is HTTP/1.1 through hyper with a header
+/// read timeout, which `axum::serve` does not set.
 pub async fn serve(
     listener: TcpListener,
     options: ServeOptions,
     api: Option<Arc<Api>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    axum::serve(listener, router(options, api)).with_graceful_shutdown(shutdown).await.map_err(ServeError::Serve)
+    let app = router(options, api).layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT));
+    let connections = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                // Out of file descriptors, say: the next accept may work.
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let connection = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            // A client that goes away or times out ends only its own connection.
+            let _ = connection.await;
+        });
+    }
+    tokio::select! {
+        () = connections.shutdown() => {}
+        () = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+    }
+    Ok(())
 }
 
 async fn serve_asset(request: Request) -> Response {

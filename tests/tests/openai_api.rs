@@ -70,3 +70,58 @@ fn bad_serve_arguments_are_one_line_errors() {
     assert_eq!(busy.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&busy.stderr).contains(&port), "{busy:?}");
 }
+
+/// Sends `head` (and `body`) on a fresh connection, then waits: returns what the server
+/// answered before it closed the connection, as text. Our side gives up after 60 s, far past
+/// the server's limits, so a server that never cuts the client off fails the test.
+fn raw_exchange(url: &str, head: &str, body: &[u8]) -> String {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(60))).unwrap();
+    stream.write_all(head.as_bytes()).unwrap();
+    // The server may refuse before reading the whole body; a failed write is part of that.
+    let _ = stream.write_all(body);
+    let mut answer = Vec::new();
+    match stream.read_to_end(&mut answer) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("the server kept the connection open: {e} (answered {:?})", String::from_utf8_lossy(&answer)),
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// The limits SECURITY.md states: bodies over 1 MiB are refused with 413 and OpenAI's error
+/// body; a client that sends its headers or its body too slowly is cut off (10 s each).
+#[test]
+fn oversized_and_slow_requests_are_refused() {
+    let (_server, url) = serve_headless(&["--engine", "native", "--backend", "cpu"]);
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+
+    let big = format!("{{\"model\": \"x\", \"prompt\": \"{}\"}}", "a".repeat(2 << 20));
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        big.len()
+    );
+    let answer = raw_exchange(&url, &head, big.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_too_large\"") && answer.contains("1048576 bytes"), "{answer}");
+
+    // Headers that never end: the connection is closed without an answer.
+    let answer = raw_exchange(&url, &format!("GET /v1/models HTTP/1.1\r\nHost: {host}\r\n"), b"");
+    assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // A body that stops short of its length: 408.
+    let head = format!(
+        "POST /v1/completions HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\nConnection: close\r\n\r\n"
+    );
+    let answer = raw_exchange(&url, &head, b"{\"model\":");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+
+    // And the server still answers well-formed requests.
+    let answer =
+        raw_exchange(&url, &format!("GET /v1/models HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"), b"");
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+}
