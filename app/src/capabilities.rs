@@ -20,9 +20,9 @@ fn mib(bytes: u64) -> String {
 /// The capabilities table; rows fill in when the engine worker reports `Ready`.
 #[component]
 pub fn CapabilitiesPanel(engine: EngineClient, offline: ReadSignal<OfflineState>) -> impl IntoView {
-    let choice = engine.choice.clone();
+    let choice = engine.choice;
     let state = engine.state;
-    let isolated = choice.cross_origin_isolated;
+    let isolated = choice.get_untracked().cross_origin_isolated;
     view! {
         <section class="card" id="capabilities">
             <h2>"Runtime"</h2>
@@ -34,8 +34,8 @@ pub fn CapabilitiesPanel(engine: EngineClient, offline: ReadSignal<OfflineState>
                 <tr>
                     <th>"runtime build"</th>
                     <td>
-                        <span id="runtime-build">{build_name(choice.build)}</span>
-                        <span class="why" id="runtime-build-reason">{format!(" — {}", choice.reason)}</span>
+                        <span id="runtime-build">{move || build_name(choice.get().build)}</span>
+                        <span class="why" id="runtime-build-reason">{move || format!(" — {}", choice.get().reason)}</span>
                     </td>
                 </tr>
                 <OfflineRow state=offline/>

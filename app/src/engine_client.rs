@@ -191,10 +191,11 @@ impl ChatState {
 /// Handle to the engine worker, shared by the components that talk to it.
 #[derive(Clone)]
 pub struct EngineClient {
-    pub choice: BuildChoice,
-    pub state: ReadSignal<EngineState>,
+    /// The runtime build the page loads, and why (it changes if the threaded build cannot start).
+    pub choice: RwSignal<BuildChoice>,
+    pub state: RwSignal<EngineState>,
     /// The latest kernel-probe results: (gpu, cpu).
-    pub kernels: ReadSignal<Option<(KernelOutcome, KernelOutcome)>>,
+    pub kernels: RwSignal<Option<(KernelOutcome, KernelOutcome)>>,
     pub busy: RwSignal<bool>,
     pub model: RwSignal<ModelState>,
     /// The model the chat runs (picked in the model card, or `?model=`).
@@ -207,39 +208,48 @@ pub struct EngineClient {
 
 impl EngineClient {
     pub fn start() -> Self {
-        let choice = choose_build();
-        let (state, set_state) = signal(EngineState::Starting);
-        let (kernels, set_kernels) = signal(None);
-        let busy = RwSignal::new(false);
-        let model = RwSignal::new(ModelState::NotLoaded);
-        let selected = RwSignal::new(ChatModel::Shipped(model_param()));
-        let backend = RwSignal::new(backend_param());
-        let chat = RwSignal::new(ChatState::default());
-        let worker_slot = StoredValue::new_local(None::<Worker>);
+        let engine = Self {
+            choice: RwSignal::new(choose_build()),
+            state: RwSignal::new(EngineState::Starting),
+            kernels: RwSignal::new(None),
+            busy: RwSignal::new(false),
+            model: RwSignal::new(ModelState::NotLoaded),
+            selected: RwSignal::new(ChatModel::Shipped(model_param())),
+            backend: RwSignal::new(backend_param()),
+            chat: RwSignal::new(ChatState::default()),
+            worker: StoredValue::new_local(None),
+        };
+        engine.start_worker();
+        engine
+    }
 
+    /// Starts the engine worker on the chosen build. If the threaded build fails before the
+    /// engine is ready (an engine whose workers cannot receive a wasm module or a shared
+    /// memory, say), the single-threaded build starts instead, and the reason is shown.
+    fn start_worker(&self) {
+        let build = self.choice.get_untracked().build;
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Module);
-        let mut url = format!("engine-worker.js?build={}", choice.build.dir());
+        let mut url = format!("engine-worker.js?build={}", build.dir());
         if let Some(threads) = page_param("threads").and_then(|t| t.parse::<usize>().ok()) {
             url.push_str(&format!("&threads={threads}"));
         }
         let worker = match Worker::new_with_options(&url, &options) {
             Ok(worker) => worker,
             Err(e) => {
-                set_state.set(EngineState::Failed(format!("cannot start the engine worker: {e:?}")));
-                return Self { choice, state, kernels, busy, model, selected, backend, chat, worker: worker_slot };
+                self.state.set(EngineState::Failed(format!("cannot start the engine worker: {e:?}")));
+                return;
             }
         };
 
+        let engine = self.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
+            let (state, model, chat) = (engine.state, engine.model, engine.chat);
             match serde_wasm_bindgen::from_value::<EngineEvent>(event.data()) {
                 Ok(EngineEvent::Ready { capabilities }) => {
-                    set_state.set(EngineState::Ready(capabilities));
+                    state.set(EngineState::Ready(capabilities));
                     // The chat needs the model; fetch it as soon as the engine can take it.
-                    model.set(ModelState::Loading { loaded: 0, total: None });
-                    let source = selected.get_untracked().source();
-                    let request = EngineRequest::LoadModel { source, backend: backend.get_untracked() };
-                    post(worker_slot, &request);
+                    engine.reload_model();
                 }
                 Ok(EngineEvent::ModelProgress { loaded, total }) => model.set(ModelState::Loading { loaded, total }),
                 Ok(EngineEvent::ModelLoaded { bytes, context, ms, backend, backend_note, from_cache, .. }) => {
@@ -257,27 +267,49 @@ impl EngineClient {
                 }
                 Ok(EngineEvent::Tokens { .. }) => {}
                 Ok(EngineEvent::KernelsDone { gpu, cpu }) => {
-                    set_kernels.set(Some((gpu, cpu)));
-                    busy.set(false);
+                    engine.kernels.set(Some((gpu, cpu)));
+                    engine.busy.set(false);
                 }
                 Ok(EngineEvent::Error { message }) => {
-                    busy.set(false);
-                    set_state.set(EngineState::Failed(message));
+                    engine.busy.set(false);
+                    engine.failed(build, message);
                 }
-                Err(e) => set_state.set(EngineState::Failed(format!("unreadable message from the engine: {e}"))),
+                Err(e) => state.set(EngineState::Failed(format!("unreadable message from the engine: {e}"))),
             }
         });
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
         on_message.forget();
 
+        let engine = self.clone();
         let on_error = Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |event: web_sys::ErrorEvent| {
-            set_state.set(EngineState::Failed(format!("the engine worker crashed: {}", event.message())));
+            let at = format!("{}:{}:{}", event.filename(), event.lineno(), event.colno());
+            engine.failed(build, format!("the engine worker crashed: {} (at {at})", event.message()));
         });
         worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         on_error.forget();
 
-        worker_slot.set_value(Some(worker));
-        Self { choice, state, kernels, busy, model, selected, backend, chat, worker: worker_slot }
+        self.worker.set_value(Some(worker));
+    }
+
+    /// The engine worker on `build` failed. Before it was ready, on the threaded build, the
+    /// single-threaded build starts instead; otherwise the engine has failed.
+    fn failed(&self, build: RuntimeBuild, message: String) {
+        if build != RuntimeBuild::Threaded || self.state.get_untracked() != EngineState::Starting {
+            return self.state.set(EngineState::Failed(message));
+        }
+        // The failed worker is silenced first: its own errors are not the new one's.
+        self.worker.with_value(|w| {
+            if let Some(w) = w {
+                w.set_onmessage(None);
+                w.set_onerror(None);
+                w.terminate();
+            }
+        });
+        self.choice.update(|choice| {
+            choice.build = RuntimeBuild::SingleThreaded;
+            choice.reason = format!("the threaded build did not start in this engine ({message})");
+        });
+        self.start_worker();
     }
 
     pub fn send(&self, request: &EngineRequest) {

@@ -22,7 +22,7 @@ use js_sys::{Function, Object, Promise, Reflect};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
 
-use crate::engine_client::{EngineClient, ModelState};
+use crate::engine_client::{EngineClient, EngineState, ModelState};
 
 /// Ids of requests made through `window.hearth`; the chat screen's are below.
 pub const FIRST_ID: u32 = 1 << 30;
@@ -93,8 +93,12 @@ pub fn install(engine: EngineClient) {
         )
     };
     let model_state = {
-        let model = engine.model;
+        let (model, state) = (engine.model, engine.state);
         Closure::<dyn Fn() -> String>::new(move || {
+            // An engine that failed to start will load no model.
+            if matches!(state.get_untracked(), EngineState::Failed(_)) {
+                return "failed".to_string();
+            }
             match model.get_untracked() {
                 ModelState::NotLoaded => "not-loaded",
                 ModelState::Loading { .. } => "loading",

@@ -6,6 +6,7 @@
 use hearth_core::catalog::{MODEL_CACHE, SHIPPED_MODELS, model_url, shipped_model};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
+use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::File;
 
@@ -29,8 +30,12 @@ async fn on_server(url: &str) -> String {
 }
 
 async fn in_browser_cache(url: &str) -> Result<bool, String> {
-    let window = web_sys::window().ok_or("no window")?;
-    let caches = window.caches().map_err(|_| "this engine has no Cache API".to_string())?;
+    // Read as a property: engines without the Cache API (Servo 0.7) leave it undefined.
+    let caches = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("caches"))
+        .ok()
+        .filter(|c| !c.is_undefined() && !c.is_null())
+        .ok_or_else(|| "this engine has no Cache API".to_string())?;
+    let caches: web_sys::CacheStorage = caches.unchecked_into();
     let cache: web_sys::Cache = JsFuture::from(caches.open(MODEL_CACHE))
         .await
         .map_err(|e| format!("cannot open the cache: {e:?}"))?

@@ -78,6 +78,8 @@ pub async fn wait_for_model(page: &dyn Page, limit: Duration) -> Result<String, 
         "while (!window.hearth || !['loaded', 'failed'].includes(hearth.modelState())) \
            await new Promise(r => setTimeout(r, 50)); \
          if (hearth.modelState() === 'loaded') return { backend: hearth.backend() }; \
+         const engine = document.getElementById('engine-status'); \
+         if (engine && engine.classList.contains('err')) return { failed: 'the engine failed: ' + engine.textContent }; \
          const status = document.getElementById('model-status'); \
          return { failed: status ? status.textContent : 'failed' };",
         Value::Null,

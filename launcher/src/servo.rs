@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 use servo::{
-    EventLoopWaker, JSValue, LoadStatus, Preferences, RenderingContext, ServoBuilder, SoftwareRenderingContext,
-    WebView, WebViewBuilder,
+    ConsoleLogLevel, EventLoopWaker, JSValue, LoadStatus, Preferences, RenderingContext, ServoBuilder,
+    SoftwareRenderingContext, WebView, WebViewBuilder, WebViewDelegate,
 };
 use thiserror::Error;
 
@@ -51,6 +51,28 @@ impl EventLoopWaker for Waker {
         Box::new(self.clone())
     }
     fn wake(&self) {}
+}
+
+/// Passes the page's warnings and errors (all its console with `HEARTH_SERVO_CONSOLE=1`) and
+/// crashes to stderr, and paints each frame so rendering never waits on us.
+struct PageLog {
+    everything: bool,
+}
+
+impl WebViewDelegate for PageLog {
+    fn notify_new_frame_ready(&self, webview: WebView) {
+        webview.paint();
+    }
+
+    fn show_console_message(&self, _webview: WebView, level: ConsoleLogLevel, message: String) {
+        if self.everything || matches!(level, ConsoleLogLevel::Warn | ConsoleLogLevel::Error) {
+            eprintln!("servo page ({level:?}): {message}");
+        }
+    }
+
+    fn notify_crashed(&self, _webview: WebView, reason: String, _backtrace: Option<String>) {
+        eprintln!("servo: the page crashed: {reason}");
+    }
 }
 
 /// Whether this Servo carries Hearth's shared-memory patches (launcher/servo-patches), as
@@ -105,7 +127,11 @@ fn run(url: url::Url, inbox: Receiver<Job>, ready: Sender<Result<(), ServoError>
     preferences.network_http_proxy_uri = String::new();
     preferences.network_https_proxy_uri = String::new();
     let servo = ServoBuilder::default().preferences(preferences).event_loop_waker(Box::new(Waker)).build();
-    let webview: WebView = WebViewBuilder::new(&servo, rendering_context).url(url).build();
+    let log = Rc::new(PageLog { everything: std::env::var_os("HEARTH_SERVO_CONSOLE").is_some() });
+    let webview: WebView = WebViewBuilder::new(&servo, rendering_context).url(url).delegate(log).build();
+    if std::env::var_os("HEARTH_SERVO_CONSOLE").is_some() {
+        eprintln!("servo: loading {}", webview.url().map(|u| u.to_string()).unwrap_or_default());
+    }
 
     let start = std::time::Instant::now();
     while webview.load_status() != LoadStatus::Complete {
@@ -115,6 +141,9 @@ fn run(url: url::Url, inbox: Receiver<Job>, ready: Sender<Result<(), ServoError>
             let _ = ready.send(Err(ServoError::LoadTimeout(LOAD_LIMIT)));
             return;
         }
+    }
+    if std::env::var_os("HEARTH_SERVO_CONSOLE").is_some() {
+        eprintln!("servo: loaded in {:.1} s", start.elapsed().as_secs_f64());
     }
     if ready.send(Ok(())).is_err() {
         return;

@@ -2,6 +2,10 @@
 // start the rayon pool in the threaded build, then hand over to Rust (hearth-workers).
 // ?threads=N sizes the rayon pool (benchmarks); by default, one thread per core.
 const params = new URL(self.location.href).searchParams;
+// An error nothing caught says where it happened, so the page can show it.
+self.addEventListener('error', (event) => {
+  self.postMessage({ type: 'error', message: `engine worker: ${event.message} (${event.filename}:${event.lineno}:${event.colno})` });
+});
 const build = params.get('build') === 'threaded' ? 'threaded' : 'single';
 const threads = Math.max(1, Number.parseInt(params.get('threads'), 10) || navigator.hardwareConcurrency || 1);
 try {

@@ -304,7 +304,12 @@ async fn yield_to_event_loop() {
 
 /// The page's model cache ([`MODEL_CACHE`]), where this engine has the Cache API.
 async fn open_model_cache(scope: &DedicatedWorkerGlobalScope) -> Result<web_sys::Cache, String> {
-    let caches = scope.caches().map_err(|e| format!("no Cache API here: {}", js_error_text(&e)))?;
+    // Read as a property: engines without the Cache API (Servo 0.7) leave it undefined.
+    let caches = js_sys::Reflect::get(scope, &JsValue::from_str("caches"))
+        .ok()
+        .filter(|c| !c.is_undefined() && !c.is_null())
+        .ok_or_else(|| "this engine has no Cache API".to_string())?;
+    let caches: web_sys::CacheStorage = caches.unchecked_into();
     let cache = JsFuture::from(caches.open(MODEL_CACHE))
         .await
         .map_err(|e| format!("cannot open the model cache: {}", js_error_text(&e)))?;
