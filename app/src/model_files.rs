@@ -18,7 +18,8 @@ pub struct StoredModel {
 /// Bytes copied per write: large enough to be quick, small enough not to hold much.
 const SLICE: f64 = 16.0 * 1024.0 * 1024.0;
 
-fn error_text(e: &JsValue) -> String {
+/// What a JS error (or any thrown value) says.
+pub fn error_text(e: &JsValue) -> String {
     e.as_string()
         .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
         .unwrap_or_else(|| format!("{e:?}"))

@@ -8,6 +8,8 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{ServiceWorkerContainer, ServiceWorkerRegistration, ServiceWorkerState};
 
+use crate::model_files::error_text;
+
 /// Where the app shell stands.
 #[derive(Clone, Debug, PartialEq)]
 pub enum OfflineState {
@@ -85,12 +87,6 @@ fn watch(registration: ServiceWorkerRegistration, set_state: WriteSignal<Offline
     registration.set_onupdatefound(Some(on_update.as_ref().unchecked_ref()));
     // The registration lives as long as the page; so does its handler.
     on_update.forget();
-}
-
-fn error_text(e: &JsValue) -> String {
-    e.as_string()
-        .or_else(|| e.dyn_ref::<js_sys::Error>().map(|e| String::from(e.message())))
-        .unwrap_or_else(|| format!("{e:?}"))
 }
 
 /// The runtime panel's row: can this app start offline.
