@@ -127,11 +127,13 @@ fn run(url: url::Url, inbox: Receiver<Job>, ready: Sender<Result<(), ServoError>
     preferences.network_http_proxy_uri = String::new();
     preferences.network_https_proxy_uri = String::new();
     let servo = ServoBuilder::default().preferences(preferences).event_loop_waker(Box::new(Waker)).build();
-    let log = Rc::new(PageLog { everything: std::env::var_os("HEARTH_SERVO_CONSOLE").is_some() });
-    let webview: WebView = WebViewBuilder::new(&servo, rendering_context).url(url).delegate(log).build();
-    if std::env::var_os("HEARTH_SERVO_CONSOLE").is_some() {
-        eprintln!("servo: loading {}", webview.url().map(|u| u.to_string()).unwrap_or_default());
+    let everything = std::env::var_os("HEARTH_SERVO_CONSOLE").is_some();
+    if everything {
+        // The web view has no URL until it starts loading, so name the one it was given.
+        eprintln!("servo: loading {url}");
     }
+    let log = Rc::new(PageLog { everything });
+    let webview: WebView = WebViewBuilder::new(&servo, rendering_context).url(url).delegate(log).build();
 
     let start = std::time::Instant::now();
     while webview.load_status() != LoadStatus::Complete {
@@ -142,7 +144,7 @@ fn run(url: url::Url, inbox: Receiver<Job>, ready: Sender<Result<(), ServoError>
             return;
         }
     }
-    if std::env::var_os("HEARTH_SERVO_CONSOLE").is_some() {
+    if everything {
         eprintln!("servo: loaded in {:.1} s", start.elapsed().as_secs_f64());
     }
     if ready.send(Ok(())).is_err() {
