@@ -11,6 +11,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{MessageEvent, Worker, WorkerOptions, WorkerType};
 
 use crate::model_files::StoredModel;
+use crate::workflows::WorkflowRun;
 
 /// A wasm module with a shared memory and an atomic op (wasm-feature-detect's threads probe):
 /// it validates only where the engine supports wasm threads.
@@ -203,6 +204,8 @@ pub struct EngineClient {
     /// The backend picked in the chat's settings (or `?backend=`).
     pub backend: RwSignal<BackendChoice>,
     pub chat: RwSignal<ChatState>,
+    /// The workflow the engine runs or ran last.
+    pub workflow: RwSignal<WorkflowRun>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -217,6 +220,7 @@ impl EngineClient {
             selected: RwSignal::new(ChatModel::Shipped(model_param())),
             backend: RwSignal::new(backend_param()),
             chat: RwSignal::new(ChatState::default()),
+            workflow: RwSignal::new(WorkflowRun::default()),
             worker: StoredValue::new_local(None),
         };
         engine.start_worker();
@@ -261,6 +265,17 @@ impl EngineClient {
                     }
                 }),
                 Ok(EngineEvent::ModelFailed { message, .. }) => model.set(ModelState::Failed(message)),
+                Ok(
+                    event @ (EngineEvent::Transcript { .. }
+                    | EngineEvent::AgentState { .. }
+                    | EngineEvent::WorkflowHeld { .. }
+                    | EngineEvent::WorkflowEnded { .. }),
+                ) => {
+                    crate::js_api::on_event(&event);
+                    engine.workflow.update(|run| {
+                        run.apply(&event);
+                    });
+                }
                 Ok(event) if crate::js_api::on_event(&event) => {}
                 Ok(event @ (EngineEvent::Delta { .. } | EngineEvent::Done { .. } | EngineEvent::Failed { .. })) => {
                     chat.update(|chat| chat.apply(event))

@@ -8,6 +8,8 @@
 //!                       (delta) => console.log(delta))     // the completion object
 //! hearth.modelState()                                       // "loading" | "loaded" | …
 //! hearth.backend()                                          // "gpu" | "cpu" once loaded, else ""
+//! await hearth.runWorkflow(toml, seed, (line) => console.log(line))
+//!                      // each transcript line, as `hearth run` prints it; null when it finished
 //! ```
 //!
 //! `generate`'s prompt is `{ text: "…" }` or `{ chat: [messages] }`, its parameters those of
@@ -92,6 +94,19 @@ pub fn install(engine: EngineClient) {
             },
         )
     };
+    let run_workflow = {
+        let engine = engine.clone();
+        Closure::<dyn Fn(String, JsValue, JsValue) -> Promise>::new(
+            move |toml: String, seed: JsValue, on_line: JsValue| {
+                let seed = match seed.as_f64() {
+                    None => None,
+                    Some(s) if s >= 0.0 && s.fract() == 0.0 && s <= 9_007_199_254_740_991.0 => Some(s as u64),
+                    Some(s) => return rejected(format!("hearth.runWorkflow: not a seed: {s}")),
+                };
+                call(&engine, on_line.dyn_into().ok(), |id| EngineRequest::RunWorkflow { id, toml, seed })
+            },
+        )
+    };
     let model_state = {
         let (model, state) = (engine.model, engine.state);
         Closure::<dyn Fn() -> String>::new(move || {
@@ -119,6 +134,7 @@ pub fn install(engine: EngineClient) {
     for (name, f) in [
         ("tokenize", tokenize.into_js_value()),
         ("generate", generate.into_js_value()),
+        ("runWorkflow", run_workflow.into_js_value()),
         ("modelState", model_state.into_js_value()),
         ("backend", backend.into_js_value()),
     ] {
@@ -133,7 +149,9 @@ pub fn on_event(event: &EngineEvent) -> bool {
         EngineEvent::Delta { id, .. }
         | EngineEvent::Done { id, .. }
         | EngineEvent::Tokens { id, .. }
-        | EngineEvent::Failed { id, .. } => *id,
+        | EngineEvent::Failed { id, .. }
+        | EngineEvent::Transcript { id, .. }
+        | EngineEvent::WorkflowEnded { id, .. } => *id,
         _ => return false,
     };
     if id < FIRST_ID {
@@ -142,9 +160,17 @@ pub fn on_event(event: &EngineEvent) -> bool {
     PENDING.with(|pending| {
         let mut pending = pending.borrow_mut();
         match event {
-            EngineEvent::Delta { text, .. } => {
+            EngineEvent::Delta { text, .. } | EngineEvent::Transcript { line: text, .. } => {
                 if let Some(f) = pending.get(&id).and_then(|p| p.on_delta.as_ref()) {
                     let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
+                }
+            }
+            EngineEvent::WorkflowEnded { error, .. } => {
+                if let Some(p) = pending.remove(&id) {
+                    let _ = match error {
+                        None => p.resolve.call1(&JsValue::NULL, &JsValue::NULL),
+                        Some(message) => p.reject.call1(&JsValue::NULL, &js_sys::Error::new(message).into()),
+                    };
                 }
             }
             EngineEvent::Done { completion, .. } => {

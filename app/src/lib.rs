@@ -1,7 +1,7 @@
 //! Hearth's UI. The first screen chats with a shipped model (the default, or one picked in the
 //! model card) and shows what the runtime found (WebGPU adapter, cross-origin isolation, which
-//! runtime build, threads, the model, whether it starts offline); it also runs the kernel
-//! probe.
+//! runtime build, threads, the model, whether it starts offline); it runs workflows of agents
+//! on the model, and the kernel probe.
 
 mod capabilities;
 mod chat;
@@ -11,6 +11,7 @@ mod kernel_probe;
 mod model_card;
 mod model_files;
 mod offline;
+mod workflows;
 
 use leptos::prelude::*;
 
@@ -19,6 +20,7 @@ use chat::Chat;
 use engine_client::EngineClient;
 use kernel_probe::KernelProbe;
 use model_card::ModelCard;
+use workflows::Workflows;
 
 /// The whole app: starts the engine worker and lays out the first screen.
 #[component]
@@ -33,6 +35,7 @@ pub fn App() -> impl IntoView {
         </header>
         <main>
             <Chat engine=engine.clone()/>
+            <Workflows engine=engine.clone()/>
             <CapabilitiesPanel engine=engine.clone() offline/>
             <ModelCard engine=engine.clone()/>
             <KernelProbe engine=engine/>

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::agents::AgentState;
 use crate::engine::{Backend, BackendChoice, Completion, GenerateParams, Prompt};
 use crate::probe::KernelRun;
 pub use hearth_kernels::gpu::AdapterSummary;
@@ -90,6 +91,24 @@ pub enum EngineRequest {
     /// The loaded model's token ids for `text`, with special tokens parsed and BOS/EOS added
     /// as the model asks when `special`; answered by [`EngineEvent::Tokens`].
     Tokenize { id: u32, text: String, special: bool },
+    /// Run the workflow in `toml` (see [`crate::agents::Workflow`]) on the loaded model, each
+    /// agent in a Web Worker of its own over the shared-memory bus; `seed` replaces the
+    /// workflow's. Its transcript streams back as [`EngineEvent::Transcript`] lines, live agent
+    /// states as [`EngineEvent::AgentState`], and it ends with [`EngineEvent::WorkflowEnded`].
+    RunWorkflow { id: u32, toml: String, seed: Option<u64> },
+    /// Pause, resume, single-step or stop workflow `id` (at its next logical step).
+    ControlWorkflow { id: u32, control: WorkflowControl },
+}
+
+/// What the page can ask of a running workflow. A paused workflow holds before its next
+/// logical step; `Step` lets one step run and holds again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkflowControl {
+    Pause,
+    Resume,
+    Step,
+    Stop,
 }
 
 /// A kernel that ran, or the reason it could not.
@@ -153,6 +172,28 @@ pub enum EngineEvent {
     Failed {
         id: u32,
         message: String,
+    },
+    /// One line of workflow `id`'s transcript: the JSON of a
+    /// [`crate::agents::TranscriptEvent`], byte for byte what `hearth run` prints.
+    Transcript {
+        id: u32,
+        line: String,
+    },
+    /// Agent `agent` (by index in the workflow) of workflow `id` is now in `state`.
+    AgentState {
+        id: u32,
+        agent: usize,
+        state: AgentState,
+    },
+    /// Workflow `id` holds before logical step `step` (paused), or runs again (`None`).
+    WorkflowHeld {
+        id: u32,
+        step: Option<u32>,
+    },
+    /// Workflow `id` ended: finished, or why not.
+    WorkflowEnded {
+        id: u32,
+        error: Option<String>,
     },
     Error {
         message: String,

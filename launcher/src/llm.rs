@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use hearth_core::agents::protocol::LlmRequest;
-use hearth_core::agents::{LlmReply, LlmService, RunError, RunOptions, Workflow, WorkflowError};
+use hearth_core::agents::{HostFuture, LlmReply, LlmService, RunError, RunOptions, Workflow, WorkflowError};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
@@ -222,22 +222,7 @@ impl LlmService for EngineLlm {
         format!("{:?}", self.engine.backend()).to_lowercase()
     }
 
-    fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>> {
-        let requests: Vec<(Prompt, GenerateParams)> = batch.iter().map(LlmRequest::generation).collect();
-        match pollster::block_on(self.engine.generate_batch(&requests)) {
-            Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-            Ok(done) => done
-                .into_iter()
-                .map(|r| {
-                    r.map(|done| LlmReply {
-                        text: done.text,
-                        prompt_tokens: done.prompt_tokens,
-                        completion_tokens: done.completion_tokens,
-                        finish_reason: done.finish_reason,
-                    })
-                    .map_err(|e| e.to_string())
-                })
-                .collect(),
-        }
+    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
+        self.engine.complete(batch)
     }
 }

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -122,7 +123,7 @@ enum Command {
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
     },
-    /// Run a workflow (TOML, see examples/) natively and print its transcript as JSON lines.
+    /// Run a workflow (TOML, see examples/) and print its transcript as JSON lines.
     Run {
         #[arg(long)]
         workflow: PathBuf,
@@ -140,6 +141,10 @@ enum Command {
         /// Inject random delays of up to this many ms into the agents (tests of determinism).
         #[arg(long, default_value_t = 0, hide = true)]
         jitter_ms: u64,
+        /// native: the core on threads; chromium or servo: the app's page in that engine, each
+        /// agent in a Web Worker over the shared-memory bus (the default model only).
+        #[arg(long, default_value = "native")]
+        engine: EngineKind,
     },
     /// Measure prefill and decode tokens/s on the default model, natively and in headless
     /// Chromium (both builds), beside llama.cpp and wllama; prints a Markdown table.
@@ -200,7 +205,10 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Run { workflow, model, seed, backend, bus, jitter_ms } => {
+        Command::Run { workflow, model, seed, backend, engine, .. } if engine != EngineKind::Native => {
+            run_in_page(engine, &workflow, model, seed, backend)
+        }
+        Command::Run { workflow, model, seed, backend, bus, jitter_ms, .. } => {
             let transport = match bus {
                 BusKind::Shared => Transport::SharedMemory,
                 BusKind::Messages => Transport::MessagePassing,
@@ -538,6 +546,65 @@ fn generate_in_page(
         })?;
         say(&if json { llm::completion_json(&done, completer.backend()) } else { String::new() });
         Ok(())
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `hearth run --engine chromium|servo`: the app served on a free loopback port, opened in the
+/// web engine, and the workflow run by the engine worker in its page; the transcript is
+/// printed as it comes, the same JSON lines as `hearth run` natively.
+fn run_in_page(
+    engine: EngineKind,
+    workflow: &std::path::Path,
+    model: Option<PathBuf>,
+    seed: Option<u64>,
+    backend: BackendChoice,
+) -> ExitCode {
+    let toml = match std::fs::read_to_string(workflow) {
+        Ok(toml) => toml,
+        Err(e) => {
+            eprintln!("hearth: cannot read the workflow {}: {e}", workflow.display());
+            return ExitCode::from(2);
+        }
+    };
+    // Checked here too, so a bad file fails before a browser starts, with the same message.
+    if let Err(e) = hearth_core::agents::Workflow::from_toml(&toml) {
+        eprintln!("hearth: {}: {e}", workflow.display());
+        return ExitCode::from(2);
+    }
+    if model.is_some() {
+        eprintln!(
+            "hearth: --engine {} runs the page's model, the default {}; --model works with --engine native",
+            engine.name(),
+            DEFAULT_MODEL.name
+        );
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result: Result<(), String> = runtime.block_on(async move {
+        let listener = server::bind(0).await.map_err(|e| e.to_string())?;
+        let url = engines::serve_in_background(listener, None)?;
+        let page = engines::open_page(engine, &engines::page_url(&url, backend)).await?;
+        hearth::page::wait_for_model(page.as_ref(), Duration::from_secs(600)).await.map_err(|e| e.to_string())?;
+        let mut out = std::io::stdout().lock();
+        let mut print = |line: &str| {
+            let _ = writeln!(out, "{line}").and_then(|()| out.flush());
+        };
+        let limit = Duration::from_secs(3600);
+        let run = hearth::page::run_workflow(page.as_ref(), &toml, seed, &mut print, limit).await;
+        run.map_err(|e| format!("{}: {e}", workflow.display()))
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -161,6 +161,48 @@ pub async fn generate(
     }
 }
 
+/// Runs a workflow in the page through `window.hearth.runWorkflow`, sending each transcript
+/// line to `lines` as it comes.
+pub async fn run_workflow(
+    page: &dyn Page,
+    toml: &str,
+    seed: Option<u64>,
+    lines: &mut dyn FnMut(&str),
+    limit: Duration,
+) -> Result<(), PageError> {
+    let id = page
+        .eval(
+            "window.__hearthRuns = window.__hearthRuns || []; \
+             const r = { lines: [], done: null }; const id = window.__hearthRuns.push(r) - 1; \
+             hearth.runWorkflow(args[0], args[1], l => { r.lines.push(l); }) \
+               .then(() => { r.done = { ok: true }; }, e => { r.done = { err: String(e && e.message || e) }; }); \
+             return id;",
+            json!([toml, seed]),
+        )
+        .await?;
+    let deadline = Instant::now() + limit;
+    loop {
+        let poll = page
+            .eval(
+                "const r = window.__hearthRuns[args]; const l = r.lines.splice(0); \
+                 if (r.done) window.__hearthRuns[args] = null; return { l, done: r.done };",
+                id.clone(),
+            )
+            .await?;
+        poll["l"].as_array().into_iter().flatten().filter_map(Value::as_str).for_each(&mut *lines);
+        if let Some(done) = poll.get("done").filter(|d| !d.is_null()) {
+            return match done.get("err") {
+                Some(err) => Err(PageError::Script(err.as_str().unwrap_or_default().to_string())),
+                None => Ok(()),
+            };
+        }
+        if Instant::now() > deadline {
+            return Err(PageError::Timeout(limit));
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
 impl Page for crate::chromium::Browser {
     fn engine(&self) -> &'static str {
         "chromium"

@@ -23,7 +23,7 @@ const CHAT_CONTEXT: usize = 2048;
 const BUILD: RuntimeBuild =
     if cfg!(feature = "threads") { RuntimeBuild::Threaded } else { RuntimeBuild::SingleThreaded };
 
-struct Engine {
+pub(crate) struct Engine {
     scope: DedicatedWorkerGlobalScope,
     /// The WebGPU device, or why there is none.
     gpu: Result<Rc<GpuContext>, String>,
@@ -36,6 +36,9 @@ struct Engine {
     replying: Cell<Option<u32>>,
     stop_requested: Cell<bool>,
     loading: Cell<bool>,
+    /// The workflow running on the model, if one is.
+    #[cfg(feature = "threads")]
+    workflow: RefCell<Option<crate::workflow::Running>>,
 }
 
 /// Starts the engine in this worker: opens the GPU (if any), installs the message handler,
@@ -54,6 +57,8 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
         replying: Cell::new(None),
         stop_requested: Cell::new(false),
         loading: Cell::new(false),
+        #[cfg(feature = "threads")]
+        workflow: RefCell::new(None),
     });
 
     let handler_engine = Rc::clone(&engine);
@@ -117,13 +122,38 @@ async fn browser_adapter_label(gpu: &JsValue) -> Option<String> {
 }
 
 impl Engine {
-    fn post(&self, event: &EngineEvent) {
+    pub(crate) fn post(&self, event: &EngineEvent) {
         match serde_wasm_bindgen::to_value(event) {
             Ok(value) => {
                 let _ = self.scope.post_message(&value);
             }
             Err(e) => web_sys::console::error_1(&format!("engine worker: cannot encode {event:?}: {e}").into()),
         }
+    }
+
+    /// Loading a model, replying, or running a workflow.
+    pub(crate) fn busy(&self) -> bool {
+        #[cfg(feature = "threads")]
+        if self.workflow.borrow().is_some() {
+            return true;
+        }
+        self.loading.get() || self.replying.get().is_some()
+    }
+
+    /// The model, taken out for a workflow; [`Engine::put_model`] gives it back.
+    #[cfg(feature = "threads")]
+    pub(crate) fn take_model(&self) -> Option<Llm> {
+        self.llm.borrow_mut().take()
+    }
+
+    #[cfg(feature = "threads")]
+    pub(crate) fn put_model(&self, llm: Llm) {
+        *self.llm.borrow_mut() = Some(llm);
+    }
+
+    #[cfg(feature = "threads")]
+    pub(crate) fn set_workflow(&self, running: Option<crate::workflow::Running>) {
+        *self.workflow.borrow_mut() = running;
     }
 
     fn now_ms(&self) -> f64 {
@@ -143,6 +173,24 @@ impl Engine {
                     self.stop_requested.set(true);
                 }
             }
+            #[cfg(feature = "threads")]
+            EngineRequest::RunWorkflow { id, toml, seed } => crate::workflow::run(self, id, toml, seed).await,
+            #[cfg(feature = "threads")]
+            EngineRequest::ControlWorkflow { id, control } => {
+                if let Some(running) = self.workflow.borrow().as_ref().filter(|r| r.id == id) {
+                    running.control(control);
+                }
+            }
+            #[cfg(not(feature = "threads"))]
+            EngineRequest::RunWorkflow { id, .. } => self.post(&EngineEvent::WorkflowEnded {
+                id,
+                error: Some(
+                    "workflows need shared memory (the threaded build); this page runs the single-threaded build"
+                        .into(),
+                ),
+            }),
+            #[cfg(not(feature = "threads"))]
+            EngineRequest::ControlWorkflow { .. } => {}
             EngineRequest::Tokenize { id, text, special } => {
                 let event = match self.tokenizer.borrow().as_ref() {
                     Some(tokenizer) => EngineEvent::Tokens { id, ids: tokenizer.encode(&text, special, special) },
@@ -156,9 +204,11 @@ impl Engine {
     /// Streams the model file into wasm memory and loads it onto `backend`; the CPU's
     /// weights stay in that one buffer (no second copy).
     async fn load_model(&self, source: ModelSource, backend: BackendChoice) {
-        if self.loading.get() || self.replying.get().is_some() {
-            return self
-                .post(&EngineEvent::ModelFailed { source, message: "the engine is busy loading or replying".into() });
+        if self.busy() {
+            return self.post(&EngineEvent::ModelFailed {
+                source,
+                message: "the engine is busy loading, replying or running a workflow".into(),
+            });
         }
         self.loading.set(true);
         let start = self.now_ms();
@@ -207,8 +257,11 @@ impl Engine {
     /// between tokens so a `Stop` can arrive. The model is out of `self.llm` while a step
     /// awaits the GPU, and back between steps.
     async fn generate(&self, id: u32, prompt: Prompt, params: GenerateParams) {
-        if self.replying.get().is_some() || self.loading.get() {
-            return self.post(&EngineEvent::Failed { id, message: "the engine is busy loading or replying".into() });
+        if self.busy() {
+            return self.post(&EngineEvent::Failed {
+                id,
+                message: "the engine is busy loading, replying or running a workflow".into(),
+            });
         }
         let Some(mut llm) = self.llm.borrow_mut().take() else {
             return self.post(&EngineEvent::Failed { id, message: "no model is loaded yet".into() });
@@ -290,7 +343,7 @@ fn worker_clock() -> f64 {
 
 /// Lets the worker's event loop run (messages from the page) before continuing. A message to
 /// ourselves through a `MessageChannel` is a task with no timer clamping, unlike `setTimeout(0)`.
-async fn yield_to_event_loop() {
+pub(crate) async fn yield_to_event_loop() {
     let Ok(channel) = web_sys::MessageChannel::new() else { return };
     let promise = js_sys::Promise::new(&mut |resolve, _reject| {
         channel.port1().set_onmessage(Some(&resolve));

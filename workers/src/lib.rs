@@ -4,9 +4,15 @@
 
 #[cfg(target_arch = "wasm32")]
 mod engine;
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+mod thread;
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+mod workflow;
 
 #[cfg(target_arch = "wasm32")]
 pub use engine::start_engine_worker;
+#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+pub use thread::run_thread;
 
 // The threaded build re-exports the pool initialiser; the worker's JS awaits it before starting
 // the engine, so every rayon call after that runs on `navigator.hardwareConcurrency` threads.

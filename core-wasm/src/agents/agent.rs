@@ -33,7 +33,7 @@ impl Jitter {
             return;
         }
         // Seeded from the clock on purpose: these delays must differ run to run.
-        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let nanos = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).unwrap_or_default();
         let r = super::scheduler::turn_seed(nanos.as_nanos() as u64, 0, 0);
         std::thread::sleep(Duration::from_micros(r % (self.max_ms * 1000 + 1)));
     }

@@ -10,23 +10,24 @@
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
+use web_time::Instant;
 
 use super::agent::{AgentProgram, Jitter, run_agent};
+use super::host::{AgentState, AgentWorker, Host, HostFuture, Threads};
 use super::module::{ModuleAgent, ModuleError};
 use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::scheduler::{Scheduler, Turn};
 use super::tools::{self, Scratchpad};
 use super::workflow::{AgentSpec, OnFault, Workflow};
 use crate::bus::{AgentPort, BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
-use crate::engine::FinishReason;
+use crate::engine::{Engine, FinishReason};
 
 /// One line of a run's transcript (JSON lines; `event` names the kind).
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum TranscriptEvent {
     Started {
@@ -105,7 +106,36 @@ pub enum TranscriptEvent {
 pub trait LlmService {
     fn backend(&self) -> String;
     /// Completes a batch of requests (in batch order).
-    fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>>;
+    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>>;
+}
+
+/// The engine itself serves agents: each request is a chat of the agent's system prompt and the
+/// turn's request; a batch decodes together (see [`Engine::generate_batch`]).
+impl LlmService for Engine {
+    fn backend(&self) -> String {
+        format!("{:?}", Engine::backend(self)).to_lowercase()
+    }
+
+    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
+        Box::pin(async move {
+            let requests: Vec<_> = batch.iter().map(LlmRequest::generation).collect();
+            match self.generate_batch(&requests).await {
+                Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
+                Ok(done) => done
+                    .into_iter()
+                    .map(|r| {
+                        r.map(|done| LlmReply {
+                            text: done.text,
+                            prompt_tokens: done.prompt_tokens,
+                            completion_tokens: done.completion_tokens,
+                            finish_reason: done.finish_reason,
+                        })
+                        .map_err(|e| e.to_string())
+                    })
+                    .collect(),
+            }
+        })
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -117,7 +147,7 @@ pub struct LlmReply {
 }
 
 /// Which bus carries the run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {
     #[default]
@@ -147,6 +177,10 @@ pub enum RunError {
     Programs { programs: usize, agents: usize },
     #[error("cannot encode a message for the bus: {0}")]
     Encode(String),
+    #[error("agent {agent}: its worker did not start: {reason}")]
+    Spawn { agent: String, reason: String },
+    #[error("stopped before step {step}")]
+    Stopped { step: u32 },
 }
 
 /// Loads the programs of `workflow`'s agents; module paths are relative to `base_dir`.
@@ -210,7 +244,7 @@ struct Working {
 
 struct Slot {
     program: Arc<AgentProgram>,
-    worker: Option<JoinHandle<()>>,
+    worker: Option<Box<dyn AgentWorker>>,
     working: Option<Working>,
     queue: VecDeque<Turn>,
     restarts: u32,
@@ -219,11 +253,12 @@ struct Slot {
     events: Vec<TranscriptEvent>,
 }
 
-struct Hub<'a> {
+struct Hub<'a, L: LlmService + ?Sized> {
     workflow: &'a Workflow,
+    host: &'a dyn Host,
     bus: Box<dyn HubPort>,
     slots: Vec<Slot>,
-    llm: &'a mut dyn LlmService,
+    llm: &'a mut L,
     options: RunOptions,
     scratchpad: Scratchpad,
     step: u32,
@@ -236,11 +271,25 @@ struct Hub<'a> {
 /// How often the hub looks for workers that died without a word.
 const LIVENESS: Duration = Duration::from_millis(100);
 
-/// Runs `workflow` with `programs` (see [`programs`]), passing each event to `on_event`.
+/// Runs `workflow` with `programs` (see [`programs`]) on threads, passing each event to
+/// `on_event`.
 pub fn run(
     workflow: &Workflow,
     programs: Vec<AgentProgram>,
-    llm: &mut dyn LlmService,
+    llm: &mut (impl LlmService + ?Sized),
+    options: RunOptions,
+    on_event: impl FnMut(&TranscriptEvent),
+) -> Result<RunSummary, RunError> {
+    pollster::block_on(run_on(&Threads, workflow, programs, llm, options, on_event))
+}
+
+/// Runs `workflow` with `programs`, each agent on a worker of `host`, passing each event to
+/// `on_event`.
+pub async fn run_on(
+    host: &dyn Host,
+    workflow: &Workflow,
+    programs: Vec<AgentProgram>,
+    llm: &mut (impl LlmService + ?Sized),
     options: RunOptions,
     mut on_event: impl FnMut(&TranscriptEvent),
 ) -> Result<RunSummary, RunError> {
@@ -265,17 +314,27 @@ pub fn run(
         backend: llm.backend(),
         transport: options.transport,
     });
-    let slots = programs
-        .into_iter()
-        .zip(ports)
-        .map(|(program, port)| {
-            let program = Arc::new(program);
-            let worker = Some(spawn(program.clone(), port, options.jitter));
-            Slot { program, worker, working: None, queue: VecDeque::new(), restarts: 0, gave_up: false, events: vec![] }
-        })
-        .collect();
+    let mut slots = Vec::with_capacity(n);
+    for (agent, (program, port)) in programs.into_iter().zip(ports).enumerate() {
+        let program = Arc::new(program);
+        let worker = match spawn(host, program.clone(), port, options.jitter) {
+            Ok(worker) => worker,
+            Err(reason) => return Err(RunError::Spawn { agent: workflow.agents[agent].name.clone(), reason }),
+        };
+        host.agent_state(agent, AgentState::Idle);
+        slots.push(Slot {
+            program,
+            worker: Some(worker),
+            working: None,
+            queue: VecDeque::new(),
+            restarts: 0,
+            gave_up: false,
+            events: vec![],
+        });
+    }
     let mut hub = Hub {
         workflow,
+        host,
         bus,
         slots,
         llm,
@@ -286,8 +345,8 @@ pub fn run(
         replies: Vec::new(),
         llm_queue: Vec::new(),
     };
-    let result = hub.run(&mut on_event);
-    hub.stop();
+    let result = hub.run(&mut on_event).await;
+    hub.stop().await;
     let summary = result?;
     on_event(&TranscriptEvent::Finished {
         steps: summary.steps,
@@ -299,18 +358,26 @@ pub fn run(
     Ok(summary)
 }
 
-fn spawn(program: Arc<AgentProgram>, port: Box<dyn AgentPort>, jitter: Jitter) -> JoinHandle<()> {
-    std::thread::spawn(move || run_agent(&program, port, jitter))
+fn spawn(
+    host: &dyn Host,
+    program: Arc<AgentProgram>,
+    port: Box<dyn AgentPort>,
+    jitter: Jitter,
+) -> Result<Box<dyn AgentWorker>, String> {
+    host.spawn(Box::new(move || run_agent(&program, port, jitter)))
 }
 
-impl Hub<'_> {
-    fn run(&mut self, on_event: &mut impl FnMut(&TranscriptEvent)) -> Result<RunSummary, RunError> {
+impl<L: LlmService + ?Sized> Hub<'_, L> {
+    async fn run(&mut self, on_event: &mut impl FnMut(&TranscriptEvent)) -> Result<RunSummary, RunError> {
         let mut scheduler = Scheduler::new(self.workflow);
         while let Some(turns) = scheduler.next_step() {
+            if !self.host.before_step(self.step).await {
+                return Err(RunError::Stopped { step: self.step });
+            }
             for t in &turns {
                 self.slots[t.agent].queue.push_back(t.clone());
             }
-            let outcome = self.run_step();
+            let outcome = self.run_step().await;
             // The step's events, agent by agent, whatever the step's outcome.
             for slot in &mut self.slots {
                 slot.events.drain(..).for_each(|e| on_event(&e));
@@ -373,6 +440,7 @@ impl Hub<'_> {
         };
         self.slots[agent].working =
             Some(Working { turn, attempt, parts: vec![], waiting_llm: false, deadline: Instant::now() + budget });
+        self.host.agent_state(agent, AgentState::Thinking);
         self.send(agent, &msg)
     }
 
@@ -380,7 +448,7 @@ impl Hub<'_> {
         self.slots.iter().any(|s| s.working.is_some())
     }
 
-    fn run_step(&mut self) -> Result<(), RunError> {
+    async fn run_step(&mut self) -> Result<(), RunError> {
         for agent in 0..self.slots.len() {
             self.next_turn(agent)?;
         }
@@ -393,7 +461,7 @@ impl Hub<'_> {
             }
             let all_waiting = self.slots.iter().filter_map(|s| s.working.as_ref()).all(|w| w.waiting_llm);
             if all_waiting && !self.llm_queue.is_empty() {
-                self.serve_llm()?;
+                self.serve_llm().await?;
                 continue;
             }
             let now = Instant::now();
@@ -412,7 +480,10 @@ impl Hub<'_> {
                         self.fault(agent, FaultKind::Crash, format!("sent a message the hub cannot read: {e}"))?
                     }
                 },
-                Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => self.check_workers()?,
+                Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => {
+                    self.host.idle().await;
+                    self.check_workers()?
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -432,7 +503,7 @@ impl Hub<'_> {
                     FaultKind::TimeBudget,
                     format!("ran past its time budget of {ms} ms; its worker was stopped"),
                 )?;
-            } else if slot.worker.as_ref().is_none_or(|h| h.is_finished()) {
+            } else if slot.worker.as_ref().is_none_or(|w| w.is_finished()) {
                 self.fault(agent, FaultKind::Crash, "its worker exited in the middle of a turn".into())?;
             }
         }
@@ -451,6 +522,7 @@ impl Hub<'_> {
             ToHub::Llm(request) => {
                 w.waiting_llm = true;
                 self.llm_queue.push((agent, request));
+                self.host.agent_state(agent, AgentState::Waiting);
             }
             ToHub::Tool { name: tool, args } => {
                 w.deadline = Instant::now() + budget;
@@ -493,11 +565,11 @@ impl Hub<'_> {
     }
 
     /// Serves every queued LLM call as one batch, in agent order.
-    fn serve_llm(&mut self) -> Result<(), RunError> {
+    async fn serve_llm(&mut self) -> Result<(), RunError> {
         let mut queue = std::mem::take(&mut self.llm_queue);
         queue.sort_by_key(|(agent, _)| *agent);
         let requests: Vec<LlmRequest> = queue.iter().map(|(_, r)| r.clone()).collect();
-        let replies = self.llm.complete(&requests);
+        let replies = self.llm.complete(&requests).await;
         for ((agent, _), reply) in queue.into_iter().zip(replies) {
             let reply = reply.map_err(RunError::Llm)?;
             let budget = Duration::from_millis(self.workflow.agents[agent].time_budget_ms);
@@ -506,6 +578,7 @@ impl Hub<'_> {
             let slot = &mut self.slots[agent];
             let Some(w) = slot.working.as_mut() else { continue };
             (w.waiting_llm, w.deadline) = (false, Instant::now() + budget);
+            self.host.agent_state(agent, AgentState::Thinking);
             slot.events.push(TranscriptEvent::LlmCall {
                 step,
                 agent: name,
@@ -543,23 +616,29 @@ impl Hub<'_> {
             kind,
             detail: detail.clone(),
         });
-        // Cut the worker off. A thread cannot be killed: a stuck one is left behind, deaf (its
-        // bus end is closed), and module agents cannot be stuck past their fuel anyway.
+        self.host.agent_state(agent, AgentState::Faulted);
+        // Cut the worker off. A worker that shares the runtime's memory cannot be killed
+        // safely (it may hold a lock): a stuck one is left behind, deaf (its bus end is
+        // closed), and module agents cannot be stuck past their fuel anyway.
         self.bus.disconnect(agent);
-        if let Some(worker) = slot.worker.take()
-            && worker.is_finished()
-        {
-            let _ = worker.join();
-        }
+        slot.worker = None;
         match supervision.on_fault {
             OnFault::Restart if slot.restarts < supervision.max_restarts => {
                 let backoff_ms = supervision.backoff_ms << slot.restarts.min(16);
                 slot.restarts += 1;
                 self.summary.restarts += 1;
-                slot.events.push(TranscriptEvent::Restart { step, agent: name, attempt: w.attempt + 1, backoff_ms });
+                slot.events.push(TranscriptEvent::Restart {
+                    step,
+                    agent: name.clone(),
+                    attempt: w.attempt + 1,
+                    backoff_ms,
+                });
                 std::thread::sleep(Duration::from_millis(backoff_ms));
                 let port = self.bus.reconnect(agent)?;
-                slot.worker = Some(spawn(slot.program.clone(), port, self.options.jitter));
+                let worker = spawn(self.host, slot.program.clone(), port, self.options.jitter)
+                    .map_err(|reason| RunError::Spawn { agent: name.clone(), reason })?;
+                slot.worker = Some(worker);
+                self.host.agent_state(agent, AgentState::Restarted);
                 self.start(agent, w.turn, w.attempt + 1)
             }
             OnFault::Escalate => {
@@ -569,26 +648,25 @@ impl Hub<'_> {
             OnFault::Restart | OnFault::GiveUp => {
                 slot.gave_up = true;
                 slot.events.push(TranscriptEvent::GaveUp { step, agent: name });
+                self.host.agent_state(agent, AgentState::GaveUp);
                 self.next_turn(agent)
             }
         }
     }
 
-    /// Tells every worker to stop and waits for those that can.
-    fn stop(&mut self) {
+    /// Tells every worker to stop and waits (a little) for those that can.
+    async fn stop(&mut self) {
         for agent in 0..self.slots.len() {
             let _ = self.send(agent, &ToAgent::Stop);
         }
-        for slot in &mut self.slots {
-            if let Some(worker) = slot.worker.take() {
-                let deadline = Instant::now() + Duration::from_secs(2);
-                while !worker.is_finished() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                if worker.is_finished() {
-                    let _ = worker.join();
-                }
-            }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.slots.iter().flat_map(|s| &s.worker).any(|w| !w.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+            self.host.idle().await;
+        }
+        for agent in 0..self.slots.len() {
+            self.slots[agent].worker = None;
+            self.host.agent_state(agent, AgentState::Idle);
         }
     }
 }
@@ -611,9 +689,9 @@ mod tests {
             "scripted".into()
         }
 
-        fn complete(&mut self, batch: &[LlmRequest]) -> Vec<Result<LlmReply, String>> {
+        fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
             self.batches.push(batch.len());
-            batch
+            let replies = batch
                 .iter()
                 .map(|r| {
                     self.prompts.push(r.prompt.clone());
@@ -621,7 +699,8 @@ mod tests {
                     let text = self.replies.pop_front().unwrap_or_else(|| r.prompt.lines().last().unwrap_or("").into());
                     Ok(LlmReply { text, prompt_tokens: 1, completion_tokens: 1, finish_reason: FinishReason::Stop })
                 })
-                .collect()
+                .collect();
+            Box::pin(std::future::ready(replies))
         }
     }
 

@@ -5,6 +5,7 @@
 //! [`tools`].
 
 pub mod agent;
+pub mod host;
 pub mod hub;
 pub mod module;
 pub mod protocol;
@@ -12,6 +13,9 @@ pub mod scheduler;
 pub mod tools;
 pub mod workflow;
 
-pub use hub::{LlmReply, LlmService, RunError, RunOptions, RunSummary, TranscriptEvent, Transport, programs, run};
+pub use host::{AgentState, AgentWorker, Host, HostFuture, Threads};
+pub use hub::{
+    LlmReply, LlmService, RunError, RunOptions, RunSummary, TranscriptEvent, Transport, programs, run, run_on,
+};
 pub use scheduler::{Message, Scheduler, Turn, turn_seed};
 pub use workflow::{AgentSpec, OnFault, Supervision, Topology, Workflow, WorkflowError};

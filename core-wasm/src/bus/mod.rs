@@ -19,7 +19,9 @@ mod wait;
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use web_time::Instant;
 
 use arena::{Arena, BLOCK_WORDS};
 use ring::{HEADER_WORDS, Pop, Push, Ring};

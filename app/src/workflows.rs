@@ -1,0 +1,351 @@
+//! The workflows view: pick an example or load a TOML file, run it on the loaded model (each
+//! agent in a Web Worker of its own, the hub in the engine worker), pause, step or stop it;
+//! a live timeline of what the agents said and did, and each agent's state and counts.
+
+use hearth_core::agents::{AgentState, TranscriptEvent, Workflow};
+use hearth_core::protocol::{EngineEvent, EngineRequest, RuntimeBuild, WorkflowControl};
+use leptos::prelude::*;
+use wasm_bindgen_futures::{JsFuture, spawn_local};
+
+use crate::engine_client::{EngineClient, EngineState, ModelState};
+
+/// The example workflows in `examples/` that run in the page (LLM agents only).
+pub const EXAMPLES: [(&str, &str); 3] = [
+    ("debate", include_str!("../../examples/debate.toml")),
+    ("plan-execute-critique", include_str!("../../examples/plan-execute-critique.toml")),
+    ("map-reduce-summary", include_str!("../../examples/map-reduce-summary.toml")),
+];
+
+/// Ids of workflows started here: apart from the chat's and `window.hearth`'s.
+const FIRST_ID: u32 = 1 << 29;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum RunStatus {
+    #[default]
+    Idle,
+    Running,
+    /// Paused before this logical step.
+    Held(u32),
+    Finished,
+    Failed(String),
+}
+
+impl RunStatus {
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Idle => "idle",
+            Self::Running => "running",
+            Self::Held(_) => "paused",
+            Self::Finished => "finished",
+            Self::Failed(_) => "failed",
+        }
+    }
+}
+
+/// One agent's row: its live state and what it did so far.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AgentRow {
+    pub name: String,
+    pub state: AgentState,
+    pub messages: usize,
+    pub llm_calls: usize,
+    pub tokens: usize,
+    pub tool_calls: usize,
+    pub faults: usize,
+    pub restarts: usize,
+}
+
+/// The workflow run the engine reports on (one at a time).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WorkflowRun {
+    pub id: u32,
+    pub agents: Vec<AgentRow>,
+    pub timeline: Vec<TranscriptEvent>,
+    pub status: RunStatus,
+}
+
+impl WorkflowRun {
+    /// Applies a workflow event from the engine; false for any other event.
+    pub fn apply(&mut self, event: &EngineEvent) -> bool {
+        match event {
+            EngineEvent::Transcript { id, line } => {
+                if *id != self.id {
+                    // A run started elsewhere (`window.hearth`): show it from here on.
+                    *self = WorkflowRun { id: *id, status: RunStatus::Running, ..WorkflowRun::default() };
+                }
+                match serde_json::from_str::<TranscriptEvent>(line) {
+                    Ok(event) => self.record(event),
+                    Err(e) => self.status = RunStatus::Failed(format!("an unreadable transcript line: {e}")),
+                }
+            }
+            EngineEvent::AgentState { id, agent, state } if *id == self.id => {
+                if let Some(row) = self.agents.get_mut(*agent) {
+                    row.state = *state;
+                }
+            }
+            EngineEvent::WorkflowHeld { id, step } if *id == self.id => {
+                self.status = step.map_or(RunStatus::Running, RunStatus::Held);
+            }
+            EngineEvent::WorkflowEnded { id, error } if *id == self.id => {
+                self.status = error.clone().map_or(RunStatus::Finished, RunStatus::Failed);
+            }
+            EngineEvent::AgentState { .. } | EngineEvent::WorkflowHeld { .. } | EngineEvent::WorkflowEnded { .. } => {}
+            _ => return false,
+        }
+        true
+    }
+
+    fn record(&mut self, event: TranscriptEvent) {
+        let row =
+            |agents: &mut Vec<AgentRow>, name: &str| -> Option<usize> { agents.iter().position(|a| a.name == name) };
+        match &event {
+            TranscriptEvent::Started { agents, .. } => {
+                self.agents = agents
+                    .iter()
+                    .map(|name| AgentRow {
+                        name: name.clone(),
+                        state: AgentState::Idle,
+                        messages: 0,
+                        llm_calls: 0,
+                        tokens: 0,
+                        tool_calls: 0,
+                        faults: 0,
+                        restarts: 0,
+                    })
+                    .collect();
+            }
+            TranscriptEvent::LlmCall { agent, completion_tokens, .. } => {
+                if let Some(i) = row(&mut self.agents, agent) {
+                    self.agents[i].llm_calls += 1;
+                    self.agents[i].tokens += completion_tokens;
+                }
+            }
+            TranscriptEvent::ToolCall { agent, .. } => {
+                if let Some(i) = row(&mut self.agents, agent) {
+                    self.agents[i].tool_calls += 1;
+                }
+            }
+            TranscriptEvent::Message { from, .. } => {
+                if let Some(i) = row(&mut self.agents, from) {
+                    self.agents[i].messages += 1;
+                }
+            }
+            TranscriptEvent::Fault { agent, .. } => {
+                if let Some(i) = row(&mut self.agents, agent) {
+                    self.agents[i].faults += 1;
+                }
+            }
+            TranscriptEvent::Restart { agent, .. } => {
+                if let Some(i) = row(&mut self.agents, agent) {
+                    self.agents[i].restarts += 1;
+                }
+            }
+            _ => {}
+        }
+        self.timeline.push(event);
+    }
+}
+
+/// The kind of a transcript event (its `event` field) and a line for the timeline.
+fn describe(event: &TranscriptEvent) -> (&'static str, Option<u32>, String) {
+    use TranscriptEvent as E;
+    match event {
+        E::Started { workflow, seed, agents, backend, .. } => {
+            ("started", None, format!("{workflow}, seed {seed}, on the {backend}: {}", agents.join(", ")))
+        }
+        E::LlmCall { step, agent, prompt_tokens, completion_tokens, finish_reason, .. } => (
+            "llm_call",
+            Some(*step),
+            format!(
+                "{agent} asked the LLM: {prompt_tokens} prompt tokens, {completion_tokens} back ({finish_reason:?})"
+            ),
+        ),
+        E::ToolCall { step, agent, tool, args, ok, output, .. } => {
+            let outcome = if *ok { "→" } else { "failed:" };
+            ("tool_call", Some(*step), format!("{agent} called {tool}({args}) {outcome} {output}"))
+        }
+        E::Log { step, agent, text } => ("log", Some(*step), format!("{agent} logged: {text}")),
+        E::Message { step, from, content, .. } => ("message", Some(*step), format!("{from}: {content}")),
+        E::Fault { step, agent, kind, detail, .. } => {
+            ("fault", Some(*step), format!("{agent} faulted ({kind:?}): {detail}"))
+        }
+        E::Restart { step, agent, attempt, backoff_ms } => {
+            ("restart", Some(*step), format!("{agent} restarted (attempt {attempt}, after {backoff_ms} ms)"))
+        }
+        E::GaveUp { step, agent } => ("gave_up", Some(*step), format!("{agent}'s policy gave up on it")),
+        E::Skipped { step, agent, turn } => ("skipped", Some(*step), format!("{agent} skipped turn {turn}")),
+        E::Escalated { step, agent } => ("escalated", Some(*step), format!("{agent}'s fault stops the workflow")),
+        E::Finished { steps, messages, completion_tokens, faults, restarts } => (
+            "finished",
+            None,
+            format!(
+                "finished: {steps} steps, {messages} messages, {completion_tokens} tokens, {faults} faults, {restarts} restarts"
+            ),
+        ),
+    }
+}
+
+fn state_name(state: AgentState) -> &'static str {
+    match state {
+        AgentState::Idle => "idle",
+        AgentState::Thinking => "thinking",
+        AgentState::Waiting => "waiting",
+        AgentState::Faulted => "faulted",
+        AgentState::Restarted => "restarted",
+        AgentState::GaveUp => "gave up",
+    }
+}
+
+#[component]
+pub fn Workflows(engine: EngineClient) -> impl IntoView {
+    let source = RwSignal::new(EXAMPLES[0].1.to_string());
+    let seed = RwSignal::new(String::new());
+    let loaded_from = RwSignal::new(None::<String>);
+    let next_id = StoredValue::new(FIRST_ID);
+    let run = engine.workflow;
+    let checked = Memo::new(move |_| Workflow::from_toml(&source.get()).map(|w| w.name).map_err(|e| e.to_string()));
+    let seed_value = Memo::new(move |_| {
+        let text = seed.get();
+        let text = text.trim();
+        if text.is_empty() {
+            Ok(None)
+        } else {
+            text.parse::<u64>().map(Some).map_err(|_| format!("not a seed: {text}"))
+        }
+    });
+    // Why a run cannot start now, if it cannot.
+    let blocked = Memo::new(move |_| {
+        if let EngineState::Ready(caps) = engine.state.get()
+            && caps.build != RuntimeBuild::Threaded
+        {
+            return Some("workflows need shared memory: this page runs the single-threaded build".to_string());
+        }
+        if !matches!(engine.model.get(), ModelState::Loaded { .. }) {
+            return Some("waiting for the model".to_string());
+        }
+        if matches!(run.get().status, RunStatus::Running | RunStatus::Held(_)) {
+            return Some("a workflow is running".to_string());
+        }
+        if let Err(e) = checked.get() {
+            return Some(e);
+        }
+        seed_value.get().err()
+    });
+
+    let start = {
+        let engine = engine.clone();
+        move |_| {
+            let Ok(seed) = seed_value.get_untracked() else { return };
+            let id = next_id.get_value();
+            next_id.set_value(id + 1);
+            run.set(WorkflowRun { id, status: RunStatus::Running, ..WorkflowRun::default() });
+            engine.send(&EngineRequest::RunWorkflow { id, toml: source.get_untracked(), seed });
+        }
+    };
+    let control = {
+        let engine = engine.clone();
+        move |control: WorkflowControl| {
+            let id = run.get_untracked().id;
+            engine.send(&EngineRequest::ControlWorkflow { id, control });
+        }
+    };
+    let (pause_control, step_control, stop_control) = (control.clone(), control.clone(), control);
+    let pick_example = move |ev: web_sys::Event| {
+        let name = event_target_value(&ev);
+        if let Some((_, toml)) = EXAMPLES.iter().find(|(n, _)| *n == name) {
+            source.set(toml.to_string());
+            loaded_from.set(None);
+        }
+    };
+    let load_file = move |ev: web_sys::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(file) = input.files().and_then(|files| files.get(0)) else { return };
+        spawn_local(async move {
+            match JsFuture::from(file.text()).await.ok().and_then(|t| t.as_string()) {
+                Some(text) => {
+                    source.set(text);
+                    loaded_from.set(Some(file.name()));
+                }
+                None => loaded_from.set(Some(format!("{}: not a text file", file.name()))),
+            }
+        });
+    };
+
+    view! {
+        <section class="card workflows" id="workflows">
+            <h2>"Workflows"</h2>
+            <div class="workflow-source">
+                <label>
+                    "Example "
+                    <select id="workflow-example" on:change=pick_example>
+                        {EXAMPLES.iter().map(|(name, _)| view! { <option value=*name>{*name}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label>"or a TOML file " <input type="file" id="workflow-file" accept=".toml,text/plain" on:change=load_file/></label>
+                <label>
+                    "Seed "
+                    <input id="workflow-seed" type="text" inputmode="numeric" placeholder="the file's"
+                        prop:value=seed on:input=move |ev| seed.set(event_target_value(&ev))/>
+                </label>
+                <span class="why">{move || loaded_from.get().map(|name| format!("loaded from {name}"))}</span>
+            </div>
+            <textarea id="workflow-toml" rows="10" spellcheck="false" aria-label="The workflow (TOML)"
+                prop:value=source on:input=move |ev| source.set(event_target_value(&ev))></textarea>
+            <div class="workflow-controls">
+                <button id="workflow-run" disabled=move || blocked.get().is_some() on:click=start>"Run"</button>
+                <button id="workflow-pause"
+                    disabled=move || !matches!(run.get().status, RunStatus::Running | RunStatus::Held(_))
+                    on:click=move |_| {
+                        let paused = matches!(run.get_untracked().status, RunStatus::Held(_));
+                        pause_control(if paused { WorkflowControl::Resume } else { WorkflowControl::Pause });
+                    }>
+                    {move || if matches!(run.get().status, RunStatus::Held(_)) { "Resume" } else { "Pause" }}
+                </button>
+                <button id="workflow-step" disabled=move || !matches!(run.get().status, RunStatus::Held(_))
+                    on:click=move |_| step_control(WorkflowControl::Step)>"Step"</button>
+                <button id="workflow-stop"
+                    disabled=move || !matches!(run.get().status, RunStatus::Running | RunStatus::Held(_))
+                    on:click=move |_| stop_control(WorkflowControl::Stop)>"Stop"</button>
+                <span id="workflow-status" data-state=move || run.get().status.name()>
+                    {move || match run.get().status {
+                        RunStatus::Idle => blocked.get().unwrap_or_else(|| {
+                            format!("ready to run {}", checked.get().unwrap_or_default())
+                        }),
+                        RunStatus::Running => "running".to_string(),
+                        RunStatus::Held(step) => format!("paused before step {step}"),
+                        RunStatus::Finished => "finished".to_string(),
+                        RunStatus::Failed(e) => e,
+                    }}
+                </span>
+            </div>
+            <table id="workflow-agents">
+                <thead>
+                    <tr>
+                        <th>"Agent"</th><th>"State"</th><th>"Messages"</th><th>"LLM calls"</th>
+                        <th>"Tokens"</th><th>"Tool calls"</th><th>"Faults"</th><th>"Restarts"</th>
+                    </tr>
+                </thead>
+                <tbody>
+                    {move || run.get().agents.into_iter().map(|a| view! {
+                        <tr data-agent=a.name.clone() data-state=state_name(a.state)>
+                            <td>{a.name.clone()}</td><td class="agent-state">{state_name(a.state)}</td>
+                            <td>{a.messages}</td><td>{a.llm_calls}</td><td>{a.tokens}</td>
+                            <td>{a.tool_calls}</td><td>{a.faults}</td><td>{a.restarts}</td>
+                        </tr>
+                    }).collect_view()}
+                </tbody>
+            </table>
+            <ol id="workflow-timeline" aria-live="polite">
+                {move || run.get().timeline.iter().map(|event| {
+                    let (kind, step, text) = describe(event);
+                    view! {
+                        <li data-event=kind>
+                            <span class="step">{step.map(|s| format!("step {s}")).unwrap_or_default()}</span>
+                            <span class="what">{text}</span>
+                        </li>
+                    }
+                }).collect_view()}
+            </ol>
+        </section>
+    }
+}

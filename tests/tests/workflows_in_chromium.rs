@@ -1,0 +1,171 @@
+//! Workflows in headless Chromium: the app's workflow runner runs an example (the hub in the
+//! engine worker, each agent in a Web Worker of its own over the shared-memory bus), pauses
+//! before a step, runs one step, resumes; its timeline and agent table fill; and the transcript
+//! is the same as a second run's without pauses. `hearth run --engine chromium` prints that
+//! transcript, the same twice.
+
+use std::time::Duration;
+
+use fantoccini::{Client, Locator};
+use hearth_tests::{hearth_binary, hearth_serve, open_in_chromium};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(600);
+const DEBATE: &str = include_str!("../../examples/debate.toml");
+
+/// Waits until the status text is `text` (or the run failed, which fails the test).
+async fn wait_for_status(client: &Client, text: &str) {
+    let found = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::XPath(&format!(
+            "//span[@id='workflow-status' and (normalize-space()='{text}' or @data-state='failed')]"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("waiting for {text:?}: {e}"));
+    assert_eq!(found.text().await.unwrap(), text);
+}
+
+/// The timeline's entries: (event kind, text).
+async fn timeline(client: &Client) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for li in client.find_all(Locator::Css("#workflow-timeline li")).await.unwrap() {
+        let kind = li.attr("data-event").await.unwrap().unwrap_or_default();
+        let text = li.find(Locator::Css(".what")).await.unwrap().text().await.unwrap();
+        out.push((kind, text));
+    }
+    out
+}
+
+async fn click(client: &Client, id: &str) {
+    client.find(Locator::Id(id)).await.unwrap().click().await.unwrap_or_else(|e| panic!("click #{id}: {e}"));
+}
+
+fn messages(events: &[(String, String)]) -> Vec<String> {
+    events.iter().filter(|(kind, _)| kind == "message").map(|(_, text)| text.clone()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
+    let (_server, url) = hearth_serve();
+    let browser = open_in_chromium(&format!("{url}?backend=cpu")).await;
+    let client = &browser.client;
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    wait_for_status(client, "ready to run debate").await;
+
+    // Paused straight after the start: it holds before the next step, with each step done so
+    // far (one debater's message each) on the timeline.
+    click(client, "workflow-run").await;
+    click(client, "workflow-pause").await;
+    let held = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#workflow-status[data-state=paused], #workflow-status[data-state=failed]"))
+        .await
+        .unwrap();
+    let text = held.text().await.unwrap();
+    let step: usize =
+        text.strip_prefix("paused before step ").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    assert!(step < 5, "the debate has five steps: {text}");
+    assert_eq!(client.find(Locator::Id("workflow-pause")).await.unwrap().text().await.unwrap(), "Resume");
+    assert_eq!(messages(&timeline(client).await).len(), step, "one message per step before the pause");
+
+    // One step, then held again.
+    click(client, "workflow-step").await;
+    wait_for_status(client, &format!("paused before step {}", step + 1)).await;
+    assert_eq!(messages(&timeline(client).await).len(), step + 1);
+
+    click(client, "workflow-pause").await; // Resume
+    wait_for_status(client, "finished").await;
+    let events = timeline(client).await;
+    assert_eq!(events.first().map(|e| e.0.as_str()), Some("started"), "{events:?}");
+    assert_eq!(events.last().map(|e| e.0.as_str()), Some("finished"), "{events:?}");
+    let said = messages(&events);
+    let speakers: Vec<&str> = said.iter().map(|m| m.split(':').next().unwrap_or_default()).collect();
+    assert_eq!(speakers, ["pro", "con", "pro", "con", "judge"], "{said:?}");
+    assert!(said.iter().all(|m| m.len() > "judge: ".len() + 10), "each agent says something: {said:?}");
+    assert!(
+        events.iter().any(|(kind, text)| kind == "tool_call" && text.starts_with("judge called scratchpad(")),
+        "the judge records the winner on the scratchpad: {events:?}"
+    );
+
+    // The agent table: counts from the transcript, everyone idle at the end.
+    let mut rows = Vec::new();
+    for row in client.find_all(Locator::Css("#workflow-agents tbody tr")).await.unwrap() {
+        let cells: Vec<String> = {
+            let mut cells = Vec::new();
+            for td in row.find_all(Locator::Css("td")).await.unwrap() {
+                cells.push(td.text().await.unwrap());
+            }
+            cells
+        };
+        rows.push(cells);
+    }
+    let summary: Vec<(&str, &str, &str)> = rows.iter().map(|r| (r[0].as_str(), r[1].as_str(), r[2].as_str())).collect();
+    assert_eq!(summary, [("pro", "idle", "2"), ("con", "idle", "2"), ("judge", "idle", "1")], "{rows:?}");
+    let tokens: usize = rows.iter().map(|r| r[4].parse::<usize>().unwrap()).sum();
+    assert!(tokens > 20, "{rows:?}");
+
+    // For a person to look at: target/tmp/workflows-view.png.
+    if let Ok(card) = client.find(Locator::Id("workflows")).await
+        && let Ok(png) = card.screenshot().await
+    {
+        let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/workflows-view.png"), png);
+    }
+
+    // The same workflow and seed without pauses, through `window.hearth`: the same transcript,
+    // so pausing and stepping changed nothing but the timing.
+    let lines = browser
+        .run(
+            "const lines = []; await hearth.runWorkflow(args[0], null, l => lines.push(l)); return lines;",
+            json!([DEBATE]),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let lines: Vec<Value> =
+        lines.as_array().unwrap().iter().map(|l| serde_json::from_str(l.as_str().unwrap()).unwrap()).collect();
+    let again: Vec<String> = lines
+        .iter()
+        .filter(|l| l["event"] == "message")
+        .map(|l| format!("{}: {}", l["from"].as_str().unwrap(), l["content"].as_str().unwrap()))
+        .collect();
+    assert_eq!(again, said, "the same messages in a second run");
+    assert_eq!(lines[0]["transport"], "shared_memory");
+    assert_eq!(lines[0]["backend"], "cpu");
+    browser.close().await.expect("close the Chromium session");
+}
+
+fn hearth_run(args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(hearth_binary()).arg("run").args(args).output().expect("run hearth");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code().unwrap_or(-1), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn hearth_run_in_chromium_prints_the_same_transcript_twice() {
+    let debate = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/debate.toml");
+    let args = ["--engine", "chromium", "--workflow", debate, "--seed", "1", "--backend", "cpu"];
+    let (code, first, stderr) = hearth_run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, second, stderr) = hearth_run(&args);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(first, second, "same workflow, seed and backend: the same bytes");
+    let lines: Vec<Value> = first.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["event"], "started");
+    assert_eq!(lines[0]["seed"], 1);
+    assert_eq!(lines.last().unwrap()["event"], "finished", "{first}");
+    assert_eq!(lines.last().unwrap()["messages"], 5, "{first}");
+
+    // Bad input fails before any browser starts, naming the problem.
+    let files = tempfile::tempdir().unwrap();
+    let bad = files.path().join("bad.toml");
+    std::fs::write(&bad, "[workflow]\nname = \"x\"\n").unwrap();
+    let (code, out, stderr) = hearth_run(&["--engine", "chromium", "--workflow", bad.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.starts_with(&format!("hearth: {}: ", bad.display())), "{stderr}");
+    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/custom-agents.toml");
+    let (code, _, stderr) = hearth_run(&["--engine", "chromium", "--workflow", modules]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("agent stats: custom agent modules run natively only"), "{stderr}");
+}

@@ -1,0 +1,128 @@
+//! Workflows in the page: the hub runs in the engine worker on the loaded model, each agent in
+//! a Web Worker of its own (see [`crate::thread`]) over the shared-memory bus. The hub blocks
+//! on the bus between messages (`Atomics.wait`, allowed in a worker) for at most its liveness
+//! interval, then lets the worker's event loop run, so the page's pause, step and stop arrive.
+
+use std::cell::Cell;
+use std::path::Path;
+use std::rc::Rc;
+
+use hearth_core::agents::{AgentState, AgentWorker, Host, HostFuture, RunOptions, Transport, Workflow};
+use hearth_core::protocol::{EngineEvent, WorkflowControl};
+use wasm_bindgen::JsCast;
+
+use crate::engine::{Engine, yield_to_event_loop};
+
+/// How long a paused workflow sleeps between looks at its gate.
+const PAUSED_POLL_MS: i32 = 50;
+
+/// The workflow running in this engine, and the gate before its next step.
+pub(crate) struct Running {
+    pub id: u32,
+    gate: Rc<Cell<WorkflowControl>>,
+}
+
+impl Running {
+    pub fn control(&self, control: WorkflowControl) {
+        self.gate.set(control);
+    }
+}
+
+struct PageHost<'a> {
+    engine: &'a Engine,
+    id: u32,
+    /// `Resume`: run; `Pause`: hold; `Step`: run one step, then hold; `Stop`: end.
+    gate: Rc<Cell<WorkflowControl>>,
+}
+
+impl Host for PageHost<'_> {
+    fn spawn(&self, job: Box<dyn FnOnce() + Send>) -> Result<Box<dyn AgentWorker>, String> {
+        crate::thread::spawn(job)
+    }
+
+    fn idle(&self) -> HostFuture<'_, ()> {
+        Box::pin(yield_to_event_loop())
+    }
+
+    fn before_step(&self, step: u32) -> HostFuture<'_, bool> {
+        Box::pin(async move {
+            let mut held = false;
+            loop {
+                match self.gate.get() {
+                    WorkflowControl::Stop => return false,
+                    WorkflowControl::Pause => {
+                        if !held {
+                            held = true;
+                            self.engine.post(&EngineEvent::WorkflowHeld { id: self.id, step: Some(step) });
+                        }
+                        sleep_ms(PAUSED_POLL_MS).await;
+                        continue;
+                    }
+                    WorkflowControl::Step => self.gate.set(WorkflowControl::Pause),
+                    WorkflowControl::Resume => {}
+                }
+                if held {
+                    self.engine.post(&EngineEvent::WorkflowHeld { id: self.id, step: None });
+                }
+                return true;
+            }
+        })
+    }
+
+    fn agent_state(&self, agent: usize, state: AgentState) {
+        self.engine.post(&EngineEvent::AgentState { id: self.id, agent, state });
+    }
+}
+
+/// Runs workflow `id` and posts its transcript, then [`EngineEvent::WorkflowEnded`].
+pub(crate) async fn run(engine: &Engine, id: u32, toml: String, seed: Option<u64>) {
+    let error = run_transcript(engine, id, &toml, seed).await.err();
+    engine.post(&EngineEvent::WorkflowEnded { id, error });
+}
+
+async fn run_transcript(engine: &Engine, id: u32, toml: &str, seed: Option<u64>) -> Result<(), String> {
+    let mut workflow = Workflow::from_toml(toml).map_err(|e| format!("the workflow: {e}"))?;
+    if let Some(seed) = seed {
+        workflow.seed = seed;
+    }
+    if let Some(agent) = workflow.agents.iter().find(|a| a.module.is_some()) {
+        return Err(format!(
+            "agent {}: custom agent modules run natively only (hearth run --engine native); the page runs LLM agents",
+            agent.name
+        ));
+    }
+    let programs = hearth_core::agents::programs(&workflow, Path::new(".")).map_err(|e| e.to_string())?;
+    if engine.busy() {
+        return Err("the engine is busy loading, replying or running a workflow".into());
+    }
+    let Some(mut llm) = engine.take_model() else { return Err("no model is loaded yet".into()) };
+    let gate = Rc::new(Cell::new(WorkflowControl::Resume));
+    engine.set_workflow(Some(Running { id, gate: gate.clone() }));
+    let host = PageHost { engine, id, gate };
+    let options = RunOptions { transport: Transport::SharedMemory, ..RunOptions::default() };
+    let result =
+        hearth_core::agents::run_on(
+            &host,
+            &workflow,
+            programs,
+            &mut llm,
+            options,
+            |event| match serde_json::to_string(event) {
+                Ok(line) => engine.post(&EngineEvent::Transcript { id, line }),
+                Err(e) => web_sys::console::error_1(&format!("workflow {id}: cannot encode {event:?}: {e}").into()),
+            },
+        )
+        .await;
+    engine.set_workflow(None);
+    engine.put_model(llm);
+    result.map(drop).map_err(|e| e.to_string())
+}
+
+/// Waits `ms` milliseconds on the worker's event loop.
+async fn sleep_ms(ms: i32) {
+    let promise = js_sys::Promise::new(&mut |resolve, _reject| {
+        let scope: web_sys::WorkerGlobalScope = js_sys::global().unchecked_into();
+        let _ = scope.set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, ms);
+    });
+    let _ = wasm_bindgen_futures::JsFuture::from(promise).await;
+}
