@@ -220,7 +220,7 @@ impl EngineClient {
             selected: RwSignal::new(ChatModel::Shipped(model_param())),
             backend: RwSignal::new(backend_param()),
             chat: RwSignal::new(ChatState::default()),
-            workflow: RwSignal::new(WorkflowRun::default()),
+            workflow: RwSignal::new(WorkflowRun::restore()),
             worker: StoredValue::new_local(None),
         };
         engine.start_worker();

@@ -1,10 +1,15 @@
 //! The workflows view: pick an example or load a TOML file, run it on the loaded model (each
 //! agent in a Web Worker of its own, the hub in the engine worker), pause, step or stop it;
 //! a live timeline of what the agents said and did, and each agent's state and counts.
+//!
+//! The transcript is kept in the browser as it comes (`localStorage`: its writes are
+//! synchronous, so a reload at any moment keeps every line that arrived), and a reload shows
+//! the last run again, marked interrupted if it had not ended.
 
 use hearth_core::agents::{AgentState, TranscriptEvent, Workflow};
 use hearth_core::protocol::{EngineEvent, EngineRequest, RuntimeBuild, WorkflowControl};
 use leptos::prelude::*;
+use serde::{Deserialize, Serialize};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 
 use crate::engine_client::{EngineClient, EngineState, ModelState};
@@ -28,6 +33,8 @@ pub enum RunStatus {
     Held(u32),
     Finished,
     Failed(String),
+    /// The page was reloaded (or closed) while it ran; the transcript so far is kept.
+    Interrupted,
 }
 
 impl RunStatus {
@@ -38,6 +45,7 @@ impl RunStatus {
             Self::Held(_) => "paused",
             Self::Finished => "finished",
             Self::Failed(_) => "failed",
+            Self::Interrupted => "interrupted",
         }
     }
 }
@@ -61,22 +69,84 @@ pub struct WorkflowRun {
     pub id: u32,
     pub agents: Vec<AgentRow>,
     pub timeline: Vec<TranscriptEvent>,
+    /// The transcript as the engine sent it (JSON lines), which is what is kept.
+    lines: Vec<String>,
     pub status: RunStatus,
 }
 
+/// Where the last run's transcript is kept.
+const SAVED_RUN: &str = "hearth.workflow.last-run";
+
+/// The last run as kept: its transcript, and how it ended (`None`: it had not).
+#[derive(Serialize, Deserialize)]
+struct SavedRun {
+    lines: Vec<String>,
+    ended: Option<Result<(), String>>,
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok().flatten()
+}
+
 impl WorkflowRun {
+    /// A new run, kept (in place of the last) from the start.
+    pub fn started(id: u32) -> Self {
+        let run = WorkflowRun { id, status: RunStatus::Running, ..WorkflowRun::default() };
+        run.save();
+        run
+    }
+
+    /// The last run kept in this browser, if any.
+    pub fn restore() -> Self {
+        let saved = local_storage()
+            .and_then(|s| s.get_item(SAVED_RUN).ok().flatten())
+            .and_then(|text| serde_json::from_str::<SavedRun>(&text).ok());
+        let Some(saved) = saved else { return WorkflowRun::default() };
+        let mut run = WorkflowRun::default();
+        for line in saved.lines {
+            if let Ok(event) = serde_json::from_str::<TranscriptEvent>(&line) {
+                run.record(event);
+                run.lines.push(line);
+            }
+        }
+        run.status = match saved.ended {
+            None => RunStatus::Interrupted,
+            Some(Ok(())) => RunStatus::Finished,
+            Some(Err(e)) => RunStatus::Failed(e),
+        };
+        run
+    }
+
+    fn save(&self) {
+        let ended = match &self.status {
+            RunStatus::Finished => Some(Ok(())),
+            RunStatus::Failed(e) => Some(Err(e.clone())),
+            _ => None,
+        };
+        let saved = SavedRun { lines: self.lines.clone(), ended };
+        if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved))
+            && let Err(e) = storage.set_item(SAVED_RUN, &text)
+        {
+            web_sys::console::warn_1(&format!("the workflow's transcript was not kept: {e:?}").into());
+        }
+    }
+
     /// Applies a workflow event from the engine; false for any other event.
     pub fn apply(&mut self, event: &EngineEvent) -> bool {
         match event {
             EngineEvent::Transcript { id, line } => {
                 if *id != self.id {
                     // A run started elsewhere (`window.hearth`): show it from here on.
-                    *self = WorkflowRun { id: *id, status: RunStatus::Running, ..WorkflowRun::default() };
+                    *self = WorkflowRun::started(*id);
                 }
                 match serde_json::from_str::<TranscriptEvent>(line) {
-                    Ok(event) => self.record(event),
+                    Ok(event) => {
+                        self.record(event);
+                        self.lines.push(line.clone());
+                    }
                     Err(e) => self.status = RunStatus::Failed(format!("an unreadable transcript line: {e}")),
                 }
+                self.save();
             }
             EngineEvent::AgentState { id, agent, state } if *id == self.id => {
                 if let Some(row) = self.agents.get_mut(*agent) {
@@ -88,6 +158,7 @@ impl WorkflowRun {
             }
             EngineEvent::WorkflowEnded { id, error } if *id == self.id => {
                 self.status = error.clone().map_or(RunStatus::Finished, RunStatus::Failed);
+                self.save();
             }
             EngineEvent::AgentState { .. } | EngineEvent::WorkflowHeld { .. } | EngineEvent::WorkflowEnded { .. } => {}
             _ => return false,
@@ -238,7 +309,7 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
             let Ok(seed) = seed_value.get_untracked() else { return };
             let id = next_id.get_value();
             next_id.set_value(id + 1);
-            run.set(WorkflowRun { id, status: RunStatus::Running, ..WorkflowRun::default() });
+            run.set(WorkflowRun::started(id));
             engine.send(&EngineRequest::RunWorkflow { id, toml: source.get_untracked(), seed });
         }
     };
@@ -315,6 +386,9 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
                         RunStatus::Held(step) => format!("paused before step {step}"),
                         RunStatus::Finished => "finished".to_string(),
                         RunStatus::Failed(e) => e,
+                        RunStatus::Interrupted => {
+                            "interrupted: the page was reloaded while it ran (the transcript so far is kept)".to_string()
+                        }
                     }}
                 </span>
             </div>

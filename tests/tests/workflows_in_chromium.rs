@@ -1,8 +1,8 @@
 //! Workflows in headless Chromium: the app's workflow runner runs an example (the hub in the
 //! engine worker, each agent in a Web Worker of its own over the shared-memory bus), pauses
 //! before a step, runs one step, resumes; its timeline and agent table fill; and the transcript
-//! is the same as a second run's without pauses. `hearth run --engine chromium` prints that
-//! transcript, the same twice.
+//! is the same as a second run's without pauses; a reload keeps the transcript, also of a run
+//! the reload cut off. `hearth run --engine chromium` prints that transcript, the same twice.
 
 use std::time::Duration;
 
@@ -133,6 +133,26 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
     assert_eq!(again, said, "the same messages in a second run");
     assert_eq!(lines[0]["transport"], "shared_memory");
     assert_eq!(lines[0]["backend"], "cpu");
+
+    // A reload keeps the last run's transcript; one cut off by the reload says so, and keeps
+    // every message that had arrived.
+    client.refresh().await.unwrap();
+    wait_for_status(client, "finished").await;
+    assert_eq!(messages(&timeline(client).await), said, "the finished run, after a reload");
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    click(client, "workflow-run").await;
+    client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#workflow-timeline li[data-event=message]"))
+        .await
+        .expect("a first message");
+    client.refresh().await.unwrap();
+    let interrupted = "interrupted: the page was reloaded while it ran (the transcript so far is kept)";
+    wait_for_status(client, interrupted).await;
+    let kept = messages(&timeline(client).await);
+    assert!(!kept.is_empty() && kept.len() < said.len(), "{kept:?}");
+    assert_eq!(kept[..], said[..kept.len()], "the messages that arrived before the reload");
     browser.close().await.expect("close the Chromium session");
 }
 
