@@ -1,10 +1,14 @@
 //! The page's side of the engine worker: picks the runtime build, starts the worker, and turns
 //! its messages into signals.
 
+use std::collections::VecDeque;
+
 use hearth_core::catalog::{DEFAULT_MODEL, ModelEntry, model_url, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Backend, BackendChoice, Completion};
-use hearth_core::protocol::{Capabilities, EngineEvent, EngineRequest, KernelOutcome, ModelSource, RuntimeBuild};
+use hearth_core::protocol::{
+    Capabilities, EngineEvent, EngineRequest, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
+};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -206,6 +210,8 @@ pub struct EngineClient {
     pub chat: RwSignal<ChatState>,
     /// The workflow the engine runs or ran last.
     pub workflow: RwSignal<WorkflowRun>,
+    /// The engine's latest monitor samples, oldest first.
+    pub monitor: RwSignal<VecDeque<MonitorSample>>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -221,6 +227,7 @@ impl EngineClient {
             backend: RwSignal::new(backend_param()),
             chat: RwSignal::new(ChatState::default()),
             workflow: RwSignal::new(WorkflowRun::restore()),
+            monitor: RwSignal::new(VecDeque::new()),
             worker: StoredValue::new_local(None),
         };
         engine.start_worker();
@@ -281,6 +288,12 @@ impl EngineClient {
                     chat.update(|chat| chat.apply(event))
                 }
                 Ok(EngineEvent::Tokens { .. }) => {}
+                Ok(EngineEvent::Monitor { sample }) => engine.monitor.update(|samples| {
+                    if samples.len() == crate::monitor::HISTORY {
+                        samples.pop_front();
+                    }
+                    samples.push_back(sample);
+                }),
                 Ok(EngineEvent::KernelsDone { gpu, cpu }) => {
                     engine.kernels.set(Some((gpu, cpu)));
                     engine.busy.set(false);

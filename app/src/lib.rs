@@ -1,7 +1,7 @@
 //! Hearth's UI. The first screen chats with a shipped model (the default, or one picked in the
 //! model card) and shows what the runtime found (WebGPU adapter, cross-origin isolation, which
 //! runtime build, threads, the model, whether it starts offline); it runs workflows of agents
-//! on the model, and the kernel probe.
+//! on the model, monitors the engine, and runs the kernel probe.
 
 mod capabilities;
 mod chat;
@@ -10,6 +10,7 @@ mod js_api;
 mod kernel_probe;
 mod model_card;
 mod model_files;
+mod monitor;
 mod offline;
 mod workflows;
 
@@ -20,6 +21,7 @@ use chat::Chat;
 use engine_client::EngineClient;
 use kernel_probe::KernelProbe;
 use model_card::ModelCard;
+use monitor::Monitor;
 use workflows::Workflows;
 
 /// The whole app: starts the engine worker and lays out the first screen.
@@ -36,6 +38,7 @@ pub fn App() -> impl IntoView {
         <main>
             <Chat engine=engine.clone()/>
             <Workflows engine=engine.clone()/>
+            <Monitor engine=engine.clone()/>
             <CapabilitiesPanel engine=engine.clone() offline/>
             <ModelCard engine=engine.clone()/>
             <KernelProbe engine=engine/>

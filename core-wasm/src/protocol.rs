@@ -119,6 +119,30 @@ pub enum KernelOutcome {
     Failed { error: String },
 }
 
+/// What the monitor shows, sampled by the engine worker twice a second. Counters only grow;
+/// the page turns them into rates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MonitorSample {
+    /// The worker's clock (ms).
+    pub at_ms: f64,
+    /// The runtime's linear memory: the wasm heap (in the threaded build shared by the engine,
+    /// its thread pool and the agents).
+    pub wasm_bytes: u64,
+    /// The loaded model file (the CPU backend reads its weights in place).
+    pub model_bytes: u64,
+    /// Live GPU storage buffers (weights, activations, KV caches), where there is a device.
+    pub gpu_bytes: Option<u64>,
+    /// Tokens the engine has generated (chat and agents).
+    pub tokens: u64,
+    /// Milliseconds the engine has spent computing (prefill and decode).
+    pub busy_ms: f64,
+    /// Messages and bytes the hub has taken off the agents' bus.
+    pub bus_messages: u64,
+    pub bus_bytes: u64,
+    /// Threads the engine computes on.
+    pub threads: usize,
+}
+
 /// Engine worker → page.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -189,6 +213,9 @@ pub enum EngineEvent {
     WorkflowHeld {
         id: u32,
         step: Option<u32>,
+    },
+    Monitor {
+        sample: MonitorSample,
     },
     /// Workflow `id` ended: finished, or why not.
     WorkflowEnded {

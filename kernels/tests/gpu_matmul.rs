@@ -374,7 +374,29 @@ async fn check_bad_inputs_are_clear_errors(ctx: &GpuContext) {
     assert!(matches!(err, KernelError::TooManyTokens { op: "embed", tokens: 3, max: 2 }), "{err}");
 }
 
+/// The context counts the storage its buffers and matrices hold, and forgets what is dropped
+/// (what the app's monitor shows as GPU memory).
+async fn check_storage_bytes_follow_live_buffers(_ctx: &GpuContext) {
+    let ctx = GpuContext::new().await.expect("a GPU context of its own");
+    assert_eq!(ctx.storage_bytes(), 0);
+    let (rows, cols) = (300, 256);
+    let w = ctx
+        .upload_matrix("w", QuantFormat::Q4_1, &random_matrix(QuantFormat::Q4_1, rows, cols, 5), rows, cols)
+        .unwrap();
+    let with_matrix = ctx.storage_bytes();
+    // The 4-bit codes, and a scale and a minimum per 32 values.
+    let codes = rows as u64 * device_row_bytes(QuantFormat::Q4_1, cols);
+    assert!(with_matrix >= codes && with_matrix <= codes * 2, "{with_matrix} bytes for {codes} bytes of codes");
+    let x = ctx.buffer("x", 10).unwrap();
+    assert_eq!(ctx.storage_bytes(), with_matrix + 40);
+    drop(w);
+    assert_eq!(ctx.storage_bytes(), 40);
+    drop(x);
+    assert_eq!(ctx.storage_bytes(), 0);
+}
+
 gpu_tests! {
+    storage_bytes_follow_live_buffers => check_storage_bytes_follow_live_buffers,
     f32_matches_cpu => check_f32,
     f16_matches_cpu => check_f16,
     q4_0_matches_cpu => check_q4_0,

@@ -1,6 +1,7 @@
 //! Workflows in headless Chromium: the app's workflow runner runs an example (the hub in the
 //! engine worker, each agent in a Web Worker of its own over the shared-memory bus), pauses
-//! before a step, runs one step, resumes; its timeline and agent table fill; and the transcript
+//! before a step, runs one step, resumes; its timeline and agent table fill, the monitor counts
+//! its tokens and bus messages; and the transcript
 //! is the same as a second run's without pauses; a reload keeps the transcript, also of a run
 //! the reload cut off. `hearth run --engine chromium` prints that transcript, the same twice.
 
@@ -111,6 +112,31 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
         && let Ok(png) = card.screenshot().await
     {
         let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/workflows-view.png"), png);
+    }
+
+    // The monitor saw the run: tokens, bus traffic, a heap holding the model, a chart.
+    let monitor = browser
+        .run(
+            "await new Promise(r => setTimeout(r, 1200)); \
+             const n = id => Number(document.getElementById(id).dataset.bytes); \
+             return { tokens: Number(document.getElementById('monitor-tokens').textContent), \
+                      bus: Number(document.getElementById('monitor-bus').dataset.messages), \
+                      wasm: n('monitor-wasm'), model: n('monitor-model'), \
+                      points: document.querySelector('#tokens-chart polyline').getAttribute('points').split(' ').length };",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(monitor["tokens"].as_u64(), Some(tokens as u64), "the monitor counts the agents' tokens: {monitor}");
+    assert!(monitor["bus"].as_u64().unwrap() >= 15, "each turn is at least three bus messages: {monitor}");
+    let (wasm, model) = (monitor["wasm"].as_u64().unwrap(), monitor["model"].as_u64().unwrap());
+    assert!(model > 50_000_000 && wasm > model, "the heap holds the model: {monitor}");
+    assert!(monitor["points"].as_u64().unwrap() >= 2, "{monitor}");
+    if let Ok(card) = client.find(Locator::Id("monitor")).await
+        && let Ok(png) = card.screenshot().await
+    {
+        let _ = std::fs::write(concat!(env!("CARGO_TARGET_TMPDIR"), "/monitor-view.png"), png);
     }
 
     // The same workflow and seed without pauses, through `window.hearth`: the same transcript,

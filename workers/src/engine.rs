@@ -9,13 +9,16 @@ use hearth_core::gguf::SharedBytes;
 use hearth_core::kernels::{cpu, gpu::GpuContext};
 use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
 use hearth_core::protocol::{
-    Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, RuntimeBuild,
+    Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
 };
 use hearth_core::tokenizer::Tokenizer;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+/// How often the engine reports to the monitor.
+const MONITOR_INTERVAL_MS: i32 = 500;
 
 /// Positions of context the chat model is loaded with.
 const CHAT_CONTEXT: usize = 2048;
@@ -36,6 +39,8 @@ pub(crate) struct Engine {
     replying: Cell<Option<u32>>,
     stop_requested: Cell<bool>,
     loading: Cell<bool>,
+    /// What the monitor's counters have reached (see [`MonitorSample`]).
+    pub(crate) counters: RefCell<MonitorSample>,
     /// The workflow running on the model, if one is.
     #[cfg(feature = "threads")]
     workflow: RefCell<Option<crate::workflow::Running>>,
@@ -57,6 +62,7 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
         replying: Cell::new(None),
         stop_requested: Cell::new(false),
         loading: Cell::new(false),
+        counters: RefCell::new(MonitorSample { threads: rayon::current_num_threads(), ..MonitorSample::default() }),
         #[cfg(feature = "threads")]
         workflow: RefCell::new(None),
     });
@@ -76,6 +82,12 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
     engine.scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     // The worker lives as long as the page; so does its handler.
     on_message.forget();
+    let sampler_engine = Rc::clone(&engine);
+    let sampler = Closure::<dyn FnMut()>::new(move || sampler_engine.post_monitor_sample());
+    let _ = engine
+        .scope
+        .set_interval_with_callback_and_timeout_and_arguments_0(sampler.as_ref().unchecked_ref(), MONITOR_INTERVAL_MS);
+    sampler.forget();
     engine.post(&EngineEvent::Ready { capabilities });
     Ok(())
 }
@@ -131,6 +143,26 @@ impl Engine {
         }
     }
 
+    fn post_monitor_sample(&self) {
+        let mut sample = self.counters.borrow().clone();
+        sample.at_ms = self.now_ms();
+        let memory: js_sys::WebAssembly::Memory = wasm_bindgen::memory().unchecked_into();
+        // A shared memory's buffer is a SharedArrayBuffer: read its length as a property.
+        sample.wasm_bytes = js_sys::Reflect::get(&memory.buffer(), &JsValue::from_str("byteLength"))
+            .ok()
+            .and_then(|v| v.as_f64())
+            .unwrap_or(0.0) as u64;
+        sample.gpu_bytes = self.gpu.as_ref().ok().map(|gpu| gpu.storage_bytes());
+        self.post(&EngineEvent::Monitor { sample });
+    }
+
+    /// Counts `tokens` generated in `ms` of computing.
+    pub(crate) fn count_work(&self, tokens: usize, ms: f64) {
+        let mut counters = self.counters.borrow_mut();
+        counters.tokens += tokens as u64;
+        counters.busy_ms += ms;
+    }
+
     /// Loading a model, replying, or running a workflow.
     pub(crate) fn busy(&self) -> bool {
         #[cfg(feature = "threads")]
@@ -156,7 +188,7 @@ impl Engine {
         *self.workflow.borrow_mut() = running;
     }
 
-    fn now_ms(&self) -> f64 {
+    pub(crate) fn now_ms(&self) -> f64 {
         self.scope.performance().map_or(0.0, |p| p.now())
     }
 
@@ -246,6 +278,7 @@ impl Engine {
                 let (backend, backend_note) = (llm.backend(), llm.backend_note().map(str::to_owned));
                 *self.tokenizer.borrow_mut() = Some(llm.tokenizer().clone());
                 *self.llm.borrow_mut() = Some(llm);
+                self.counters.borrow_mut().model_bytes = bytes;
                 let ms = self.now_ms() - start;
                 self.post(&EngineEvent::ModelLoaded { source, bytes, context, ms, backend, backend_note, from_cache });
             }
@@ -291,7 +324,9 @@ impl Engine {
         prompt: &Prompt,
         params: &GenerateParams,
     ) -> Result<hearth_core::engine::Completion, String> {
+        let start = self.now_ms();
         let mut generation = llm.start(prompt, params).await.map_err(|e| e.to_string())?;
+        self.count_work(0, self.now_ms() - start);
         loop {
             if self.stop_requested.get() {
                 generation.cancel();
@@ -299,7 +334,9 @@ impl Engine {
             if generation.finish_reason().is_some() {
                 return Ok(generation.into_completion());
             }
+            let start = self.now_ms();
             let text = llm.step(&mut generation).await.map_err(|e| e.to_string())?;
+            self.count_work(1, self.now_ms() - start);
             if !text.is_empty() {
                 self.post(&EngineEvent::Delta { id, text });
             }

@@ -7,7 +7,11 @@ use std::cell::Cell;
 use std::path::Path;
 use std::rc::Rc;
 
-use hearth_core::agents::{AgentState, AgentWorker, Host, HostFuture, RunOptions, Transport, Workflow};
+use hearth_core::agents::protocol::LlmRequest;
+use hearth_core::agents::{
+    AgentState, AgentWorker, Host, HostFuture, LlmReply, LlmService, RunOptions, Transport, Workflow,
+};
+use hearth_core::engine::Engine as Llm;
 use hearth_core::protocol::{EngineEvent, WorkflowControl};
 use wasm_bindgen::JsCast;
 
@@ -72,6 +76,34 @@ impl Host for PageHost<'_> {
     fn agent_state(&self, agent: usize, state: AgentState) {
         self.engine.post(&EngineEvent::AgentState { id: self.id, agent, state });
     }
+
+    fn bus_message(&self, bytes: usize) {
+        let mut counters = self.engine.counters.borrow_mut();
+        counters.bus_messages += 1;
+        counters.bus_bytes += bytes as u64;
+    }
+}
+
+/// The model serving the agents, its work counted for the monitor.
+struct CountedLlm<'a> {
+    llm: &'a mut Llm,
+    engine: &'a Engine,
+}
+
+impl LlmService for CountedLlm<'_> {
+    fn backend(&self) -> String {
+        LlmService::backend(&*self.llm)
+    }
+
+    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
+        Box::pin(async move {
+            let start = self.engine.now_ms();
+            let replies = self.llm.complete(batch).await;
+            let tokens = replies.iter().flatten().map(|r| r.completion_tokens).sum();
+            self.engine.count_work(tokens, self.engine.now_ms() - start);
+            replies
+        })
+    }
 }
 
 /// Runs workflow `id` and posts its transcript, then [`EngineEvent::WorkflowEnded`].
@@ -100,19 +132,14 @@ async fn run_transcript(engine: &Engine, id: u32, toml: &str, seed: Option<u64>)
     engine.set_workflow(Some(Running { id, gate: gate.clone() }));
     let host = PageHost { engine, id, gate };
     let options = RunOptions { transport: Transport::SharedMemory, ..RunOptions::default() };
-    let result =
-        hearth_core::agents::run_on(
-            &host,
-            &workflow,
-            programs,
-            &mut llm,
-            options,
-            |event| match serde_json::to_string(event) {
-                Ok(line) => engine.post(&EngineEvent::Transcript { id, line }),
-                Err(e) => web_sys::console::error_1(&format!("workflow {id}: cannot encode {event:?}: {e}").into()),
-            },
-        )
-        .await;
+    let mut counted = CountedLlm { llm: &mut llm, engine };
+    let result = hearth_core::agents::run_on(&host, &workflow, programs, &mut counted, options, |event| {
+        match serde_json::to_string(event) {
+            Ok(line) => engine.post(&EngineEvent::Transcript { id, line }),
+            Err(e) => web_sys::console::error_1(&format!("workflow {id}: cannot encode {event:?}: {e}").into()),
+        }
+    })
+    .await;
     engine.set_workflow(None);
     engine.put_model(llm);
     result.map(drop).map_err(|e| e.to_string())

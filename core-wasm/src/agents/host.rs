@@ -55,6 +55,9 @@ pub trait Host {
 
     /// `agent` (by index in the workflow) is now in `state`.
     fn agent_state(&self, _agent: usize, _state: AgentState) {}
+
+    /// The hub took a message of `bytes` off the bus.
+    fn bus_message(&self, _bytes: usize) {}
 }
 
 /// The native host: one thread per agent.

@@ -474,12 +474,15 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
                 .min()
                 .unwrap_or(LIVENESS);
             match self.bus.recv(Some(next_deadline.min(LIVENESS))) {
-                Ok((agent, bytes)) => match serde_json::from_slice::<ToHub>(&bytes) {
-                    Ok(msg) => self.handle(agent, msg)?,
-                    Err(e) => {
-                        self.fault(agent, FaultKind::Crash, format!("sent a message the hub cannot read: {e}"))?
+                Ok((agent, bytes)) => {
+                    self.host.bus_message(bytes.len());
+                    match serde_json::from_slice::<ToHub>(&bytes) {
+                        Ok(msg) => self.handle(agent, msg)?,
+                        Err(e) => {
+                            self.fault(agent, FaultKind::Crash, format!("sent a message the hub cannot read: {e}"))?
+                        }
                     }
-                },
+                }
                 Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => {
                     self.host.idle().await;
                     self.check_workers()?

@@ -39,6 +39,8 @@ pub struct GpuContext {
     pub(crate) sample: SampleKernels,
     /// Bytes one storage binding may hold: the adapter's limit, or less for tests of splitting.
     binding_limit: u64,
+    /// Bytes of live storage buffers (see [`GpuContext::storage_bytes`]).
+    pub(crate) live_bytes: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl GpuContext {
@@ -97,7 +99,8 @@ impl GpuContext {
         let attention = AttentionKernels::new(&device, shader_f16);
         let sample = SampleKernels::new(&device, shader_f16);
         let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
-        Ok(Self { device, queue, summary, lost, matvec, matmul, layer, attention, sample, binding_limit })
+        let live_bytes = Arc::default();
+        Ok(Self { device, queue, summary, lost, matvec, matmul, layer, attention, sample, binding_limit, live_bytes })
     }
 
     /// Destroys the device, as a driver reset or a browser reclaiming the GPU would: every

@@ -155,6 +155,7 @@ pub struct GpuMatrix {
     /// 8-value units per stored row.
     units: usize,
     parts: Vec<MatrixPart>,
+    _counted: tensor::DeviceBytes,
 }
 
 impl std::fmt::Debug for GpuMatrix {
@@ -379,7 +380,8 @@ impl GpuContext {
                 mm_grid,
             });
         }
-        Ok(GpuMatrix { format, rows, cols, units, parts })
+        let bytes = parts.iter().map(|p| p.quants.size() + p.scales.size()).sum();
+        Ok(GpuMatrix { format, rows, cols, units, parts, _counted: self.count_bytes(bytes) })
     }
 
     /// `y[t][r] = Σ_c w[r][c] · x[t][c]` for `t < step.n_tokens`: `x` holds tokens of `w.cols`

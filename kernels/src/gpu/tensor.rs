@@ -7,6 +7,8 @@
 //! nothing is created per token and nothing is read back until the end.
 
 use std::ops::Range;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytemuck::Pod;
 use wgpu::util::DeviceExt;
@@ -18,6 +20,20 @@ use crate::KernelError;
 pub struct GpuBuffer {
     pub(crate) buffer: wgpu::Buffer,
     len: usize,
+    _counted: DeviceBytes,
+}
+
+/// Bytes counted in a context's live storage (see [`GpuContext::storage_bytes`]) for as long
+/// as this lives.
+pub(crate) struct DeviceBytes {
+    bytes: u64,
+    live: Arc<AtomicU64>,
+}
+
+impl Drop for DeviceBytes {
+    fn drop(&mut self) {
+        self.live.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl GpuBuffer {
@@ -112,7 +128,7 @@ impl GpuContext {
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(GpuBuffer { buffer, len })
+        Ok(self.track(buffer, len))
     }
 
     /// A buffer holding `data` (4-byte values).
@@ -126,7 +142,22 @@ impl GpuContext {
             contents,
             usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
         });
-        Ok(GpuBuffer { buffer, len: data.len() })
+        Ok(self.track(buffer, data.len()))
+    }
+
+    fn track(&self, buffer: wgpu::Buffer, len: usize) -> GpuBuffer {
+        let counted = self.count_bytes(buffer.size());
+        GpuBuffer { buffer, len, _counted: counted }
+    }
+
+    pub(crate) fn count_bytes(&self, bytes: u64) -> DeviceBytes {
+        self.live_bytes.fetch_add(bytes, Ordering::Relaxed);
+        DeviceBytes { bytes, live: self.live_bytes.clone() }
+    }
+
+    /// Bytes of storage buffers (weights, activations, KV caches) alive on this device.
+    pub fn storage_bytes(&self) -> u64 {
+        self.live_bytes.load(Ordering::Relaxed)
     }
 
     /// Queues a write of `data` at value `offset` of `buf` (done before the next submit).

@@ -1,0 +1,147 @@
+//! The monitor view: what the engine is doing, from the samples its worker sends twice a
+//! second (see [`MonitorSample`]): tokens/s over time as a chart, how busy the engine is,
+//! memory in use (wasm heap, model, GPU buffers), and the agents' bus traffic.
+
+use std::collections::VecDeque;
+
+use hearth_core::protocol::MonitorSample;
+use leptos::prelude::*;
+
+use crate::engine_client::{EngineClient, EngineState};
+
+/// Samples kept: two minutes at two a second.
+pub const HISTORY: usize = 240;
+
+const CHART_WIDTH: f64 = 480.0;
+const CHART_HEIGHT: f64 = 100.0;
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// The rate of a counter between two samples, per second.
+fn rate(from: &MonitorSample, to: &MonitorSample, counter: impl Fn(&MonitorSample) -> f64) -> f64 {
+    let seconds = (to.at_ms - from.at_ms) / 1e3;
+    if seconds <= 0.0 { 0.0 } else { ((counter(to) - counter(from)) / seconds).max(0.0) }
+}
+
+/// Rates over the last `window` samples (a few seconds), so one quiet sample does not read 0.
+fn recent_rate(samples: &VecDeque<MonitorSample>, window: usize, counter: impl Fn(&MonitorSample) -> f64) -> f64 {
+    match (samples.len().checked_sub(window + 1).and_then(|i| samples.get(i)).or(samples.front()), samples.back()) {
+        (Some(from), Some(to)) => rate(from, to, counter),
+        _ => 0.0,
+    }
+}
+
+/// The tokens/s chart's points, scaled to the largest rate, and that rate: a step line over
+/// the last two minutes of the worker's clock, each rate drawn across the interval it was
+/// measured over (a worker busy with a long forward pass samples less often).
+fn chart_points(samples: &VecDeque<MonitorSample>) -> (String, f64) {
+    let Some(now) = samples.back().map(|s| s.at_ms) else { return (String::new(), 1.0) };
+    let span_ms = HISTORY as f64 * 500.0;
+    let x = |at_ms: f64| (CHART_WIDTH - (now - at_ms) / span_ms * CHART_WIDTH).max(0.0);
+    let steps: Vec<(f64, f64, f64)> = samples
+        .iter()
+        .zip(samples.iter().skip(1))
+        .map(|(a, b)| (x(a.at_ms), x(b.at_ms), rate(a, b, |s| s.tokens as f64)))
+        .collect();
+    let top = steps.iter().map(|s| s.2).fold(1.0, f64::max);
+    let y = |r: f64| CHART_HEIGHT - r / top * (CHART_HEIGHT - 4.0);
+    let points = steps
+        .iter()
+        .flat_map(|&(x0, x1, r)| [format!("{x0:.1},{:.1}", y(r)), format!("{x1:.1},{:.1}", y(r))])
+        .collect::<Vec<_>>()
+        .join(" ");
+    (points, top)
+}
+
+#[component]
+pub fn Monitor(engine: EngineClient) -> impl IntoView {
+    let samples = engine.monitor;
+    let last = move || samples.with(|s| s.back().cloned().unwrap_or_default());
+    let tokens_per_s = move || samples.with(|s| recent_rate(s, 4, |x| x.tokens as f64));
+    // Busy milliseconds per second of wall time: the share of time the engine computes.
+    let busy = move || samples.with(|s| recent_rate(s, 4, |x| x.busy_ms) / 10.0);
+    let bus_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.bus_messages as f64));
+    let bus_bytes_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.bus_bytes as f64));
+    let adapter = move || match engine.state.get() {
+        EngineState::Ready(caps) => match caps.gpu {
+            hearth_core::protocol::GpuStatus::Available { adapter } => adapter.name,
+            hearth_core::protocol::GpuStatus::Unavailable { .. } => "none".to_string(),
+        },
+        _ => String::new(),
+    };
+    view! {
+        <section class="card monitor" id="monitor" data-samples=move || samples.with(VecDeque::len)>
+            <h2>"Monitor"</h2>
+            <figure>
+                <svg id="tokens-chart" viewBox=format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}") width=CHART_WIDTH
+                    height=CHART_HEIGHT role="img" aria-label="Tokens per second over the last two minutes">
+                    <rect x="0" y="0" width=CHART_WIDTH height=CHART_HEIGHT class="chart-bg"></rect>
+                    <polyline points=move || samples.with(|s| chart_points(s).0) class="chart-line"></polyline>
+                </svg>
+                <figcaption>
+                    "Tokens/s over the last two minutes (top of the chart: "
+                    {move || samples.with(|s| format!("{:.1}", chart_points(s).1))} ")"
+                </figcaption>
+            </figure>
+            <table>
+                <tr>
+                    <th>"Tokens/s"</th>
+                    <td id="monitor-tokens-per-s">{move || format!("{:.1}", tokens_per_s())}</td>
+                </tr>
+                <tr>
+                    <th>"Tokens generated"</th>
+                    <td id="monitor-tokens">{move || last().tokens}</td>
+                </tr>
+                <tr>
+                    <th>"Engine busy"</th>
+                    <td id="monitor-busy">
+                        {move || format!("{:.0}% on {} threads", busy().min(100.0), last().threads)}
+                    </td>
+                </tr>
+                <tr>
+                    <th>"Time per token"</th>
+                    <td id="monitor-ms-per-token">
+                        {move || {
+                            let s = last();
+                            if s.tokens == 0 { "—".to_string() } else { format!("{:.1} ms", s.busy_ms / s.tokens as f64) }
+                        }}
+                    </td>
+                </tr>
+                <tr>
+                    <th>"wasm heap"</th>
+                    <td id="monitor-wasm" data-bytes=move || last().wasm_bytes>{move || mib(last().wasm_bytes)}</td>
+                </tr>
+                <tr>
+                    <th>"Model"</th>
+                    <td id="monitor-model" data-bytes=move || last().model_bytes>{move || mib(last().model_bytes)}</td>
+                </tr>
+                <tr>
+                    <th>"GPU buffers"</th>
+                    <td id="monitor-gpu">
+                        {move || match last().gpu_bytes {
+                            Some(bytes) => format!("{} on {}", mib(bytes), adapter()),
+                            None => "no GPU device".to_string(),
+                        }}
+                    </td>
+                </tr>
+                <tr>
+                    <th>"Agents' bus"</th>
+                    <td id="monitor-bus" data-messages=move || last().bus_messages>
+                        {move || {
+                            let s = last();
+                            format!(
+                                "{:.0} messages/s, {:.1} KiB/s ({} messages, {} so far)",
+                                bus_rate(),
+                                bus_bytes_rate() / 1024.0,
+                                s.bus_messages,
+                                mib(s.bus_bytes)
+                            )
+                        }}
+                    </td>
+                </tr>
+            </table>
+        </section>
+    }
+}
