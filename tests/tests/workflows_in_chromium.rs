@@ -56,6 +56,17 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
 
     // Paused straight after the start: it holds before the next step, with each step done so
     // far (one debater's message each) on the timeline.
+    // Long tasks on the main thread while the workflow runs are counted, and printed (a
+    // figure, not a test: all the work is meant to be in workers).
+    client
+        .execute(
+            "window.__longTasks = []; \
+             new PerformanceObserver(l => window.__longTasks.push(...l.getEntries().map(e => e.duration))) \
+               .observe({ type: 'longtask', buffered: false });",
+            vec![],
+        )
+        .await
+        .unwrap();
     click(client, "workflow-run").await;
     click(client, "workflow-pause").await;
     let held = client
@@ -78,6 +89,21 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
 
     click(client, "workflow-pause").await; // Resume
     wait_for_status(client, "finished").await;
+    let long = client
+        .execute(
+            "return { tasks: window.__longTasks, \
+                      observed: PerformanceObserver.supportedEntryTypes.includes('longtask') };",
+            vec![],
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<f64> = long["tasks"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    println!(
+        "main-thread long tasks during the run: {} (longest {:.0} ms; observed: {})",
+        tasks.len(),
+        tasks.iter().copied().fold(0.0, f64::max),
+        long["observed"]
+    );
     let events = timeline(client).await;
     assert_eq!(events.first().map(|e| e.0.as_str()), Some("started"), "{events:?}");
     assert_eq!(events.last().map(|e| e.0.as_str()), Some("finished"), "{events:?}");
