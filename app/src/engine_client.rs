@@ -287,7 +287,7 @@ impl EngineClient {
                 Ok(event @ (EngineEvent::Delta { .. } | EngineEvent::Done { .. } | EngineEvent::Failed { .. })) => {
                     chat.update(|chat| chat.apply(event))
                 }
-                Ok(EngineEvent::Tokens { .. }) => {}
+                Ok(EngineEvent::Tokens { .. } | EngineEvent::BusBenchDone { .. }) => {}
                 Ok(EngineEvent::Monitor { sample }) => engine.monitor.update(|samples| {
                     if samples.len() == crate::monitor::HISTORY {
                         samples.pop_front();

@@ -10,6 +10,7 @@
 //! hearth.backend()                                          // "gpu" | "cpu" once loaded, else ""
 //! await hearth.runWorkflow(toml, seed, (line) => console.log(line))
 //!                      // each transcript line, as `hearth run` prints it; null when it finished
+//! await hearth.benchBus()  // the agents' bus against postMessage: [{ transport, p50_us, ... }]
 //! ```
 //!
 //! `generate`'s prompt is `{ text: "…" }` or `{ chat: [messages] }`, its parameters those of
@@ -107,6 +108,10 @@ pub fn install(engine: EngineClient) {
             },
         )
     };
+    let bench_bus = {
+        let engine = engine.clone();
+        Closure::<dyn Fn() -> Promise>::new(move || call(&engine, None, |id| EngineRequest::BenchBus { id }))
+    };
     let model_state = {
         let (model, state) = (engine.model, engine.state);
         Closure::<dyn Fn() -> String>::new(move || {
@@ -135,6 +140,7 @@ pub fn install(engine: EngineClient) {
         ("tokenize", tokenize.into_js_value()),
         ("generate", generate.into_js_value()),
         ("runWorkflow", run_workflow.into_js_value()),
+        ("benchBus", bench_bus.into_js_value()),
         ("modelState", model_state.into_js_value()),
         ("backend", backend.into_js_value()),
     ] {
@@ -151,7 +157,8 @@ pub fn on_event(event: &EngineEvent) -> bool {
         | EngineEvent::Tokens { id, .. }
         | EngineEvent::Failed { id, .. }
         | EngineEvent::Transcript { id, .. }
-        | EngineEvent::WorkflowEnded { id, .. } => *id,
+        | EngineEvent::WorkflowEnded { id, .. }
+        | EngineEvent::BusBenchDone { id, .. } => *id,
         _ => return false,
     };
     if id < FIRST_ID {
@@ -178,6 +185,12 @@ pub fn on_event(event: &EngineEvent) -> bool {
                     let _ = p
                         .resolve
                         .call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(completion).unwrap_or(JsValue::NULL));
+                }
+            }
+            EngineEvent::BusBenchDone { figures, .. } => {
+                if let Some(p) = pending.remove(&id) {
+                    let figures = serde_wasm_bindgen::to_value(figures).unwrap_or(JsValue::NULL);
+                    let _ = p.resolve.call1(&JsValue::NULL, &figures);
                 }
             }
             EngineEvent::Tokens { ids, .. } => {

@@ -98,6 +98,19 @@ pub enum EngineRequest {
     RunWorkflow { id: u32, toml: String, seed: Option<u64> },
     /// Pause, resume, single-step or stop workflow `id` (at its next logical step).
     ControlWorkflow { id: u32, control: WorkflowControl },
+    /// Measure the agents' bus against `postMessage` between this worker and another;
+    /// answered by [`EngineEvent::BusBenchDone`] or [`EngineEvent::Failed`].
+    BenchBus { id: u32 },
+}
+
+/// One transport's figures: one-way latency (half a round trip) and messages per second
+/// streamed one way, 64-byte messages.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BusFigures {
+    pub transport: String,
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub messages_per_s: f64,
 }
 
 /// What the page can ask of a running workflow. A paused workflow holds before its next
@@ -216,6 +229,10 @@ pub enum EngineEvent {
     },
     Monitor {
         sample: MonitorSample,
+    },
+    BusBenchDone {
+        id: u32,
+        figures: Vec<BusFigures>,
     },
     /// Workflow `id` ended: finished, or why not.
     WorkflowEnded {

@@ -222,7 +222,7 @@ fn main() -> ExitCode {
         }
         Command::Probe { engine, backend } => probe(engine, backend),
         Command::Open { backend } => open_window(backend),
-        Command::Bench { gen_tokens, agents: true, .. } => bench_agents(gen_tokens),
+        Command::Bench { gen_tokens, agents: true, native_only, .. } => bench_agents(gen_tokens, native_only),
         Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
             bench_gpu(prompt_tokens, gen_tokens, native_only)
         }
@@ -335,7 +335,7 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
     ExitCode::SUCCESS
 }
 
-fn bench_agents(gen_tokens: usize) -> ExitCode {
+fn bench_agents(gen_tokens: usize, native_only: bool) -> ExitCode {
     use hearth::bench_agents;
     eprintln!("bench: the bus between two threads…");
     say("| bus (two threads, 64-byte messages) | one-way p50 | one-way p99 | messages/s |");
@@ -349,6 +349,31 @@ fn bench_agents(gen_tokens: usize) -> ExitCode {
         figures[0].p50_us / figures[1].p50_us,
         figures[0].messages_per_s / figures[1].messages_per_s
     ));
+    if !native_only {
+        eprintln!("bench: the bus in headless Chromium, between the engine worker and another worker…");
+        match bus_in_chromium() {
+            Ok(figures) if figures.len() == 2 => {
+                say("| bus in Chromium (two workers, 64-byte messages) | one-way p50 | one-way p99 | messages/s |");
+                say("| --- | --- | --- | --- |");
+                for f in &figures {
+                    say(&format!(
+                        "| {} | {:.1} µs | {:.1} µs | {:.0} |",
+                        f.transport, f.p50_us, f.p99_us, f.messages_per_s
+                    ));
+                }
+                say(&format!(
+                    "\nshared-memory bus ÷ postMessage: latency {:.2}×, throughput {:.2}×\n",
+                    figures[0].p50_us / figures[1].p50_us,
+                    figures[0].messages_per_s / figures[1].messages_per_s
+                ));
+            }
+            Ok(figures) => eprintln!("hearth: the page measured {} transports, not 2", figures.len()),
+            Err(e) => {
+                eprintln!("hearth: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     eprintln!("bench: four agents' LLM requests, {gen_tokens} tokens each…");
     match bench_agents::llm(&llm::model_path(None), gen_tokens) {
         Ok((sequential, batched)) => {
@@ -378,6 +403,26 @@ fn bench_agents(gen_tokens: usize) -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// The agents' bus against `postMessage` in the app's page in headless Chromium.
+fn bus_in_chromium() -> Result<Vec<hearth_core::protocol::BusFigures>, String> {
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(async {
+        let listener = server::bind(0).await.map_err(|e| e.to_string())?;
+        let url = engines::serve_in_background(listener, None)?;
+        let page = engines::open_page(EngineKind::Chromium, &engines::page_url(&url, BackendChoice::Cpu)).await?;
+        hearth::page::wait_for_model(page.as_ref(), Duration::from_secs(300)).await.map_err(|e| e.to_string())?;
+        let figures = hearth::page::run(
+            page.as_ref(),
+            "return await hearth.benchBus();",
+            serde_json::Value::Null,
+            Duration::from_secs(300),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        serde_json::from_value(figures).map_err(|e| format!("the page's figures do not parse: {e}"))
+    })
 }
 
 fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> ExitCode {

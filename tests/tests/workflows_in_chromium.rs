@@ -186,6 +186,18 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
     assert_eq!(lines[0]["transport"], "shared_memory");
     assert_eq!(lines[0]["backend"], "cpu");
 
+    // The bus benchmark's page side measures both transports (figures, not asserted).
+    let figures =
+        browser.run("return await hearth.benchBus();", Value::Null, WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    let figures = figures.as_array().unwrap();
+    assert_eq!(figures.len(), 2, "{figures:?}");
+    for f in figures {
+        for key in ["p50_us", "p99_us", "messages_per_s"] {
+            assert!(f[key].as_f64().is_some_and(|v| v.is_finite() && v > 0.0), "{f}");
+        }
+    }
+    println!("bus in the page: {figures:?}");
+
     // A reload keeps the last run's transcript; one cut off by the reload says so, and keeps
     // every message that had arrived.
     client.refresh().await.unwrap();

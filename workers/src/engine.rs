@@ -223,6 +223,18 @@ impl Engine {
             }),
             #[cfg(not(feature = "threads"))]
             EngineRequest::ControlWorkflow { .. } => {}
+            #[cfg(feature = "threads")]
+            EngineRequest::BenchBus { id } => {
+                let event = match crate::bus_bench::run(self).await {
+                    Ok(figures) => EngineEvent::BusBenchDone { id, figures },
+                    Err(message) => EngineEvent::Failed { id, message },
+                };
+                self.post(&event);
+            }
+            #[cfg(not(feature = "threads"))]
+            EngineRequest::BenchBus { id } => {
+                self.post(&EngineEvent::Failed { id, message: "the shared-memory bus needs the threaded build".into() })
+            }
             EngineRequest::Tokenize { id, text, special } => {
                 let event = match self.tokenizer.borrow().as_ref() {
                     Some(tokenizer) => EngineEvent::Tokens { id, ids: tokenizer.encode(&text, special, special) },
