@@ -212,6 +212,8 @@ pub struct EngineClient {
     pub workflow: RwSignal<WorkflowRun>,
     /// The engine's latest monitor samples, oldest first.
     pub monitor: RwSignal<VecDeque<MonitorSample>>,
+    /// The last GPU profile of a decode step (ms per kernel family), or why there is none.
+    pub gpu_profile: RwSignal<Option<Result<Vec<(String, f64)>, String>>>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -228,6 +230,7 @@ impl EngineClient {
             chat: RwSignal::new(ChatState::default()),
             workflow: RwSignal::new(WorkflowRun::restore()),
             monitor: RwSignal::new(VecDeque::new()),
+            gpu_profile: RwSignal::new(None),
             worker: StoredValue::new_local(None),
         };
         engine.start_worker();
@@ -282,6 +285,14 @@ impl EngineClient {
                     engine.workflow.update(|run| {
                         run.apply(&event);
                     });
+                }
+                Ok(EngineEvent::GpuProfile { kernels, .. }) => {
+                    engine.gpu_profile.set(Some(Ok(kernels)));
+                    engine.busy.set(false);
+                }
+                Ok(EngineEvent::Failed { id: crate::monitor::PROFILE_ID, message }) => {
+                    engine.gpu_profile.set(Some(Err(message)));
+                    engine.busy.set(false);
                 }
                 Ok(event) if crate::js_api::on_event(&event) => {}
                 Ok(event @ (EngineEvent::Delta { .. } | EngineEvent::Done { .. } | EngineEvent::Failed { .. })) => {

@@ -1,13 +1,18 @@
 //! The monitor view: what the engine is doing, from the samples its worker sends twice a
 //! second (see [`MonitorSample`]): tokens/s over time as a chart, how busy the engine is,
-//! memory in use (wasm heap, model, GPU buffers), and the agents' bus traffic.
+//! memory in use (wasm heap, model, GPU buffers), and the agents' bus traffic; and, on the
+//! GPU backend, the GPU time of one decode step per kernel family.
 
 use std::collections::VecDeque;
 
-use hearth_core::protocol::MonitorSample;
+use hearth_core::engine::Backend;
+use hearth_core::protocol::{EngineRequest, MonitorSample};
 use leptos::prelude::*;
 
-use crate::engine_client::{EngineClient, EngineState};
+use crate::engine_client::{EngineClient, EngineState, ModelState};
+
+/// The id of GPU profile requests (apart from the chat's, the workflows' and `window.hearth`'s).
+pub const PROFILE_ID: u32 = 1 << 28;
 
 /// Samples kept: two minutes at two a second.
 pub const HISTORY: usize = 240;
@@ -58,6 +63,7 @@ fn chart_points(samples: &VecDeque<MonitorSample>) -> (String, f64) {
 #[component]
 pub fn Monitor(engine: EngineClient) -> impl IntoView {
     let samples = engine.monitor;
+    let (engine_busy, model, profile) = (engine.busy, engine.model, engine.gpu_profile);
     let last = move || samples.with(|s| s.back().cloned().unwrap_or_default());
     let tokens_per_s = move || samples.with(|s| recent_rate(s, 4, |x| x.tokens as f64));
     // Busy milliseconds per second of wall time: the share of time the engine computes.
@@ -142,6 +148,37 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
                     </td>
                 </tr>
             </table>
+            <h3>"GPU time per kernel family, one decode step"</h3>
+            <button id="profile-gpu"
+                disabled=move || {
+                    engine_busy.get() || !matches!(model.get(), ModelState::Loaded { backend: Backend::Gpu, .. })
+                }
+                on:click=move |_| {
+                    engine_busy.set(true);
+                    engine.send(&EngineRequest::ProfileGpu { id: PROFILE_ID });
+                }>
+                "Profile a GPU step"
+            </button>
+            <span class="why">" each op submitted alone and awaited (the model must be on the GPU)"</span>
+            {move || match profile.get() {
+                None => ().into_any(),
+                Some(Err(e)) => view! { <p id="gpu-profile-error" class="err">{e}</p> }.into_any(),
+                Some(Ok(kernels)) => {
+                    let total: f64 = kernels.iter().map(|k| k.1).sum();
+                    view! {
+                        <table id="gpu-profile" data-total-ms=format!("{total:.3}")>
+                            {kernels.into_iter().map(|(family, ms)| view! {
+                                <tr data-kernel=family.clone()>
+                                    <th>{family.clone()}</th>
+                                    <td>{format!("{ms:.2} ms")}</td>
+                                    <td>{format!("{:.0}%", 100.0 * ms / total.max(1e-9))}</td>
+                                </tr>
+                            }).collect_view()}
+                            <tr><th>"total"</th><td>{format!("{total:.2} ms")}</td><td></td></tr>
+                        </table>
+                    }.into_any()
+                }
+            }}
         </section>
     }
 }

@@ -98,6 +98,9 @@ pub enum EngineRequest {
     RunWorkflow { id: u32, toml: String, seed: Option<u64> },
     /// Pause, resume, single-step or stop workflow `id` (at its next logical step).
     ControlWorkflow { id: u32, control: WorkflowControl },
+    /// Time one decode step of the model on the GPU op by op; answered by
+    /// [`EngineEvent::GpuProfile`] or [`EngineEvent::Failed`].
+    ProfileGpu { id: u32 },
     /// Measure the agents' bus against `postMessage` between this worker and another;
     /// answered by [`EngineEvent::BusBenchDone`] or [`EngineEvent::Failed`].
     BenchBus { id: u32 },
@@ -233,6 +236,11 @@ pub enum EngineEvent {
     BusBenchDone {
         id: u32,
         figures: Vec<BusFigures>,
+    },
+    /// GPU milliseconds of one decode step per kernel family, slowest first.
+    GpuProfile {
+        id: u32,
+        kernels: Vec<(String, f64)>,
     },
     /// Workflow `id` ended: finished, or why not.
     WorkflowEnded {

@@ -149,7 +149,8 @@ pub fn native_gpu(model: &Path, prompt_tokens: usize, gen_tokens: usize) -> Resu
     let pos = done.prompt_tokens + done.tokens.len() - 1;
     let gpu = engine.gpu_model_mut().ok_or_else(|| BenchError::Answer("the model left the GPU".into()))?;
     let weight_bytes = gpu.weight_bytes();
-    let kernels = gpu.profile_decode(last, pos).map_err(|e| BenchError::Engine(e.into()))?;
+    let kernels =
+        pollster::block_on(gpu.profile_decode(last, pos, native_clock)).map_err(|e| BenchError::Engine(e.into()))?;
     Ok(GpuFigures {
         figures: figures("hearth (GPU)", "native", 1, &t, gen_tokens),
         adapter: format!("{} ({}, {})", ctx.adapter().name, ctx.adapter().backend, ctx.adapter().device_type),

@@ -3,7 +3,8 @@
 //! llama.cpp's goldens with the top logits within `GPU_LOGIT_TOLERANCE` (`check_gpu_greedy`).
 //! SwiftShader takes seconds per decode step, so the reply is a few tokens long; the whole
 //! forward pass runs at each of them, and natively on lavapipe (gpu_model.rs) the replies are
-//! longer.
+//! longer. The monitor's GPU profile of a decode step names the kernel families and leaves the
+//! conversation as it was.
 
 use std::time::Duration;
 
@@ -50,5 +51,33 @@ async fn greedy_reply_on_webgpu_follows_llama_cpp() {
         "WebGPU in Chromium: {steps} of {STEPS} steps compared, largest logit difference {worst:.3}; timings {}",
         done["timings"]
     );
+
+    // The monitor's GPU profile: one decode step op by op, per kernel family.
+    let profile = browser
+        .run(
+            "document.getElementById('profile-gpu').click(); \
+             let table; \
+             while (!(table = document.getElementById('gpu-profile'))) { \
+               const e = document.getElementById('gpu-profile-error'); if (e) throw new Error(e.textContent); \
+               await new Promise(r => setTimeout(r, 200)); } \
+             return { total: Number(table.dataset.totalMs), \
+                      kernels: [...table.querySelectorAll('tr[data-kernel]')].map(r => r.dataset.kernel) };",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("GPU profile of a decode step on SwiftShader: {profile}");
+    let kernels: Vec<&str> = profile["kernels"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    for family in ["matmul", "attention", "rms_norm", "rope"] {
+        assert!(kernels.contains(&family), "{family} in {kernels:?}");
+    }
+    assert!(profile["total"].as_f64().is_some_and(|ms| ms > 0.0), "{profile}");
+    // The conversation's KV cache is untouched: the same greedy reply again.
+    let again = browser
+        .run("return await hearth.generate(args[0], args[1]);", json!([{"text": case["prompt"]}, params]), WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again["tokens"], done["tokens"], "the same reply after profiling");
     browser.close().await.unwrap();
 }

@@ -223,6 +223,13 @@ impl Engine {
             }),
             #[cfg(not(feature = "threads"))]
             EngineRequest::ControlWorkflow { .. } => {}
+            EngineRequest::ProfileGpu { id } => {
+                let event = match self.profile_gpu().await {
+                    Ok(kernels) => EngineEvent::GpuProfile { id, kernels },
+                    Err(message) => EngineEvent::Failed { id, message },
+                };
+                self.post(&event);
+            }
             #[cfg(feature = "threads")]
             EngineRequest::BenchBus { id } => {
                 let event = match crate::bus_bench::run(self).await {
@@ -357,6 +364,24 @@ impl Engine {
                 yield_to_event_loop().await;
             }
         }
+    }
+
+    /// Times one decode step of the loaded model on the GPU, op by op, at the last position of
+    /// its context (which no conversation has reached, so its KV cache stays as it was).
+    async fn profile_gpu(&self) -> Result<Vec<(String, f64)>, String> {
+        if self.busy() {
+            return Err("the engine is busy loading, replying or running a workflow".into());
+        }
+        let Some(mut llm) = self.llm.borrow_mut().take() else { return Err("no model is loaded yet".into()) };
+        self.loading.set(true);
+        let pos = llm.context_size() - 1;
+        let result = match llm.gpu_model_mut() {
+            None => Err("the model runs on the CPU: load it on the GPU backend to profile it".to_string()),
+            Some(gpu) => gpu.profile_decode(0, pos, worker_clock).await.map_err(|e| e.to_string()),
+        };
+        self.loading.set(false);
+        *self.llm.borrow_mut() = Some(llm);
+        result.map(|kernels| kernels.into_iter().map(|(label, ms)| (label.to_string(), ms)).collect())
     }
 
     async fn run_kernels(&self) -> EngineEvent {

@@ -363,24 +363,34 @@ impl GpuTransformer {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl GpuTransformer {
-    /// Times one decode step op by op (each op submitted alone and waited for, less the time
-    /// of an empty submit), summed per kernel family, slowest first: what a decode step spends
-    /// its GPU time on. Leaves position `pos` of the KV cache written.
-    pub fn profile_decode(&mut self, token: u32, pos: usize) -> Result<Vec<(&'static str, f64)>, ModelError> {
-        use std::time::Instant;
+    /// Times one decode step op by op (each op submitted alone and awaited by reading back one
+    /// value, less the time of an empty submit and read), summed per kernel family, slowest
+    /// first: what a decode step spends its GPU time on. `clock` gives milliseconds. Leaves
+    /// position `pos` of the KV cache written.
+    pub async fn profile_decode(
+        &mut self,
+        token: u32,
+        pos: usize,
+        clock: fn() -> f64,
+    ) -> Result<Vec<(&'static str, f64)>, ModelError> {
         let gpu = &*self.ctx;
         gpu.write(&self.tokens, 0, &[token])?;
         let step = Step { n_tokens: 1, pos: pos as u32 };
-        let timed = |segments: &[(&StepBuffer, Step, &[&GpuOp])]| -> Result<f64, ModelError> {
-            let start = Instant::now();
-            gpu.run_segments(segments)?;
-            gpu.wait_idle()?;
-            Ok(start.elapsed().as_secs_f64() * 1e3)
+        let done = &self.argmax;
+        let timed = |buffer: &StepBuffer, ops: &[&GpuOp]| {
+            let start = clock();
+            let ran = gpu.run_segments(&[(buffer, step, ops)]);
+            async move {
+                ran?;
+                gpu.read::<u32>(done, 0..1).await?;
+                Ok::<f64, ModelError>(clock() - start)
+            }
         };
-        let empty = (0..5).map(|_| timed(&[(&self.step, step, &[])])).collect::<Result<Vec<_>, _>>()?;
-        let overhead = empty.iter().copied().fold(f64::INFINITY, f64::min);
+        let mut overhead = f64::INFINITY;
+        for _ in 0..5 {
+            overhead = overhead.min(timed(&self.step, &[]).await?);
+        }
         let mut families: Vec<(&'static str, f64)> = Vec::new();
         let ops = self.layers.iter().map(|op| (&self.step, op)).chain(self.head.iter().map(|op| {
             // The final norm reads the chunk's step; the head matmul its own.
@@ -388,7 +398,7 @@ impl GpuTransformer {
             (buffer, op)
         }));
         for (buffer, op) in ops {
-            let ms = (timed(&[(buffer, step, &[op])])? - overhead).max(0.0);
+            let ms = (timed(buffer, &[op]).await? - overhead).max(0.0);
             match families.iter_mut().find(|(label, _)| *label == op.label()) {
                 Some((_, total)) => *total += ms,
                 None => families.push((op.label(), ms)),
