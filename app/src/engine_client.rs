@@ -193,6 +193,9 @@ impl ChatState {
     }
 }
 
+/// GPU milliseconds of one decode step per kernel family, slowest first.
+pub type GpuProfile = Vec<(String, f64)>;
+
 /// Handle to the engine worker, shared by the components that talk to it.
 #[derive(Clone)]
 pub struct EngineClient {
@@ -212,8 +215,8 @@ pub struct EngineClient {
     pub workflow: RwSignal<WorkflowRun>,
     /// The engine's latest monitor samples, oldest first.
     pub monitor: RwSignal<VecDeque<MonitorSample>>,
-    /// The last GPU profile of a decode step (ms per kernel family), or why there is none.
-    pub gpu_profile: RwSignal<Option<Result<Vec<(String, f64)>, String>>>,
+    /// The last GPU profile of a decode step, or why there is none.
+    pub gpu_profile: RwSignal<Option<Result<GpuProfile, String>>>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
