@@ -6,8 +6,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use hearth_core::agents::protocol::LlmRequest;
-use hearth_core::agents::{HostFuture, LlmReply, LlmService, RunError, RunOptions, Workflow, WorkflowError};
+use hearth_core::agents::{RunError, RunOptions, Workflow, WorkflowError};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
@@ -195,7 +194,7 @@ pub fn run_workflow(
     let run_error = |source| CliError::Run { path: path.to_owned(), source };
     let programs =
         hearth_core::agents::programs(&workflow, path.parent().unwrap_or(Path::new("."))).map_err(run_error)?;
-    let mut llm = EngineLlm { engine: load_engine(model, 4096, backend)? };
+    let mut llm = load_engine(model, 4096, backend)?;
     let mut write_error = None;
     let result = hearth_core::agents::run(&workflow, programs, &mut llm, options, |event| {
         let line = serde_json::to_string(event).unwrap_or_default();
@@ -209,20 +208,4 @@ pub fn run_workflow(
         return Err(CliError::Output(e));
     }
     result.map(drop).map_err(run_error)
-}
-
-/// The engine as the agents' LLM service: each request is a chat of the agent's system prompt
-/// and the turn's request; a batch decodes together (see [`Engine::generate_batch`]).
-pub struct EngineLlm {
-    pub engine: Engine,
-}
-
-impl LlmService for EngineLlm {
-    fn backend(&self) -> String {
-        format!("{:?}", self.engine.backend()).to_lowercase()
-    }
-
-    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
-        self.engine.complete(batch)
-    }
 }
