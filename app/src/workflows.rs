@@ -32,6 +32,8 @@ pub enum RunStatus {
     /// Paused before this logical step.
     Held(u32),
     Finished,
+    /// Stopped from here before this logical step.
+    Stopped(u32),
     Failed(String),
     /// The page was reloaded (or closed) while it ran; the transcript so far is kept.
     Interrupted,
@@ -44,6 +46,7 @@ impl RunStatus {
             Self::Running => "running",
             Self::Held(_) => "paused",
             Self::Finished => "finished",
+            Self::Stopped(_) => "stopped",
             Self::Failed(_) => "failed",
             Self::Interrupted => "interrupted",
         }
@@ -82,6 +85,8 @@ const SAVED_RUN: &str = "hearth.workflow.last-run";
 struct SavedRun {
     lines: Vec<String>,
     ended: Option<Result<(), String>>,
+    #[serde(default)]
+    stopped_before: Option<u32>,
 }
 
 fn local_storage() -> Option<web_sys::Storage> {
@@ -109,10 +114,11 @@ impl WorkflowRun {
                 run.lines.push(line);
             }
         }
-        run.status = match saved.ended {
-            None => RunStatus::Interrupted,
-            Some(Ok(())) => RunStatus::Finished,
-            Some(Err(e)) => RunStatus::Failed(e),
+        run.status = match (saved.ended, saved.stopped_before) {
+            (Some(Ok(())), _) => RunStatus::Finished,
+            (Some(Err(e)), _) => RunStatus::Failed(e),
+            (None, Some(step)) => RunStatus::Stopped(step),
+            (None, None) => RunStatus::Interrupted,
         };
         run
     }
@@ -123,7 +129,11 @@ impl WorkflowRun {
             RunStatus::Failed(e) => Some(Err(e.clone())),
             _ => None,
         };
-        let saved = SavedRun { lines: self.lines.clone(), ended };
+        let stopped_before = match self.status {
+            RunStatus::Stopped(step) => Some(step),
+            _ => None,
+        };
+        let saved = SavedRun { lines: self.lines.clone(), ended, stopped_before };
         if let (Some(storage), Ok(text)) = (local_storage(), serde_json::to_string(&saved))
             && let Err(e) = storage.set_item(SAVED_RUN, &text)
         {
@@ -156,8 +166,12 @@ impl WorkflowRun {
             EngineEvent::WorkflowHeld { id, step } if *id == self.id => {
                 self.status = step.map_or(RunStatus::Running, RunStatus::Held);
             }
-            EngineEvent::WorkflowEnded { id, error } if *id == self.id => {
-                self.status = error.clone().map_or(RunStatus::Finished, RunStatus::Failed);
+            EngineEvent::WorkflowEnded { id, error, stopped_before } if *id == self.id => {
+                self.status = match (error, stopped_before) {
+                    (Some(e), _) => RunStatus::Failed(e.clone()),
+                    (None, Some(step)) => RunStatus::Stopped(*step),
+                    (None, None) => RunStatus::Finished,
+                };
                 self.save();
             }
             EngineEvent::AgentState { .. } | EngineEvent::WorkflowHeld { .. } | EngineEvent::WorkflowEnded { .. } => {}
@@ -385,6 +399,7 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
                         RunStatus::Running => "running".to_string(),
                         RunStatus::Held(step) => format!("paused before step {step}"),
                         RunStatus::Finished => "finished".to_string(),
+                        RunStatus::Stopped(step) => format!("stopped before step {step}"),
                         RunStatus::Failed(e) => e,
                         RunStatus::Interrupted => {
                             "interrupted: the page was reloaded while it ran (the transcript so far is kept)".to_string()

@@ -242,10 +242,12 @@ pub enum EngineEvent {
         id: u32,
         kernels: Vec<(String, f64)>,
     },
-    /// Workflow `id` ended: finished, or why not.
+    /// Workflow `id` ended: finished, stopped by the page before a step, or failed (why).
     WorkflowEnded {
         id: u32,
         error: Option<String>,
+        #[serde(default)]
+        stopped_before: Option<u32>,
     },
     Error {
         message: String,

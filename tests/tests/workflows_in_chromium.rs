@@ -3,7 +3,7 @@
 //! before a step, runs one step, resumes; its timeline and agent table fill, the monitor counts
 //! its tokens and bus messages; and the transcript
 //! is the same as a second run's without pauses; a reload keeps the transcript, also of a run
-//! the reload cut off. `hearth run --engine chromium` prints that transcript, the same twice.
+//! the reload cut off; Stop ends a run before its next step. `hearth run --engine chromium` prints that transcript, the same twice.
 
 use std::time::Duration;
 
@@ -217,6 +217,26 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
     let kept = messages(&timeline(client).await);
     assert!(!kept.is_empty() && kept.len() < said.len(), "{kept:?}");
     assert_eq!(kept[..], said[..kept.len()], "the messages that arrived before the reload");
+
+    // Stop ends a run before its next step, and says so (also after a reload).
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    click(client, "workflow-run").await;
+    click(client, "workflow-stop").await;
+    let stopped = client
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("#workflow-status[data-state=stopped], #workflow-status[data-state=failed]"))
+        .await
+        .unwrap();
+    let text = stopped.text().await.unwrap();
+    assert_eq!(stopped.attr("data-state").await.unwrap().as_deref(), Some("stopped"), "{text}");
+    let step: usize =
+        text.strip_prefix("stopped before step ").and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{text}"));
+    let events = timeline(client).await;
+    assert_eq!(messages(&events).len(), step, "{events:?}");
+    assert!(events.iter().all(|(kind, _)| kind != "finished"), "{events:?}");
+    client.refresh().await.unwrap();
+    wait_for_status(client, &text).await;
     browser.close().await.expect("close the Chromium session");
 }
 

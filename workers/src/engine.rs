@@ -216,6 +216,7 @@ impl Engine {
             #[cfg(not(feature = "threads"))]
             EngineRequest::RunWorkflow { id, .. } => self.post(&EngineEvent::WorkflowEnded {
                 id,
+                stopped_before: None,
                 error: Some(
                     "workflows need shared memory (the threaded build); this page runs the single-threaded build"
                         .into(),

@@ -9,7 +9,7 @@ use std::rc::Rc;
 
 use hearth_core::agents::protocol::LlmRequest;
 use hearth_core::agents::{
-    AgentState, AgentWorker, Host, HostFuture, LlmReply, LlmService, RunOptions, Transport, Workflow,
+    AgentState, AgentWorker, Host, HostFuture, LlmReply, LlmService, RunError, RunOptions, Transport, Workflow,
 };
 use hearth_core::engine::Engine as Llm;
 use hearth_core::protocol::{EngineEvent, WorkflowControl};
@@ -108,20 +108,37 @@ impl LlmService for CountedLlm<'_> {
 
 /// Runs workflow `id` and posts its transcript, then [`EngineEvent::WorkflowEnded`].
 pub(crate) async fn run(engine: &Engine, id: u32, toml: String, seed: Option<u64>) {
-    let error = run_transcript(engine, id, &toml, seed).await.err();
-    engine.post(&EngineEvent::WorkflowEnded { id, error });
+    let (error, stopped_before) = match run_transcript(engine, id, &toml, seed).await {
+        Ok(()) => (None, None),
+        Err(Ended::Stopped(step)) => (None, Some(step)),
+        Err(Ended::Failed(e)) => (Some(e), None),
+    };
+    engine.post(&EngineEvent::WorkflowEnded { id, error, stopped_before });
 }
 
-async fn run_transcript(engine: &Engine, id: u32, toml: &str, seed: Option<u64>) -> Result<(), String> {
+/// How a run that did not finish ended.
+enum Ended {
+    /// The page stopped it before this step.
+    Stopped(u32),
+    Failed(String),
+}
+
+impl<T: Into<String>> From<T> for Ended {
+    fn from(e: T) -> Self {
+        Ended::Failed(e.into())
+    }
+}
+
+async fn run_transcript(engine: &Engine, id: u32, toml: &str, seed: Option<u64>) -> Result<(), Ended> {
     let mut workflow = Workflow::from_toml(toml).map_err(|e| format!("the workflow: {e}"))?;
     if let Some(seed) = seed {
         workflow.seed = seed;
     }
     if let Some(agent) = workflow.agents.iter().find(|a| a.module.is_some()) {
-        return Err(format!(
+        return Err(Ended::Failed(format!(
             "agent {}: custom agent modules run natively only (hearth run --engine native); the page runs LLM agents",
             agent.name
-        ));
+        )));
     }
     let programs = hearth_core::agents::programs(&workflow, Path::new(".")).map_err(|e| e.to_string())?;
     if engine.busy() {
@@ -142,7 +159,11 @@ async fn run_transcript(engine: &Engine, id: u32, toml: &str, seed: Option<u64>)
     .await;
     engine.set_workflow(None);
     engine.put_model(llm);
-    result.map(drop).map_err(|e| e.to_string())
+    match result {
+        Ok(_) => Ok(()),
+        Err(RunError::Stopped { step }) => Err(Ended::Stopped(step)),
+        Err(e) => Err(Ended::Failed(e.to_string())),
+    }
 }
 
 /// Waits `ms` milliseconds on the worker's event loop.
