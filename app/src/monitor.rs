@@ -1,7 +1,8 @@
 //! The monitor view: what the engine is doing, from the samples its worker sends twice a
-//! second (see [`MonitorSample`]): tokens/s over time as a chart, how busy the engine is,
-//! memory in use (wasm heap, model, GPU buffers), and the agents' bus traffic; and, on the
-//! GPU backend, the GPU time of one decode step per kernel family.
+//! second (see [`MonitorSample`]): tokens/s over time as a chart, how busy the engine and each
+//! CPU pool thread are, the GPU's task queue, memory in use (wasm heap, model, GPU buffers),
+//! and the agents' bus traffic; and, on the GPU backend, the GPU time of one decode step per
+//! kernel family.
 
 use std::collections::VecDeque;
 
@@ -30,12 +31,27 @@ fn rate(from: &MonitorSample, to: &MonitorSample, counter: impl Fn(&MonitorSampl
     if seconds <= 0.0 { 0.0 } else { ((counter(to) - counter(from)) / seconds).max(0.0) }
 }
 
-/// Rates over the last `window` samples (a few seconds), so one quiet sample does not read 0.
+/// The first and the last of the last `window` + 1 samples: rates over a few seconds, so one
+/// quiet sample does not read 0.
+fn recent_span(samples: &VecDeque<MonitorSample>, window: usize) -> Option<(&MonitorSample, &MonitorSample)> {
+    let from = samples.len().checked_sub(window + 1).and_then(|i| samples.get(i)).or(samples.front())?;
+    Some((from, samples.back()?))
+}
+
 fn recent_rate(samples: &VecDeque<MonitorSample>, window: usize, counter: impl Fn(&MonitorSample) -> f64) -> f64 {
-    match (samples.len().checked_sub(window + 1).and_then(|i| samples.get(i)).or(samples.front()), samples.back()) {
-        (Some(from), Some(to)) => rate(from, to, counter),
-        _ => 0.0,
-    }
+    recent_span(samples, window).map_or(0.0, |(from, to)| rate(from, to, counter))
+}
+
+/// How busy each CPU pool thread was over the last `window` samples (% of wall time), and the
+/// same for work outside the pool (the engine worker itself).
+fn thread_utilisation(samples: &VecDeque<MonitorSample>, window: usize) -> (Vec<f64>, f64) {
+    let Some((from, to)) = recent_span(samples, window) else { return (vec![], 0.0) };
+    // Busy ms per second of wall time, as a percentage.
+    let percent = |busy: &dyn Fn(&MonitorSample) -> f64| (rate(from, to, busy) / 10.0).min(100.0);
+    let threads = (0..to.cpu_busy.threads.len())
+        .map(|i| percent(&|s: &MonitorSample| s.cpu_busy.threads.get(i).copied().unwrap_or(0.0)))
+        .collect();
+    (threads, percent(&|s: &MonitorSample| s.cpu_busy.outside))
 }
 
 /// The tokens/s chart's points, scaled to the largest rate, and that rate: a step line over
@@ -69,6 +85,8 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
     // Busy milliseconds per second of wall time: the share of time the engine computes.
     let busy = move || samples.with(|s| recent_rate(s, 4, |x| x.busy_ms) / 10.0);
     let bus_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.bus_messages as f64));
+    let submit_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.gpu_queue.map_or(0.0, |q| q.submitted as f64)));
+    let utilisation = move || samples.with(|s| thread_utilisation(s, 4));
     let bus_bytes_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.bus_bytes as f64));
     let adapter = move || match engine.state.get() {
         EngineState::Ready(caps) => match caps.gpu {
@@ -107,6 +125,35 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
                     </td>
                 </tr>
                 <tr>
+                    <th>"CPU threads"</th>
+                    <td id="monitor-cpu" data-threads=move || last().cpu_busy.threads.len()
+                        data-clock-ms=move || format!("{:.0}", last().at_ms)>
+                        {move || {
+                            let (threads, outside) = utilisation();
+                            let busy = last().cpu_busy;
+                            let rows = threads
+                                .into_iter()
+                                .zip(busy.threads)
+                                .enumerate()
+                                .map(|(i, (percent, ms))| (format!("pool thread {i}"), percent, ms));
+                            // Work outside the pool is the engine worker's own (the single-threaded build).
+                            let outside = (busy.outside > 0.0).then(|| ("engine worker".to_string(), outside, busy.outside));
+                            rows.chain(outside)
+                                .map(|(name, percent, ms)| {
+                                    let label = format!(" {name} {percent:.0}%");
+                                    view! {
+                                        <div class="thread" data-thread=name data-busy=format!("{percent:.1}")
+                                            data-busy-ms=format!("{ms:.1}")>
+                                            <meter min="0" max="100" value=percent></meter>
+                                            {label}
+                                        </div>
+                                    }
+                                })
+                                .collect_view()
+                        }}
+                    </td>
+                </tr>
+                <tr>
                     <th>"Time per token"</th>
                     <td id="monitor-ms-per-token">
                         {move || {
@@ -128,6 +175,23 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
                     <td id="monitor-gpu">
                         {move || match last().gpu_bytes {
                             Some(bytes) => format!("{} on {}", mib(bytes), adapter()),
+                            None => "no GPU device".to_string(),
+                        }}
+                    </td>
+                </tr>
+                <tr>
+                    <th>"GPU queue"</th>
+                    <td id="monitor-gpu-queue"
+                        data-submitted=move || last().gpu_queue.map_or(0, |q| q.submitted)
+                        data-in-flight=move || last().gpu_queue.map_or(0, |q| q.in_flight)>
+                        {move || match last().gpu_queue {
+                            Some(q) => format!(
+                                "{} in flight (at most {} since the last sample), {:.1} submissions/s, {} in all",
+                                q.in_flight,
+                                q.peak_in_flight,
+                                submit_rate(),
+                                q.submitted
+                            ),
                             None => "no GPU device".to_string(),
                         }}
                     </td>

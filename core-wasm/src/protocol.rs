@@ -1,6 +1,8 @@
 //! Messages between the page (Leptos, main thread) and the engine worker. Control traffic
 //! only: it travels by `postMessage`; the hot path gets the shared-memory bus.
 
+use hearth_kernels::cpu::pool::PoolBusy;
+use hearth_kernels::gpu::GpuQueueStats;
 use serde::{Deserialize, Serialize};
 
 use crate::agents::AgentState;
@@ -157,6 +159,12 @@ pub struct MonitorSample {
     pub bus_bytes: u64,
     /// Threads the engine computes on.
     pub threads: usize,
+    /// The GPU's task queue (command buffers submitted, in flight), where there is a device.
+    #[serde(default)]
+    pub gpu_queue: Option<GpuQueueStats>,
+    /// Busy milliseconds so far of each CPU pool thread, and of work outside the pool.
+    #[serde(default)]
+    pub cpu_busy: PoolBusy,
 }
 
 /// Engine worker → page.

@@ -14,7 +14,7 @@ mod common;
 use common::random_values;
 use half::f16;
 use hearth_kernels::KernelError;
-use hearth_kernels::gpu::{GpuContext, GpuMatrix, Step};
+use hearth_kernels::gpu::{GpuContext, GpuMatrix, GpuQueueStats, Step};
 use hearth_kernels::quant::{QuantFormat, dequantize, quantize_q8_0};
 
 const TOL: f64 = 1e-6;
@@ -395,8 +395,36 @@ async fn check_storage_bytes_follow_live_buffers(_ctx: &GpuContext) {
     assert_eq!(ctx.storage_bytes(), 0);
 }
 
+/// The context counts the command buffers it submits and those the device has finished (the
+/// monitor's GPU task queue).
+async fn check_queue_counts_submissions_until_done(_ctx: &GpuContext) {
+    let ctx = GpuContext::new().await.expect("a GPU context of its own");
+    assert_eq!(ctx.sample_queue(), GpuQueueStats::default());
+    let step_buffer = ctx.step_buffer();
+    for _ in 0..3 {
+        ctx.run(&step_buffer, Step { n_tokens: 1, pos: 0 }, &[]).unwrap();
+    }
+    let queued = ctx.sample_queue();
+    assert_eq!(queued.submitted, 3);
+    // Natively the device reports work done on a poll or the next submit, so at least the
+    // last one waits; in the browser any may be done already.
+    #[cfg(not(target_arch = "wasm32"))]
+    assert!(queued.in_flight >= 1, "{queued:?}");
+    assert!(queued.peak_in_flight >= queued.in_flight && queued.peak_in_flight >= 1, "{queued:?}");
+    // A readback waits for everything before it: one more submit, and then nothing in flight
+    // (in the browser the done callbacks follow the mapping in the event loop).
+    let (rows, cols) = (3, 5);
+    let y = ctx.matvec(&random_values(rows * cols, 1, 1.0), &random_values(cols, 2, 1.0), rows, cols).await.unwrap();
+    assert_eq!(y.len(), rows);
+    let done = ctx.sample_queue();
+    assert!(done.submitted >= 5, "{done:?}");
+    #[cfg(not(target_arch = "wasm32"))]
+    assert_eq!(done.in_flight, 0, "{done:?}");
+}
+
 gpu_tests! {
     storage_bytes_follow_live_buffers => check_storage_bytes_follow_live_buffers,
+    queue_counts_submissions_until_done => check_queue_counts_submissions_until_done,
     f32_matches_cpu => check_f32,
     f16_matches_cpu => check_f16,
     q4_0_matches_cpu => check_q4_0,

@@ -52,6 +52,21 @@ async fn greedy_reply_on_webgpu_follows_llama_cpp() {
         done["timings"]
     );
 
+    // The monitor's GPU task queue counted the reply's submissions, and has none left over.
+    let queue = browser
+        .run(
+            "await new Promise(r => setTimeout(r, 1200)); \
+             const q = document.getElementById('monitor-gpu-queue').dataset; \
+             return { submitted: Number(q.submitted), in_flight: Number(q.inFlight) };",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("GPU queue after the reply: {queue}");
+    assert!(queue["submitted"].as_u64().unwrap() >= STEPS as u64, "a submit per step at least: {queue}");
+    assert_eq!(queue["in_flight"].as_u64(), Some(0), "{queue}");
+
     // The monitor's GPU profile: one decode step op by op, per kernel family.
     let profile = browser
         .run(

@@ -148,6 +148,10 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
              return { tokens: Number(document.getElementById('monitor-tokens').textContent), \
                       bus: Number(document.getElementById('monitor-bus').dataset.messages), \
                       wasm: n('monitor-wasm'), model: n('monitor-model'), \
+                      threads: Number(document.getElementById('monitor-cpu').dataset.threads), \
+                      clock: Number(document.getElementById('monitor-cpu').dataset.clockMs), \
+                      busy: [...document.querySelectorAll('#monitor-cpu .thread')] \
+                        .map(t => [t.dataset.thread, Number(t.dataset.busyMs)]), \
                       points: document.querySelector('#tokens-chart polyline').getAttribute('points').split(' ').length };",
             Value::Null,
             WAIT,
@@ -159,6 +163,17 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
     let (wasm, model) = (monitor["wasm"].as_u64().unwrap(), monitor["model"].as_u64().unwrap());
     assert!(model > 50_000_000 && wasm > model, "the heap holds the model: {monitor}");
     assert!(monitor["points"].as_u64().unwrap() >= 2, "{monitor}");
+    // Every thread of the CPU pool worked on the agents' forward passes, none for longer than
+    // the engine worker has existed (each counts its own time once).
+    let busy: Vec<(String, f64)> = serde_json::from_value(monitor["busy"].clone()).unwrap();
+    let threads = monitor["threads"].as_u64().unwrap() as usize;
+    assert!(threads >= 1 && busy.len() >= threads, "{monitor}");
+    let clock = monitor["clock"].as_f64().unwrap();
+    for (i, (name, ms)) in busy.iter().take(threads).enumerate() {
+        assert_eq!(name, &format!("pool thread {i}"), "{monitor}");
+        assert!(*ms > 0.0 && *ms <= clock, "{name} busy {ms} ms of {clock} ms: {monitor}");
+    }
+    println!("CPU pool threads busy during the workflows: {busy:?} ms of {clock:.0} ms");
     if let Ok(card) = client.find(Locator::Id("monitor")).await
         && let Ok(png) = card.screenshot().await
     {

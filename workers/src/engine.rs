@@ -153,6 +153,8 @@ impl Engine {
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0) as u64;
         sample.gpu_bytes = self.gpu.as_ref().ok().map(|gpu| gpu.storage_bytes());
+        sample.gpu_queue = self.gpu.as_ref().ok().map(|gpu| gpu.sample_queue());
+        sample.cpu_busy = cpu::pool::busy();
         self.post(&EngineEvent::Monitor { sample });
     }
 

@@ -8,7 +8,7 @@
 
 use half::f16;
 use hearth_kernels::cpu::ops::{add, gelu_mul, rms_norm, rope_neox, rope_norm, silu_mul};
-use hearth_kernels::cpu::{KvHead, attend_head};
+use hearth_kernels::cpu::{KvHead, attend_head, pool};
 use rayon::prelude::*;
 
 use super::config::{MlpActivation, ModelConfig, RopeLayout};
@@ -150,7 +150,7 @@ impl Transformer {
     pub fn forward_batch(&self, seqs: &mut [Sequence<'_>], all_logits: bool) -> Result<Vec<Vec<f32>>, ModelError> {
         // On a pool thread, each parallel op below forks and joins there, rather than parking
         // the calling thread and waking it again for every matrix (hundreds per token).
-        rayon::scope(|_| self.forward_on_pool(seqs, all_logits))
+        rayon::scope(|_| pool::timed(|| self.forward_on_pool(seqs, all_logits)))
     }
 
     fn forward_on_pool(&self, seqs: &mut [Sequence<'_>], all_logits: bool) -> Result<Vec<Vec<f32>>, ModelError> {
@@ -295,12 +295,14 @@ fn attention(
     };
     let mut out = vec![0.0f32; n * q_dim];
     out.par_chunks_mut(hd).enumerate().for_each(|(i, out_head)| {
-        let (t, head) = (i / c.n_heads, i % c.n_heads);
-        // Positions first..=pos + t; the cache slices start at the first.
-        let first = c.first_visible(layer, pos + t);
-        let kv_head =
-            KvHead { k: &k_cache[first * kv..], v: &v_cache[first * kv..], stride: kv, offset: head / group * hd };
-        attend_head(&q[t * q_dim + head * hd..][..hd], kv_head, pos + t + 1 - first, scale, out_head);
+        pool::timed(|| {
+            let (t, head) = (i / c.n_heads, i % c.n_heads);
+            // Positions first..=pos + t; the cache slices start at the first.
+            let first = c.first_visible(layer, pos + t);
+            let kv_head =
+                KvHead { k: &k_cache[first * kv..], v: &v_cache[first * kv..], stride: kv, offset: head / group * hd };
+            attend_head(&q[t * q_dim + head * hd..][..hd], kv_head, pos + t + 1 - first, scale, out_head);
+        })
     });
     out
 }

@@ -87,12 +87,14 @@ pub(crate) fn interleave_rows_always(
     groups.for_each_init(
         || vec![0u8; GROUP * row_bytes],
         |plain, group| {
-            plain.copy_from_slice(group);
-            match (header, quants) {
-                (2, 16) => interleave_group::<2, 16>(plain, group, row_bytes),
-                (4, 16) => interleave_group::<4, 16>(plain, group, row_bytes),
-                _ => interleave_group::<2, 32>(plain, group, row_bytes),
-            }
+            super::pool::timed(|| {
+                plain.copy_from_slice(group);
+                match (header, quants) {
+                    (2, 16) => interleave_group::<2, 16>(plain, group, row_bytes),
+                    (4, 16) => interleave_group::<4, 16>(plain, group, row_bytes),
+                    _ => interleave_group::<2, 32>(plain, group, row_bytes),
+                }
+            })
         },
     );
     Ok(RowLayout::Interleaved)

@@ -38,9 +38,11 @@ pub fn matvec(w: &[f32], x: &[f32], rows: usize, cols: usize) -> Result<Vec<f32>
         return Ok(y);
     }
     y.par_chunks_mut(ROWS_PER_TASK).zip(w.par_chunks(ROWS_PER_TASK * cols)).for_each(|(y_block, w_block)| {
-        for (y_r, w_row) in y_block.iter_mut().zip(w_block.chunks_exact(cols)) {
-            *y_r = dot(w_row, x);
-        }
+        super::pool::timed(|| {
+            for (y_r, w_row) in y_block.iter_mut().zip(w_block.chunks_exact(cols)) {
+                *y_r = dot(w_row, x);
+            }
+        })
     });
     Ok(y)
 }

@@ -6,6 +6,7 @@ mod attention;
 mod interleave;
 mod matvec;
 pub mod ops;
+pub mod pool;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod quant_avx2;
 mod quant_matvec;

@@ -11,6 +11,7 @@ use half::f16;
 use rayon::prelude::*;
 
 use super::interleave::{GROUP, RowLayout, deinterleave_group};
+use super::pool;
 #[cfg(target_arch = "x86_64")]
 use super::quant_avx2;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
@@ -408,7 +409,9 @@ pub fn matmul_quant_many(mats: &[QuantWeights<'_>], xs: &[Activations]) -> Resul
         let chunks = out.chunks_mut(ROWS_PER_TASK * n).zip(m.data.chunks(ROWS_PER_TASK * row_bytes));
         tasks.extend(chunks.map(|(out, w_block)| (rows_of, w_block, out)));
     }
-    tasks.into_par_iter().try_for_each(|(rows_of, w_block, out)| dot_rows(rows_of, w_block, xs, out))?;
+    tasks
+        .into_par_iter()
+        .try_for_each(|(rows_of, w_block, out)| pool::timed(|| dot_rows(rows_of, w_block, xs, out)))?;
     Ok(by_row.into_iter().zip(mats).map(|(by_row, m)| by_vector(by_row, m.rows, n)).collect())
 }
 

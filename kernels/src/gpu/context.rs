@@ -1,3 +1,4 @@
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::attention::AttentionKernels;
@@ -24,6 +25,26 @@ pub struct AdapterSummary {
     pub shader_f16: bool,
 }
 
+/// The GPU's task queue as the monitor shows it: command buffers Hearth has submitted, and
+/// those the device has not finished yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GpuQueueStats {
+    /// Command buffers submitted since the device was opened.
+    pub submitted: u64,
+    /// Submitted and not yet done, now.
+    pub in_flight: u64,
+    /// The most in flight at once since the previous [`GpuContext::sample_queue`].
+    pub peak_in_flight: u64,
+}
+
+/// Counters behind [`GpuQueueStats`], shared with the queue's work-done callbacks.
+#[derive(Default)]
+struct QueueCounters {
+    submitted: AtomicU64,
+    done: AtomicU64,
+    peak_in_flight: AtomicU64,
+}
+
 /// A wgpu device with Hearth's compute pipelines built on it.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -40,7 +61,8 @@ pub struct GpuContext {
     /// Bytes one storage binding may hold: the adapter's limit, or less for tests of splitting.
     binding_limit: u64,
     /// Bytes of live storage buffers (see [`GpuContext::storage_bytes`]).
-    pub(crate) live_bytes: Arc<std::sync::atomic::AtomicU64>,
+    pub(crate) live_bytes: Arc<AtomicU64>,
+    queue_counters: Arc<QueueCounters>,
 }
 
 impl GpuContext {
@@ -100,7 +122,20 @@ impl GpuContext {
         let sample = SampleKernels::new(&device, shader_f16);
         let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let live_bytes = Arc::default();
-        Ok(Self { device, queue, summary, lost, matvec, matmul, layer, attention, sample, binding_limit, live_bytes })
+        Ok(Self {
+            device,
+            queue,
+            summary,
+            lost,
+            matvec,
+            matmul,
+            layer,
+            attention,
+            sample,
+            binding_limit,
+            live_bytes,
+            queue_counters: Arc::default(),
+        })
     }
 
     /// Destroys the device, as a driver reset or a browser reclaiming the GPU would: every
@@ -129,6 +164,29 @@ impl GpuContext {
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| KernelError::Readback(e.to_string()))?;
         self.check_alive()
+    }
+
+    /// Submits `commands` to the queue, counting them in and (when the device reports the work
+    /// done: natively on a poll, in the browser from its own event loop) out again.
+    pub(crate) fn submit(&self, commands: wgpu::CommandBuffer) {
+        let counters = &self.queue_counters;
+        let submitted = counters.submitted.fetch_add(1, Ordering::Relaxed) + 1;
+        let in_flight = submitted.saturating_sub(counters.done.load(Ordering::Relaxed));
+        counters.peak_in_flight.fetch_max(in_flight, Ordering::Relaxed);
+        self.queue.submit([commands]);
+        let counters = Arc::clone(counters);
+        self.queue.on_submitted_work_done(move || {
+            counters.done.fetch_add(1, Ordering::Relaxed);
+        });
+    }
+
+    /// The task queue now, and its peak since the previous call.
+    pub fn sample_queue(&self) -> GpuQueueStats {
+        let counters = &self.queue_counters;
+        let submitted = counters.submitted.load(Ordering::Relaxed);
+        let in_flight = submitted.saturating_sub(counters.done.load(Ordering::Relaxed));
+        let peak_in_flight = counters.peak_in_flight.swap(in_flight, Ordering::Relaxed).max(in_flight);
+        GpuQueueStats { submitted, in_flight, peak_in_flight }
     }
 
     pub fn adapter(&self) -> &AdapterSummary {
@@ -163,7 +221,7 @@ impl GpuContext {
         });
         let mut encoder = self.device.create_command_encoder(&Default::default());
         encoder.copy_buffer_to_buffer(src, offset, &staging, 0, size);
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
 
         let (tx, rx) = futures_channel::oneshot::channel();
         staging.map_async(wgpu::MapMode::Read, .., move |result| {
@@ -202,7 +260,7 @@ impl GpuContext {
             for _ in 0..copies {
                 encoder.copy_buffer_to_buffer(&a, 0, &b, 0, bytes);
             }
-            self.queue.submit([encoder.finish()]);
+            self.submit(encoder.finish());
             self.wait_idle()?;
             Ok(start.elapsed().as_secs_f64())
         };

@@ -126,7 +126,7 @@ impl GpuContext {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(groups_x, groups_y as u32, 1);
         }
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
         let bytes = self.read_back(&y_buf, y_size).await?;
         Ok(bytemuck::cast_slice(&bytes).to_vec())
     }

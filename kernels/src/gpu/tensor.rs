@@ -221,7 +221,7 @@ impl GpuContext {
                 }
             }
         }
-        self.queue.submit([encoder.finish()]);
+        self.submit(encoder.finish());
         Ok(())
     }
 
