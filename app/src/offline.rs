@@ -74,12 +74,11 @@ fn watch(registration: ServiceWorkerRegistration, set_state: WriteSignal<Offline
     let on_update = Closure::<dyn FnMut()>::new(move || {
         let Some(incoming) = watched.installing() else { return };
         let registration = watched.clone();
+        // Installed, it waits for the next start; in a session its worker does not serve
+        // (the first after installing) it takes over at once.
         let on_state = Closure::<dyn FnMut()>::new(move || {
-            if let Some(waiting) = registration.waiting()
-                && waiting.state() == ServiceWorkerState::Installed
-            {
-                set_state.set(OfflineState::UpdateWaiting);
-            }
+            let waiting = registration.waiting().is_some_and(|w| w.state() == ServiceWorkerState::Installed);
+            set_state.set(if waiting { OfflineState::UpdateWaiting } else { OfflineState::Ready });
         });
         incoming.set_onstatechange(Some(on_state.as_ref().unchecked_ref()));
         on_state.forget();

@@ -105,7 +105,7 @@ pub fn model_id(model: &Path) -> String {
 /// Serves the app (and `api`, if given) on `listener` in the background; its URL.
 pub fn serve_in_background(listener: TcpListener, api: Option<Arc<Api>>) -> Result<String, String> {
     let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
-    let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
+    let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None };
     tokio::spawn(server::serve(listener, options, api, std::future::pending()));
     Ok(url)
 }

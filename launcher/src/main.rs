@@ -48,6 +48,10 @@ enum Command {
         /// auto: a hardware GPU when there is one and the model fits, else the CPU.
         #[arg(long, default_value = "auto", requires = "headless")]
         backend: BackendChoice,
+        /// Serve the app from this folder (a dist/ built by scripts/build-app.sh), read at each
+        /// request, instead of the copy embedded in this binary.
+        #[arg(long)]
+        app_dir: Option<PathBuf>,
     },
     /// Open the app in a desktop window, in Servo (a `hearth` built with scripts/build-servo.sh).
     Open {
@@ -192,9 +196,9 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { port, open, headless, engine, model, backend } => {
+        Command::Serve { port, open, headless, engine, model, backend, app_dir } => {
             let api = headless.then(|| (engine.unwrap_or_else(EngineKind::default_headless), model, backend));
-            serve(port, open, api)
+            serve(port, open, api, app_dir)
         }
         Command::Tokenize { model, no_special, text } => {
             match llm::tokenize(&llm::model_path(model), &text, !no_special) {
@@ -301,7 +305,7 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
         let result: Result<(), String> = runtime.block_on(async {
             let listener = server::bind(0).await.map_err(|e| e.to_string())?;
             let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
-            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
+            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None };
             let server = tokio::spawn(server::serve(listener, options, None, std::future::pending()));
             let mut runs: Vec<(String, usize)> =
                 thread_counts.iter().map(|&t| (format!("build=threaded&threads={t}"), t)).collect();
@@ -449,7 +453,7 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
             let Ok(listener) = server::bind(0).await else { return };
             let Ok(addr) = listener.local_addr() else { return };
             let url = format!("http://{addr}/");
-            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true };
+            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None };
             let server = tokio::spawn(server::serve(listener, options, None, std::future::pending()));
             eprintln!("bench: hearth in Chromium on WebGPU…");
             match bench::chromium(&url, "backend=gpu", 1, prompt_tokens, gen_tokens).await {
@@ -662,7 +666,18 @@ fn run_in_page(
 
 /// `hearth serve`: the app on loopback; with `api`, the OpenAI-compatible API too, answered by
 /// that engine once its model has loaded.
-fn serve(port: u16, open: bool, api: Option<(EngineKind, Option<PathBuf>, BackendChoice)>) -> ExitCode {
+fn serve(
+    port: u16,
+    open: bool,
+    api: Option<(EngineKind, Option<PathBuf>, BackendChoice)>,
+    app_dir: Option<PathBuf>,
+) -> ExitCode {
+    if let Some(dir) = &app_dir
+        && !dir.join("index.html").is_file()
+    {
+        eprintln!("hearth: {} has no index.html: build the app with scripts/build-app.sh", dir.display());
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -693,11 +708,14 @@ fn serve(port: u16, open: bool, api: Option<(EngineKind, Option<PathBuf>, Backen
         } else {
             say(&format!("default model: missing at {} (run scripts/fetch-model.sh)", model.display()));
         }
-        say(&format!("{} app files embedded; press Ctrl-C to stop", assets::files().count()));
+        match &app_dir {
+            Some(dir) => say(&format!("the app from {}; press Ctrl-C to stop", dir.display())),
+            None => say(&format!("{} app files embedded; press Ctrl-C to stop", assets::files().count())),
+        }
         if open && let Err(e) = webbrowser::open(&url) {
             eprintln!("hearth: could not open a browser ({e}); open {url} yourself");
         }
-        let options = ServeOptions { models_dir, cross_origin_isolation: true };
+        let options = ServeOptions { models_dir, cross_origin_isolation: true, app_dir };
         let shutdown = async {
             // Ctrl-C or SIGTERM: stop serving, so what was opened (a browser) is closed.
             #[cfg(unix)]

@@ -44,6 +44,9 @@ pub struct ServeOptions {
     /// Send COOP/COEP. Only tests turn this off, to see the page fall back to the
     /// single-threaded build the way it must in engines without shared memory.
     pub cross_origin_isolation: bool,
+    /// Serve the app from this folder (a `dist/` built by scripts/build-app.sh), read at each
+    /// request, rather than the copy embedded in the binary.
+    pub app_dir: Option<PathBuf>,
 }
 
 /// Binds 127.0.0.1 (never 0.0.0.0). Port 0 picks a free port.
@@ -56,6 +59,7 @@ pub async fn bind(port: u16) -> Result<TcpListener, ServeError> {
 /// The app, the model cache, and the API when there is one.
 pub fn router(options: ServeOptions, api: Option<Arc<Api>>) -> Router {
     let models = ServeDir::new(&options.models_dir);
+    let app_dir = options.app_dir.clone();
     let api = match api {
         Some(api) => openai::router(api),
         None => Router::new().fallback(|| async {
@@ -70,7 +74,7 @@ pub fn router(options: ServeOptions, api: Option<Arc<Api>>) -> Router {
     Router::new()
         .nest("/v1", api)
         .nest_service("/models", models)
-        .fallback(serve_asset)
+        .fallback(move |request| serve_asset(app_dir.clone(), request))
         .layer(middleware::from_fn_with_state(options, guard))
 }
 
@@ -124,11 +128,11 @@ pub async fn serve(
     Ok(())
 }
 
-async fn serve_asset(request: Request) -> Response {
+async fn serve_asset(app_dir: Option<PathBuf>, request: Request) -> Response {
     // The guard has vetted the path; strip the leading slash to get the embedded name.
     let path = request.uri().path().trim_start_matches('/');
     match decode_path(path) {
-        Ok(path) => assets::serve(&path, request.headers()),
+        Ok(path) => assets::serve(app_dir.as_deref(), &path, request.headers()),
         Err(why) => refuse(StatusCode::BAD_REQUEST, why),
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use fantoccini::{Client, Locator};
 use hearth_core::probe::{PROBE_COLS, PROBE_ROWS, probe_expected};
 use hearth_tests::{hearth_serve, open_in_chromium};
+use serde_json::Value;
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -80,8 +81,11 @@ async fn page_without_isolation_falls_back_to_single_threaded() {
     let listener = hearth::server::bind(0).await.unwrap();
     let url = format!("http://{}/", listener.local_addr().unwrap());
     let models = tempfile::tempdir().unwrap();
-    let options =
-        hearth::server::ServeOptions { models_dir: models.path().to_path_buf(), cross_origin_isolation: false };
+    let options = hearth::server::ServeOptions {
+        models_dir: models.path().to_path_buf(),
+        cross_origin_isolation: false,
+        app_dir: None,
+    };
     let server = tokio::spawn(hearth::server::serve(listener, options, None, std::future::pending()));
     let browser = open_in_chromium(&url).await;
     let client = &browser.client;
@@ -92,6 +96,104 @@ async fn page_without_isolation_falls_back_to_single_threaded() {
     let (build, threads) = run_probe(client).await;
     assert_eq!((build.as_str(), threads), ("single-threaded", 1));
     assert!(text(client, "model-server").await.contains("not on this server"), "empty model cache");
+    browser.close().await.expect("close the Chromium session");
+    server.abort();
+}
+
+/// Copies the folder `from` into `to`, recursively.
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The app shell caches in this browser, by name.
+async fn shell_caches(browser: &hearth_tests::Browser) -> Vec<String> {
+    let keys = browser
+        .run("return (await caches.keys()).filter(k => k.startsWith('hearth-shell-'));", Value::Null, WAIT)
+        .await
+        .unwrap();
+    serde_json::from_value(keys).unwrap()
+}
+
+/// A new build on the server is fetched and cached while the app runs, but the running app
+/// keeps its own until the next start: then the new one takes over and the old cache goes.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_update_waits_for_the_next_start() {
+    let app = tempfile::tempdir().unwrap();
+    copy_dir(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../dist")), app.path());
+    let listener = hearth::server::bind(0).await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let models = tempfile::tempdir().unwrap();
+    let options = hearth::server::ServeOptions {
+        models_dir: models.path().to_path_buf(),
+        cross_origin_isolation: true,
+        app_dir: Some(app.path().to_path_buf()),
+    };
+    let server = tokio::spawn(hearth::server::serve(listener, options, None, std::future::pending()));
+    let browser = open_in_chromium(&url).await;
+    let client = &browser.client;
+    let offline = |state: &'static str| async move {
+        client
+            .wait()
+            .at_most(WAIT)
+            .for_element(Locator::Css(&format!("#offline-status[data-state={state}]")))
+            .await
+            .unwrap_or_else(|e| panic!("the offline status never read {state}: {e}"));
+    };
+    offline("ready").await;
+    let first = shell_caches(&browser).await;
+    assert_eq!(first.len(), 1, "{first:?}");
+    // The installed app's next start: now its service worker serves the page.
+    client.refresh().await.unwrap();
+    offline("ready").await;
+    let controlled = browser.run("return navigator.serviceWorker.controller !== null;", Value::Null, WAIT).await;
+    assert_eq!(controlled.unwrap(), Value::Bool(true));
+
+    // A new build: sw.js names another version (scripts/pwa-shell.sh writes it per build).
+    let sw = app.path().join("sw.js");
+    let script = std::fs::read_to_string(&sw).unwrap();
+    let version = script.lines().find(|l| l.starts_with("const VERSION = ")).expect("sw.js names its version");
+    std::fs::write(&sw, script.replace(version, "const VERSION = 'next-build';")).unwrap();
+    browser
+        .run("await (await navigator.serviceWorker.getRegistration()).update();", Value::Null, WAIT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    offline("update-waiting").await;
+    let status = text(client, "offline-status").await;
+    assert!(status.contains("starts next time"), "{status}");
+    // Mid-session: the new shell is cached beside the old one, and the old worker still
+    // serves this page.
+    let mut both = shell_caches(&browser).await;
+    both.sort();
+    let mut expected = vec![first[0].clone(), "hearth-shell-next-build".to_string()];
+    expected.sort();
+    assert_eq!(both, expected);
+    let workers = browser
+        .run(
+            "const r = await navigator.serviceWorker.getRegistration(); \
+             return { active: r.active?.state, waiting: r.waiting?.state, \
+                      controlled: navigator.serviceWorker.controller === r.active };",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .unwrap();
+    assert_eq!(workers, serde_json::json!({"active": "activated", "waiting": "installed", "controlled": true}));
+
+    // The next start: every page of the app closed, then opened again.
+    client.goto("about:blank").await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.goto(&url).await.unwrap();
+    offline("ready").await;
+    assert_eq!(shell_caches(&browser).await, ["hearth-shell-next-build"], "the new build took over");
     browser.close().await.expect("close the Chromium session");
     server.abort();
 }
