@@ -8,8 +8,9 @@
 //!                       (delta) => console.log(delta))     // the completion object
 //! hearth.modelState()                                       // "loading" | "loaded" | …
 //! hearth.backend()                                          // "gpu" | "cpu" once loaded, else ""
-//! await hearth.runWorkflow(toml, seed, (line) => console.log(line))
-//!                      // each transcript line, as `hearth run` prints it; null when it finished
+//! await hearth.runWorkflow(toml, seed, (line) => console.log(line), modules)
+//!                      // each transcript line, as `hearth run` prints it; null when it finished;
+//!                      // modules (optional): { path: Uint8Array }, the custom agents' .wasm files
 //! await hearth.benchBus()  // the agents' bus against postMessage: [{ transport, p50_us, ... }]
 //! ```
 //!
@@ -20,7 +21,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 use hearth_core::engine::{Backend, GenerateParams, Prompt};
-use hearth_core::protocol::{EngineEvent, EngineRequest};
+use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest};
 use js_sys::{Function, Object, Promise, Reflect};
 use leptos::prelude::*;
 use wasm_bindgen::prelude::*;
@@ -39,6 +40,26 @@ struct Pending {
 thread_local! {
     static PENDING: RefCell<HashMap<u32, Pending>> = RefCell::new(HashMap::new());
     static NEXT_ID: Cell<u32> = const { Cell::new(FIRST_ID) };
+}
+
+/// `{ path: bytes }` (a `Uint8Array` or an `ArrayBuffer` each), or nothing.
+fn agent_modules(modules: &JsValue) -> Result<Vec<AgentModule>, String> {
+    if modules.is_undefined() || modules.is_null() {
+        return Ok(Vec::new());
+    }
+    let Some(modules) = modules.dyn_ref::<Object>() else { return Err("modules: not an object".into()) };
+    Object::entries(modules)
+        .iter()
+        .map(|entry| {
+            let entry: js_sys::Array = entry.unchecked_into();
+            let path = entry.get(0).as_string().unwrap_or_default();
+            let bytes = entry.get(1);
+            if !(bytes.is_instance_of::<js_sys::Uint8Array>() || bytes.is_instance_of::<js_sys::ArrayBuffer>()) {
+                return Err(format!("module {path}: not a Uint8Array or an ArrayBuffer"));
+            }
+            Ok(AgentModule { path, wasm: js_sys::Uint8Array::new(&bytes).to_vec() })
+        })
+        .collect()
 }
 
 /// Sends `request(id)` to the engine and returns a promise settled by its answer.
@@ -97,14 +118,18 @@ pub fn install(engine: EngineClient) {
     };
     let run_workflow = {
         let engine = engine.clone();
-        Closure::<dyn Fn(String, JsValue, JsValue) -> Promise>::new(
-            move |toml: String, seed: JsValue, on_line: JsValue| {
+        Closure::<dyn Fn(String, JsValue, JsValue, JsValue) -> Promise>::new(
+            move |toml: String, seed: JsValue, on_line: JsValue, modules: JsValue| {
                 let seed = match seed.as_f64() {
                     None => None,
                     Some(s) if s >= 0.0 && s.fract() == 0.0 && s <= 9_007_199_254_740_991.0 => Some(s as u64),
                     Some(s) => return rejected(format!("hearth.runWorkflow: not a seed: {s}")),
                 };
-                call(&engine, on_line.dyn_into().ok(), |id| EngineRequest::RunWorkflow { id, toml, seed })
+                let modules = match agent_modules(&modules) {
+                    Ok(modules) => modules,
+                    Err(e) => return rejected(format!("hearth.runWorkflow: {e}")),
+                };
+                call(&engine, on_line.dyn_into().ok(), |id| EngineRequest::RunWorkflow { id, toml, seed, modules })
             },
         )
     };

@@ -7,7 +7,7 @@
 //! the last run again, marked interrupted if it had not ended.
 
 use hearth_core::agents::{AgentState, TranscriptEvent, Workflow};
-use hearth_core::protocol::{EngineEvent, EngineRequest, RuntimeBuild, WorkflowControl};
+use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest, RuntimeBuild, WorkflowControl};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
@@ -15,10 +15,13 @@ use wasm_bindgen_futures::{JsFuture, spawn_local};
 use crate::engine_client::{EngineClient, EngineState, ModelState};
 
 /// The example workflows in `examples/` that run in the page (LLM agents only).
-pub const EXAMPLES: [(&str, &str); 3] = [
+pub const EXAMPLES: [(&str, &str); 4] = [
     ("debate", include_str!("../../examples/debate.toml")),
     ("plan-execute-critique", include_str!("../../examples/plan-execute-critique.toml")),
     ("map-reduce-summary", include_str!("../../examples/map-reduce-summary.toml")),
+    // Its two custom agents' .wasm files (target/agents/, built by scripts/build-agents.sh)
+    // are added with the modules input.
+    ("custom-agents", include_str!("../../examples/custom-agents.toml")),
 ];
 
 /// Ids of workflows started here: apart from the chat's and `window.hearth`'s.
@@ -288,7 +291,20 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
     let loaded_from = RwSignal::new(None::<String>);
     let next_id = StoredValue::new(FIRST_ID);
     let run = engine.workflow;
-    let checked = Memo::new(move |_| Workflow::from_toml(&source.get()).map(|w| w.name).map_err(|e| e.to_string()));
+    // The custom agents' modules the user added, by file name.
+    let modules = RwSignal::new(Vec::<AgentModule>::new());
+    let checked = Memo::new(move |_| {
+        let workflow = Workflow::from_toml(&source.get()).map_err(|e| e.to_string())?;
+        modules.with(|modules| {
+            let missing = workflow.agents.iter().find_map(|a| {
+                a.module.as_ref().filter(|path| AgentModule::find(modules, path).is_none()).map(|path| (&a.name, path))
+            });
+            match missing {
+                Some((agent, path)) => Err(format!("agent {agent} runs the module {path}: add that .wasm file")),
+                None => Ok(workflow.name.clone()),
+            }
+        })
+    });
     let seed_value = Memo::new(move |_| {
         let text = seed.get();
         let text = text.trim();
@@ -324,7 +340,8 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
             let id = next_id.get_value();
             next_id.set_value(id + 1);
             run.set(WorkflowRun::started(id));
-            engine.send(&EngineRequest::RunWorkflow { id, toml: source.get_untracked(), seed });
+            let modules = modules.get_untracked();
+            engine.send(&EngineRequest::RunWorkflow { id, toml: source.get_untracked(), seed, modules });
         }
     };
     let control = {
@@ -356,6 +373,21 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
         });
     };
 
+    let load_modules = move |ev: web_sys::Event| {
+        let input: web_sys::HtmlInputElement = event_target(&ev);
+        let Some(files) = input.files() else { return };
+        let files: Vec<web_sys::File> = (0..files.length()).filter_map(|i| files.get(i)).collect();
+        spawn_local(async move {
+            let mut loaded = Vec::new();
+            for file in files {
+                if let Ok(bytes) = JsFuture::from(file.array_buffer()).await {
+                    loaded.push(AgentModule { path: file.name(), wasm: js_sys::Uint8Array::new(&bytes).to_vec() });
+                }
+            }
+            modules.set(loaded);
+        });
+    };
+
     view! {
         <section class="card workflows" id="workflows">
             <h2>"Workflows"</h2>
@@ -367,6 +399,10 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
                     </select>
                 </label>
                 <label>"or a TOML file " <input type="file" id="workflow-file" accept=".toml,text/plain" on:change=load_file/></label>
+                <label>
+                    "Custom agents' modules "
+                    <input type="file" id="workflow-modules" accept=".wasm,application/wasm" multiple on:change=load_modules/>
+                </label>
                 <label>
                     "Seed "
                     <input id="workflow-seed" type="text" inputmode="numeric" placeholder="the file's"

@@ -95,9 +95,16 @@ pub enum EngineRequest {
     Tokenize { id: u32, text: String, special: bool },
     /// Run the workflow in `toml` (see [`crate::agents::Workflow`]) on the loaded model, each
     /// agent in a Web Worker of its own over the shared-memory bus; `seed` replaces the
-    /// workflow's. Its transcript streams back as [`EngineEvent::Transcript`] lines, live agent
-    /// states as [`EngineEvent::AgentState`], and it ends with [`EngineEvent::WorkflowEnded`].
-    RunWorkflow { id: u32, toml: String, seed: Option<u64> },
+    /// workflow's; `modules` are the custom agents' wasm files it names. Its transcript streams
+    /// back as [`EngineEvent::Transcript`] lines, live agent states as
+    /// [`EngineEvent::AgentState`], and it ends with [`EngineEvent::WorkflowEnded`].
+    RunWorkflow {
+        id: u32,
+        toml: String,
+        seed: Option<u64>,
+        #[serde(default)]
+        modules: Vec<AgentModule>,
+    },
     /// Pause, resume, single-step or stop workflow `id` (at its next logical step).
     ControlWorkflow { id: u32, control: WorkflowControl },
     /// Time one decode step of the model on the GPU op by op; answered by
@@ -165,6 +172,31 @@ pub struct MonitorSample {
     /// Busy milliseconds so far of each CPU pool thread, and of work outside the pool.
     #[serde(default)]
     pub cpu_busy: PoolBusy,
+}
+
+/// A custom agent's wasm module, as the page has it: the workflow names it by `path`; the page
+/// matches that path, or else its file name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AgentModule {
+    pub path: String,
+    /// Sent as a `Uint8Array`.
+    #[serde(with = "serde_bytes")]
+    pub wasm: Vec<u8>,
+}
+
+impl AgentModule {
+    /// The module among `modules` that a workflow names `path`: the same path, else the only
+    /// one with the same file name.
+    pub fn find<'a>(modules: &'a [AgentModule], path: &str) -> Option<&'a AgentModule> {
+        let file_name = |p: &str| p.rsplit(['/', '\\']).next().unwrap_or(p).to_string();
+        modules.iter().find(|m| m.path == path).or_else(|| {
+            let mut same_name = modules.iter().filter(|m| file_name(&m.path) == file_name(path));
+            match (same_name.next(), same_name.next()) {
+                (Some(only), None) => Some(only),
+                _ => None,
+            }
+        })
+    }
 }
 
 /// Engine worker → page.
@@ -265,6 +297,21 @@ pub enum EngineEvent {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_workflows_module_is_found_by_path_then_by_file_name() {
+        let module = |path: &str| AgentModule { path: path.into(), wasm: vec![0, 97, 115, 109] };
+        let given = [module("../target/agents/word_stats.wasm"), module("keywords.wasm"), module("a/x.wasm")];
+        let found = |path| AgentModule::find(&given, path).map(|m| m.path.as_str());
+        assert_eq!(found("../target/agents/word_stats.wasm"), Some("../target/agents/word_stats.wasm"));
+        assert_eq!(found("../target/agents/keywords.wasm"), Some("keywords.wasm"));
+        assert_eq!(found("agents\\word_stats.wasm"), Some("../target/agents/word_stats.wasm"));
+        assert_eq!(found("faulty_agent.wasm"), None);
+        // Two files of that name: which one is meant is unknown.
+        let twice = [module("a/x.wasm"), module("b/x.wasm")];
+        assert_eq!(AgentModule::find(&twice, "c/x.wasm"), None);
+        assert_eq!(AgentModule::find(&twice, "b/x.wasm").map(|m| m.path.as_str()), Some("b/x.wasm"));
+    }
 
     #[test]
     fn build_names_round_trip() {

@@ -623,9 +623,30 @@ fn run_in_page(
         }
     };
     // Checked here too, so a bad file fails before a browser starts, with the same message.
-    if let Err(e) = hearth_core::agents::Workflow::from_toml(&toml) {
-        eprintln!("hearth: {}: {e}", workflow.display());
-        return ExitCode::from(2);
+    let parsed = match hearth_core::agents::Workflow::from_toml(&toml) {
+        Ok(parsed) => parsed,
+        Err(e) => {
+            eprintln!("hearth: {}: {e}", workflow.display());
+            return ExitCode::from(2);
+        }
+    };
+    // The page has no files: the custom agents' modules go with the workflow, read from
+    // beside it as natively.
+    let base_dir = workflow.parent().unwrap_or(std::path::Path::new("."));
+    let mut modules = Vec::new();
+    for agent in &parsed.agents {
+        let Some(path) = &agent.module else { continue };
+        match std::fs::read(base_dir.join(path)) {
+            Ok(wasm) => modules.push(hearth_core::protocol::AgentModule { path: path.clone(), wasm }),
+            Err(source) => {
+                let agent = agent.name.clone();
+                eprintln!(
+                    "hearth: {}",
+                    hearth_core::agents::RunError::ReadModule { agent, path: path.clone(), source }
+                );
+                return ExitCode::from(2);
+            }
+        }
     }
     if model.is_some() {
         eprintln!(
@@ -652,7 +673,7 @@ fn run_in_page(
             let _ = writeln!(out, "{line}").and_then(|()| out.flush());
         };
         let limit = Duration::from_secs(3600);
-        let run = hearth::page::run_workflow(page.as_ref(), &toml, seed, &mut print, limit).await;
+        let run = hearth::page::run_workflow(page.as_ref(), &toml, seed, &modules, &mut print, limit).await;
         run.map_err(|e| format!("{}: {e}", workflow.display()))
     });
     match result {

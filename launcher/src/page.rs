@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::time::{Duration, Instant};
 
 use hearth_core::engine::{Completion, GenerateParams, Prompt};
+use hearth_core::protocol::AgentModule;
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;
@@ -167,17 +168,26 @@ pub async fn run_workflow(
     page: &dyn Page,
     toml: &str,
     seed: Option<u64>,
+    modules: &[AgentModule],
     lines: &mut dyn FnMut(&str),
     limit: Duration,
 ) -> Result<(), PageError> {
+    use base64::Engine as _;
+    // Bytes cross the WebDriver boundary as base64 text.
+    let modules: serde_json::Map<String, Value> = modules
+        .iter()
+        .map(|m| (m.path.clone(), Value::String(base64::engine::general_purpose::STANDARD.encode(&m.wasm))))
+        .collect();
     let id = page
         .eval(
             "window.__hearthRuns = window.__hearthRuns || []; \
              const r = { lines: [], done: null }; const id = window.__hearthRuns.push(r) - 1; \
-             hearth.runWorkflow(args[0], args[1], l => { r.lines.push(l); }) \
+             const modules = Object.fromEntries(Object.entries(args[2]) \
+               .map(([path, b64]) => [path, Uint8Array.from(atob(b64), c => c.charCodeAt(0))])); \
+             hearth.runWorkflow(args[0], args[1], l => { r.lines.push(l); }, modules) \
                .then(() => { r.done = { ok: true }; }, e => { r.done = { err: String(e && e.message || e) }; }); \
              return id;",
-            json!([toml, seed]),
+            json!([toml, seed, modules]),
         )
         .await?;
     let deadline = Instant::now() + limit;

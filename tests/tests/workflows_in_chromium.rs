@@ -283,8 +283,100 @@ fn hearth_run_in_chromium_prints_the_same_transcript_twice() {
     let (code, out, stderr) = hearth_run(&["--engine", "chromium", "--workflow", bad.to_str().unwrap()]);
     assert_eq!((code, out.as_str()), (2, ""), "{stderr}");
     assert!(stderr.starts_with(&format!("hearth: {}: ", bad.display())), "{stderr}");
-    let modules = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/custom-agents.toml");
-    let (code, _, stderr) = hearth_run(&["--engine", "chromium", "--workflow", modules]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("agent stats: custom agent modules run natively only"), "{stderr}");
+    let missing = files.path().join("missing-module.toml");
+    std::fs::write(&missing, "[workflow]\nname = \"m\"\ntask = \"t\"\n[topology]\nkind = \"sequential\"\norder = [\"x\"]\n[[agents]]\nname = \"x\"\nmodule = \"nowhere.wasm\"\n").unwrap();
+    let (code, out, stderr) = hearth_run(&["--engine", "chromium", "--workflow", missing.to_str().unwrap()]);
+    assert_eq!((code, out.as_str()), (2, ""), "{stderr}");
+    assert!(stderr.starts_with("hearth: agent x: cannot read its module nowhere.wasm"), "{stderr}");
+}
+
+/// Custom agents that trap, panic, loop or hoard memory, beside a well-behaved one: the same
+/// faults, restarts and messages in the page (each module in an agent's Web Worker, its wasm
+/// interpreted with the same budgets) as natively.
+const FAULTS: &str = r#"
+[workflow]
+name = "faults-in-the-page"
+task = "Count to three."
+[topology]
+kind = "round_robin"
+members = ["good", "trapper", "spinner", "hog", "flaky", "panicker"]
+rounds = 2
+[[agents]]
+name = "good"
+module = "{faulty}"
+config = "echo"
+[[agents]]
+name = "trapper"
+module = "{faulty}"
+config = "trap"
+on_fault = "give_up"
+[[agents]]
+name = "spinner"
+module = "{faulty}"
+config = "spin"
+fuel = 5000000
+max_restarts = 1
+backoff_ms = 1
+[[agents]]
+name = "hog"
+module = "{faulty}"
+config = "hog"
+memory_mb = 8
+max_restarts = 2
+backoff_ms = 1
+[[agents]]
+name = "flaky"
+module = "{faulty}"
+config = "trap-first"
+backoff_ms = 1
+[[agents]]
+name = "panicker"
+module = "{faulty}"
+config = "panic"
+on_fault = "give_up"
+"#;
+
+/// The transcript's lines after `started` (which names the backend, native or in the page).
+fn after_start(out: &str) -> Vec<&str> {
+    out.lines().skip(1).collect()
+}
+
+#[test]
+fn custom_agent_modules_run_in_the_page_as_natively() {
+    let files = tempfile::tempdir().unwrap();
+    let faults = files.path().join("faults.toml");
+    let faulty = hearth_tests::agent_module("faulty_agent");
+    std::fs::write(&faults, FAULTS.replace("{faulty}", &faulty.display().to_string())).unwrap();
+    let faults = faults.to_str().unwrap();
+    let (code, native, stderr) = hearth_run(&["--engine", "native", "--backend", "cpu", "--workflow", faults]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, page, stderr) = hearth_run(&["--engine", "chromium", "--backend", "cpu", "--workflow", faults]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(after_start(&page), after_start(&native), "the page's transcript is the native one");
+    // What natively is checked in detail (tests/agents.rs) happened: each misbehaving agent
+    // faulted, and the good one spoke in both rounds.
+    let events: Vec<Value> = page.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    for agent in ["trapper", "spinner", "hog", "flaky", "panicker"] {
+        assert!(events.iter().any(|e| e["event"] == "fault" && e["agent"] == agent), "{agent}: {page}");
+    }
+    let good = events.iter().filter(|e| e["event"] == "message" && e["from"] == "good").count();
+    assert_eq!(good, 2, "{page}");
+    assert_eq!(events.last().unwrap()["event"], "finished", "{page}");
+
+    // The example: word-stats and keywords (which asks the LLM) between two LLM agents.
+    hearth_tests::agent_module("word_stats");
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/custom-agents.toml");
+    let (code, out, stderr) = hearth_run(&["--engine", "chromium", "--backend", "cpu", "--workflow", example]);
+    assert_eq!(code, 0, "{stderr}");
+    let events: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let messages: Vec<&Value> = events.iter().filter(|e| e["event"] == "message").collect();
+    let from: Vec<&str> = messages.iter().map(|m| m["from"].as_str().unwrap()).collect();
+    assert_eq!(from, ["writer", "stats", "keywords", "editor"], "{out}");
+    let words = messages[0]["content"].as_str().unwrap().split_whitespace().count();
+    let stats = messages[1]["content"].as_str().unwrap();
+    assert!(stats.starts_with(&format!("{words} words in ")), "word-stats counted the writer's words: {stats}");
+    let keywords = events.iter().filter(|e| e["agent"] == "keywords");
+    let calls: Vec<&str> = keywords.filter_map(|e| e["event"].as_str()).collect();
+    assert!(calls.contains(&"llm_call") && calls.contains(&"tool_call"), "keywords asked the LLM: {out}");
+    assert!(messages[2]["content"].as_str().unwrap().starts_with("Keywords: "), "{out}");
 }

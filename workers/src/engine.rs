@@ -208,7 +208,9 @@ impl Engine {
                 }
             }
             #[cfg(feature = "threads")]
-            EngineRequest::RunWorkflow { id, toml, seed } => crate::workflow::run(self, id, toml, seed).await,
+            EngineRequest::RunWorkflow { id, toml, seed, modules } => {
+                crate::workflow::run(self, id, toml, seed, modules).await
+            }
             #[cfg(feature = "threads")]
             EngineRequest::ControlWorkflow { id, control } => {
                 if let Some(running) = self.workflow.borrow().as_ref().filter(|r| r.id == id) {

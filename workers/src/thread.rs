@@ -2,7 +2,7 @@
 //! instantiates this runtime on the engine worker's shared memory and runs one Rust closure
 //! there, so agents reach the shared-memory bus exactly as native threads do.
 
-use std::cell::Cell;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,15 +19,19 @@ type Job = Box<dyn FnOnce() + Send>;
 struct WebWorker {
     /// Set when the closure returns.
     done: Arc<AtomicBool>,
-    /// Set when the worker failed to start, or trapped.
-    died: Rc<Cell<bool>>,
+    /// Set, with the error, when the worker failed to start or trapped.
+    died: Rc<RefCell<Option<String>>>,
     _worker: Worker,
     _on_error: Closure<dyn FnMut(ErrorEvent)>,
 }
 
 impl AgentWorker for WebWorker {
     fn is_finished(&self) -> bool {
-        self.done.load(Ordering::Acquire) || self.died.get()
+        self.done.load(Ordering::Acquire) || self.died.borrow().is_some()
+    }
+
+    fn failure(&self) -> Option<String> {
+        self.died.borrow().clone()
     }
 }
 
@@ -45,12 +49,12 @@ pub fn spawn(job: Job) -> Result<Box<dyn AgentWorker>, String> {
     // Relative to this worker's script, engine-worker.js.
     let worker = Worker::new_with_options("thread-worker.js", &options)
         .map_err(|e| format!("cannot start a Web Worker: {e:?}"))?;
-    let died = Rc::new(Cell::new(false));
+    let died = Rc::new(RefCell::new(None));
     let on_error = {
         let died = died.clone();
         Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
             web_sys::console::error_1(&format!("agent worker: {}", event.message()).into());
-            died.set(true);
+            *died.borrow_mut() = Some(event.message());
         })
     };
     worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));

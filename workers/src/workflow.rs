@@ -4,7 +4,6 @@
 //! interval, then lets the worker's event loop run, so the page's pause, step and stop arrive.
 
 use std::cell::Cell;
-use std::path::Path;
 use std::rc::Rc;
 
 use hearth_core::agents::protocol::LlmRequest;
@@ -12,7 +11,7 @@ use hearth_core::agents::{
     AgentState, AgentWorker, Host, HostFuture, LlmReply, LlmService, RunError, RunOptions, Transport, Workflow,
 };
 use hearth_core::engine::Engine as Llm;
-use hearth_core::protocol::{EngineEvent, WorkflowControl};
+use hearth_core::protocol::{AgentModule, EngineEvent, WorkflowControl};
 use wasm_bindgen::JsCast;
 
 use crate::engine::{Engine, yield_to_event_loop};
@@ -107,8 +106,8 @@ impl LlmService for CountedLlm<'_> {
 }
 
 /// Runs workflow `id` and posts its transcript, then [`EngineEvent::WorkflowEnded`].
-pub(crate) async fn run(engine: &Engine, id: u32, toml: String, seed: Option<u64>) {
-    let (error, stopped_before) = match run_transcript(engine, id, &toml, seed).await {
+pub(crate) async fn run(engine: &Engine, id: u32, toml: String, seed: Option<u64>, modules: Vec<AgentModule>) {
+    let (error, stopped_before) = match run_transcript(engine, id, &toml, seed, &modules).await {
         Ok(()) => (None, None),
         Err(Ended::Stopped(step)) => (None, Some(step)),
         Err(Ended::Failed(e)) => (Some(e), None),
@@ -129,18 +128,26 @@ impl<T: Into<String>> From<T> for Ended {
     }
 }
 
-async fn run_transcript(engine: &Engine, id: u32, toml: &str, seed: Option<u64>) -> Result<(), Ended> {
+async fn run_transcript(
+    engine: &Engine,
+    id: u32,
+    toml: &str,
+    seed: Option<u64>,
+    modules: &[AgentModule],
+) -> Result<(), Ended> {
     let mut workflow = Workflow::from_toml(toml).map_err(|e| format!("the workflow: {e}"))?;
     if let Some(seed) = seed {
         workflow.seed = seed;
     }
-    if let Some(agent) = workflow.agents.iter().find(|a| a.module.is_some()) {
-        return Err(Ended::Failed(format!(
-            "agent {}: custom agent modules run natively only (hearth run --engine native); the page runs LLM agents",
-            agent.name
-        )));
-    }
-    let programs = hearth_core::agents::programs(&workflow, Path::new(".")).map_err(|e| e.to_string())?;
+    // A page has no files: the custom agents' modules come with the request.
+    let read_module = |path: &str| match AgentModule::find(modules, path) {
+        Some(module) => Ok(module.wasm.clone()),
+        None => Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            "it was not given to the page (add the .wasm file with the workflow)",
+        )),
+    };
+    let programs = hearth_core::agents::programs_with(&workflow, &read_module).map_err(|e| e.to_string())?;
     if engine.busy() {
         return Err("the engine is busy loading, replying or running a workflow".into());
     }

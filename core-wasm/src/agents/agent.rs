@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::module::{ModuleAgent, ModuleLimits};
-use super::protocol::{LlmRequest, ToAgent, ToHub};
+use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::tools::{self, ToolCall};
 use crate::bus::AgentPort;
 
@@ -53,9 +53,16 @@ pub fn run_agent(program: &AgentProgram, port: Box<dyn AgentPort>, jitter: Jitte
     match program {
         AgentProgram::Llm { llm } => run_llm_agent(llm, port.as_ref(), jitter),
         AgentProgram::Module { wasm, limits, config, llm } => {
-            // The hub checked the module before the run; if instantiation still fails, the
-            // worker ends and the hub sees it gone.
-            let Ok(mut agent) = ModuleAgent::new(wasm, *limits, llm.clone(), port) else { return };
+            // The hub checked the module before the run; instantiating it can still fail (its
+            // start function traps, say): that is the agent's fault, reported as one.
+            let mut agent = match ModuleAgent::new(wasm, *limits, llm.clone(), port) {
+                Ok(agent) => agent,
+                Err((e, port)) => {
+                    let fault = ToHub::Fault { kind: FaultKind::Crash, detail: format!("its module {e}") };
+                    send(port.as_ref(), &fault, Jitter::default());
+                    return;
+                }
+            };
             while let Some(ToAgent::Turn { step, turn, attempt, request, seed, seen }) = recv(agent.port()) {
                 let input = serde_json::json!({
                     "step": step, "turn": turn, "attempt": attempt, "request": request, "config": config,

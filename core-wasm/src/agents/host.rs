@@ -36,6 +36,11 @@ pub enum AgentState {
 pub trait AgentWorker {
     /// Whether the worker has ended (returned, or died).
     fn is_finished(&self) -> bool;
+
+    /// Why the worker died, where its host can tell (a Web Worker's uncaught error).
+    fn failure(&self) -> Option<String> {
+        None
+    }
 }
 
 pub trait Host {

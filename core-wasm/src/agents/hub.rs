@@ -185,6 +185,14 @@ pub enum RunError {
 
 /// Loads the programs of `workflow`'s agents; module paths are relative to `base_dir`.
 pub fn programs(workflow: &Workflow, base_dir: &Path) -> Result<Vec<AgentProgram>, RunError> {
+    programs_with(workflow, &|path| std::fs::read(base_dir.join(path)))
+}
+
+/// [`programs`], each module's bytes given by `read_module` from the path the workflow names.
+pub fn programs_with(
+    workflow: &Workflow,
+    read_module: &dyn Fn(&str) -> std::io::Result<Vec<u8>>,
+) -> Result<Vec<AgentProgram>, RunError> {
     workflow
         .agents
         .iter()
@@ -194,7 +202,7 @@ pub fn programs(workflow: &Workflow, base_dir: &Path) -> Result<Vec<AgentProgram
                 let llm = LlmRequest { tools: spec.tools.clone(), force_tool: spec.tool_choice_required, ..llm };
                 return Ok(AgentProgram::Llm { llm });
             };
-            let wasm = std::fs::read(base_dir.join(path)).map_err(|source| RunError::ReadModule {
+            let wasm = read_module(path).map_err(|source| RunError::ReadModule {
                 agent: spec.name.clone(),
                 path: path.clone(),
                 source,
@@ -507,7 +515,8 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
                     format!("ran past its time budget of {ms} ms; its worker was stopped"),
                 )?;
             } else if slot.worker.as_ref().is_none_or(|w| w.is_finished()) {
-                self.fault(agent, FaultKind::Crash, "its worker exited in the middle of a turn".into())?;
+                let why = slot.worker.as_ref().and_then(|w| w.failure()).map(|e| format!(": {e}")).unwrap_or_default();
+                self.fault(agent, FaultKind::Crash, format!("its worker exited in the middle of a turn{why}"))?;
             }
         }
         Ok(())

@@ -15,7 +15,8 @@ pub mod workflow;
 
 pub use host::{AgentState, AgentWorker, Host, HostFuture, Threads};
 pub use hub::{
-    LlmReply, LlmService, RunError, RunOptions, RunSummary, TranscriptEvent, Transport, programs, run, run_on,
+    LlmReply, LlmService, RunError, RunOptions, RunSummary, TranscriptEvent, Transport, programs, programs_with, run,
+    run_on,
 };
 pub use scheduler::{Message, Scheduler, Turn, turn_seed};
 pub use workflow::{AgentSpec, OnFault, Supervision, Topology, Workflow, WorkflowError};

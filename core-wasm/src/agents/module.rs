@@ -98,18 +98,24 @@ impl ModuleAgent {
         Ok(())
     }
 
-    /// Compiles, checks and instantiates `wasm`; `llm` holds the agent's sampling defaults.
+    /// Compiles, checks and instantiates `wasm`; `llm` holds the agent's sampling defaults. On
+    /// failure the port comes back, to report it on.
     pub fn new(
         wasm: &[u8],
         limits: ModuleLimits,
         llm: LlmRequest,
         port: Box<dyn AgentPort>,
-    ) -> Result<Self, ModuleError> {
+    ) -> Result<Self, (ModuleError, Box<dyn AgentPort>)> {
         let mut config = Config::default();
         config.consume_fuel(true);
         let engine = Engine::new(&config);
-        let module = Module::new(&engine, wasm).map_err(|e| ModuleError::Invalid(e.to_string()))?;
-        check_imports(&module)?;
+        let module = match Module::new(&engine, wasm) {
+            Ok(module) => module,
+            Err(e) => return Err((ModuleError::Invalid(e.to_string()), port)),
+        };
+        if let Err(e) = check_imports(&module) {
+            return Err((e, port));
+        }
         let host = Host {
             port,
             limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
@@ -123,20 +129,33 @@ impl ModuleAgent {
         };
         let mut store = Store::new(&engine, host);
         store.limiter(|h| &mut h.limits);
+        match Self::instantiate(&engine, &module, &mut store, limits) {
+            Ok((instance, alloc, receive)) => Ok(Self { store, alloc, receive, instance, limits }),
+            Err(e) => Err((e, store.into_data().port)),
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn instantiate(
+        engine: &Engine,
+        module: &Module,
+        store: &mut Store<Host>,
+        limits: ModuleLimits,
+    ) -> Result<(Instance, TypedFunc<i32, i32>, TypedFunc<(i32, i32), ()>), ModuleError> {
         store.set_fuel(limits.fuel).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
-        let linker = abi_linker(&engine).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
+        let linker = abi_linker(engine).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
         let instance =
-            linker.instantiate_and_start(&mut store, &module).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
-        if instance.get_memory(&store, "memory").is_none() {
+            linker.instantiate_and_start(&mut *store, module).map_err(|e| ModuleError::Instantiate(e.to_string()))?;
+        if instance.get_memory(&*store, "memory").is_none() {
             return Err(ModuleError::MissingExport("memory".into()));
         }
         let alloc = instance
-            .get_typed_func::<i32, i32>(&store, "hearth_alloc")
+            .get_typed_func::<i32, i32>(&*store, "hearth_alloc")
             .map_err(|_| ModuleError::MissingExport("hearth_alloc".into()))?;
         let receive = instance
-            .get_typed_func::<(i32, i32), ()>(&store, "hearth_receive")
+            .get_typed_func::<(i32, i32), ()>(&*store, "hearth_receive")
             .map_err(|_| ModuleError::MissingExport("hearth_receive".into()))?;
-        Ok(Self { store, alloc, receive, instance, limits })
+        Ok((instance, alloc, receive))
     }
 
     /// Runs one turn: hands `input` (the turn's JSON) to `hearth_receive` with a fresh fuel
@@ -336,7 +355,7 @@ mod tests {
     fn agent(body: &str) -> (ModuleAgent, ChannelBus) {
         let (hub, mut ports) = ChannelBus::new(1);
         let llm = LlmRequest { max_tokens: 8, top_p: 1.0, ..LlmRequest::default() };
-        (ModuleAgent::new(&wasm(body), LIMITS, llm, ports.remove(0)).unwrap(), hub)
+        (ModuleAgent::new(&wasm(body), LIMITS, llm, ports.remove(0)).map_err(|(e, _)| e).unwrap(), hub)
     }
 
     #[test]
