@@ -758,12 +758,10 @@ fn serve(
             tokio::spawn(async move {
                 match engines::completer(engine, &model, backend, &url).await {
                     Ok(completer) => {
-                        say(&format!(
-                            "OpenAI-compatible API on {url}v1/ (model {:?}, engine {})",
-                            api.model,
-                            completer.describe()
-                        ));
+                        // Ready first, then said: a client that waits for this line gets answers.
+                        let engine = completer.describe();
                         api.set_completer(completer);
+                        say(&format!("OpenAI-compatible API on {url}v1/ (model {:?}, engine {engine})", api.model));
                     }
                     Err(e) => {
                         eprintln!("hearth: the API's engine did not start: {e}");

@@ -125,3 +125,54 @@ fn oversized_and_slow_requests_are_refused() {
         raw_exchange(&url, &format!("GET /v1/models HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"), b"");
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
 }
+
+/// POSTs `body` as JSON to `path` and returns the answer's JSON body.
+fn post_json(url: &str, path: &str, body: &serde_json::Value) -> serde_json::Value {
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let body = body.to_string();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = raw_exchange(url, &head, body.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let (_, json) = answer.split_once("\r\n\r\n").expect("a body");
+    serde_json::from_str(json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+/// The engine holds the whole model in memory: once loaded, the file on disk may change or go
+/// and the server answers as before; a new start on the changed file says what is wrong with it.
+#[test]
+fn the_model_file_can_change_or_vanish_while_loaded() {
+    let files = tempfile::tempdir().unwrap();
+    let model = files.path().join("model.gguf");
+    let shipped = models_dir().join(hearth_core::catalog::DEFAULT_MODEL.file);
+    std::fs::copy(&shipped, &model).expect("the default model (scripts/setup.sh fetches it)");
+    let (server, url) = serve_headless(&["--engine", "native", "--backend", "cpu", "--model", model.to_str().unwrap()]);
+    let ask = || {
+        let request = serde_json::json!({
+            "model": "model", "prompt": "The capital of France is", "max_tokens": 8, "temperature": 0
+        });
+        post_json(&url, "/v1/completions", &request)["choices"][0]["text"].as_str().expect("a completion").to_string()
+    };
+    let before = ask();
+    // Changed in place: cut to its first half (a copy interrupted, a download resumed...).
+    let bytes = std::fs::read(&model).unwrap();
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    assert_eq!(ask(), before, "the loaded model answers as before");
+    std::fs::remove_file(&model).unwrap();
+    assert_eq!(ask(), before, "and after its file is gone");
+    drop(server);
+
+    // The next start reads what is there now, and names the problem.
+    std::fs::write(&model, &bytes[..bytes.len() / 2]).unwrap();
+    let out = Command::new(hearth_binary())
+        .args(["serve", "--headless", "--engine", "native", "--port", "0", "--model"])
+        .arg(&model)
+        .output()
+        .expect("run hearth");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("model.gguf") && stderr.contains("runs past the end of the file"), "{stderr}");
+}
