@@ -35,6 +35,8 @@ pub enum BenchError {
     #[error("cannot make a thread pool: {0}")]
     Pool(String),
     #[error("{0}")]
+    Load(String),
+    #[error("{0}")]
     Chromium(#[from] ChromiumError),
     #[error("the browser's answer is not timings: {0}")]
     Answer(String),

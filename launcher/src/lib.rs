@@ -3,6 +3,7 @@
 pub mod assets;
 pub mod bench;
 pub mod bench_agents;
+pub mod bench_load;
 pub mod chromium;
 pub mod completer;
 pub mod engines;

@@ -171,6 +171,14 @@ enum Command {
         /// against one after another.
         #[arg(long)]
         agents: bool,
+        /// Instead: LOAD_AGENTS agents (every fourth faulting at random) run again and again
+        /// for MINUTES on the default model; messages, tokens, faults, restarts and memory.
+        #[arg(long)]
+        load: bool,
+        #[arg(long, default_value_t = 16, requires = "load")]
+        load_agents: usize,
+        #[arg(long, default_value_t = 10.0, requires = "load")]
+        minutes: f64,
     },
 }
 
@@ -226,6 +234,7 @@ fn main() -> ExitCode {
         }
         Command::Probe { engine, backend } => probe(engine, backend),
         Command::Open { backend } => open_window(backend),
+        Command::Bench { load: true, load_agents, minutes, .. } => bench_load(load_agents, minutes),
         Command::Bench { gen_tokens, agents: true, native_only, .. } => bench_agents(gen_tokens, native_only),
         Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
             bench_gpu(prompt_tokens, gen_tokens, native_only)
@@ -337,6 +346,59 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
     say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}:\n", DEFAULT_MODEL.name));
     say(&bench::table(&rows, &peers));
     ExitCode::SUCCESS
+}
+
+fn bench_load(agents: usize, minutes: f64) -> ExitCode {
+    use hearth::bench_load;
+    let faulty = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/agents/faulty_agent.wasm");
+    if !faulty.is_file() {
+        eprintln!("hearth: {} is missing: build it with scripts/build-agents.sh", faulty.display());
+        return ExitCode::from(2);
+    }
+    if !(minutes > 0.0 && minutes.is_finite()) || agents == 0 {
+        eprintln!("hearth: --minutes must be above 0 and --load-agents at least 1");
+        return ExitCode::from(2);
+    }
+    let model = models_dir().join(DEFAULT_MODEL.file);
+    let modules = agents / 4;
+    eprintln!("bench: {agents} agents ({} LLM, {modules} faulting at random) for {minutes} minutes…", agents - modules);
+    let f = match bench_load::run(&model, &faulty, agents, Duration::from_secs_f64(minutes * 60.0)) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mib = |b: u64| b as f64 / (1 << 20) as f64;
+    let (first, last) = (f.resident.first().copied().unwrap_or(0), f.resident.last().copied().unwrap_or(0));
+    let max = f.resident.iter().copied().max().unwrap_or(0);
+    say(&format!(
+        "| agents | runs | turns | messages | completion tokens | tokens/s | faults | restarts | gave up | seconds |\n\
+         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n\
+         | {agents} | {} | {} | {} | {} | {:.1} | {} | {} | {} | {:.0} |",
+        f.runs,
+        f.turns,
+        f.messages,
+        f.completion_tokens,
+        f.completion_tokens as f64 / f.seconds,
+        f.faults,
+        f.restarts,
+        f.gave_up,
+        f.seconds
+    ));
+    say(&format!(
+        "\nruns in which every turn ended in a message, a give-up or a skip: {} of {}{}",
+        f.runs - f.lost.len(),
+        f.runs,
+        if f.lost.is_empty() { " (nothing lost)".to_string() } else { format!("; missing: {:?}", f.lost) }
+    ));
+    say(&format!(
+        "resident memory: after the first run {:.1} MiB, after the last {:.1} MiB, at most {:.1} MiB",
+        mib(first),
+        mib(last),
+        mib(max)
+    ));
+    if f.lost.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }
 
 fn bench_agents(gen_tokens: usize, native_only: bool) -> ExitCode {

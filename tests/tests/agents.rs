@@ -289,3 +289,22 @@ fn the_examples_use_their_tools_through_constrained_calls() {
         );
     }
 }
+
+/// `hearth bench --load`, briefly: its report, and that no turn of any run went missing.
+#[test]
+fn the_load_run_reports_and_loses_nothing() {
+    agent_module("faulty_agent");
+    let out = Command::new(hearth_binary())
+        .args(["bench", "--load", "--load-agents", "8", "--minutes", "0.1"])
+        .output()
+        .expect("run hearth bench --load");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    let row = stdout.lines().find(|l| l.starts_with("| 8 |")).unwrap_or_else(|| panic!("{stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).filter(|c| !c.is_empty()).collect();
+    let (runs, turns, messages): (usize, usize, usize) =
+        (cells[1].parse().unwrap(), cells[2].parse().unwrap(), cells[3].parse().unwrap());
+    assert!(runs >= 1 && turns == runs * 8 && messages <= turns, "{row}");
+    assert!(stdout.contains("(nothing lost)"), "{stdout}");
+    assert!(stdout.contains("resident memory: after the first run"), "{stdout}");
+}

@@ -255,6 +255,32 @@ async fn a_workflow_runs_in_the_page_pauses_steps_and_fills_its_timeline() {
     browser.close().await.expect("close the Chromium session");
 }
 
+/// The custom-agents example from the Workflows view: it waits for its modules, which the
+/// user adds through the modules input, then runs with the agents' rows filled.
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_agents_run_from_the_workflows_view() {
+    let (_server, url) = hearth_serve();
+    let browser = open_in_chromium(&format!("{url}?backend=cpu")).await;
+    let client = &browser.client;
+    browser.wait_for_model(WAIT).await.unwrap_or_else(|e| panic!("{e}"));
+    let example = client.find(Locator::Id("workflow-example")).await.unwrap();
+    example.select_by_value("custom-agents").await.unwrap();
+    wait_for_status(client, "agent stats runs the module ../target/agents/word_stats.wasm: add that .wasm file").await;
+    // Both files at once (WebDriver takes one path per line for a `multiple` input).
+    let paths = [hearth_tests::agent_module("word_stats"), hearth_tests::agent_module("keywords")];
+    let paths: Vec<String> = paths.iter().map(|p| p.canonicalize().unwrap().display().to_string()).collect();
+    client.find(Locator::Id("workflow-modules")).await.unwrap().send_keys(&paths.join("\n")).await.unwrap();
+    wait_for_status(client, "ready to run custom-agents").await;
+    click(client, "workflow-run").await;
+    wait_for_status(client, "finished").await;
+    let said: Vec<String> =
+        messages(&timeline(client).await).iter().map(|m| m.split(':').next().unwrap_or_default().to_string()).collect();
+    assert_eq!(said, ["writer", "stats", "keywords", "editor"]);
+    let stats = client.find(Locator::Css("#workflow-agents tr[data-agent=stats] td:nth-child(6)")).await.unwrap();
+    assert!(stats.text().await.unwrap().parse::<u32>().unwrap() >= 2, "word-stats used its tools");
+    browser.close().await.expect("close the Chromium session");
+}
+
 fn hearth_run(args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(hearth_binary()).arg("run").args(args).output().expect("run hearth");
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
