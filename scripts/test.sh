@@ -19,6 +19,14 @@ cargo fmt --all --check
 cargo clippy --release --tests -- -D warnings
 cargo clippy --release --target wasm32-unknown-unknown -p hearth-app -p hearth-workers \
   -p hearth-agent-sdk -p word-stats -p keywords -p faulty-agent -- -D warnings
+# And the threaded runtime's own code (agent workers, the rayon pool), on the nightly that
+# scripts/build-runtime.sh builds it with.
+(
+  source scripts/toolchain.env
+  RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+simd128" cargo +"$NIGHTLY" clippy -p hearth-workers \
+    --features threads --target wasm32-unknown-unknown --release --target-dir target/clippy-threaded \
+    -Z build-std=panic_abort,std -- -D warnings
+)
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -69,9 +69,10 @@ impl Waiters {
     }
 }
 
+/// `Atomics.wait` needs no state of its own (braced, so both variants are built alike).
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
 #[derive(Debug, Default)]
-pub struct Waiters;
+pub struct Waiters {}
 
 #[cfg(all(target_arch = "wasm32", target_feature = "atomics"))]
 impl Waiters {
