@@ -316,16 +316,17 @@ fn hearth_run_in_chromium_prints_the_same_transcript_twice() {
     assert!(stderr.starts_with("hearth: agent x: cannot read its module nowhere.wasm"), "{stderr}");
 }
 
-/// Custom agents that trap, panic, loop or hoard memory, beside a well-behaved one: the same
-/// faults, restarts and messages in the page (each module in an agent's Web Worker, its wasm
-/// interpreted with the same budgets) as natively.
+/// Custom agents that trap, panic, loop (past their instructions, or their wall-clock time)
+/// or hoard memory, beside a well-behaved one: the same faults, restarts and messages in the
+/// page (each module in an agent's Web Worker, its wasm interpreted with the same budgets) as
+/// natively.
 const FAULTS: &str = r#"
 [workflow]
 name = "faults-in-the-page"
 task = "Count to three."
 [topology]
 kind = "round_robin"
-members = ["good", "trapper", "spinner", "hog", "flaky", "panicker"]
+members = ["good", "trapper", "spinner", "stuck", "hog", "flaky", "panicker"]
 rounds = 2
 [[agents]]
 name = "good"
@@ -343,6 +344,13 @@ config = "spin"
 fuel = 5000000
 max_restarts = 1
 backoff_ms = 1
+[[agents]]
+name = "stuck"
+module = "{faulty}"
+config = "spin"
+fuel = 1000000000000
+time_budget_ms = 300
+on_fault = "give_up"
 [[agents]]
 name = "hog"
 module = "{faulty}"
@@ -382,7 +390,7 @@ fn custom_agent_modules_run_in_the_page_as_natively() {
     // What natively is checked in detail (tests/agents.rs) happened: each misbehaving agent
     // faulted, and the good one spoke in both rounds.
     let events: Vec<Value> = page.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    for agent in ["trapper", "spinner", "hog", "flaky", "panicker"] {
+    for agent in ["trapper", "spinner", "stuck", "hog", "flaky", "panicker"] {
         assert!(events.iter().any(|e| e["event"] == "fault" && e["agent"] == agent), "{agent}: {page}");
     }
     let good = events.iter().filter(|e| e["event"] == "message" && e["from"] == "good").count();

@@ -279,6 +279,10 @@ struct Hub<'a, L: LlmService + ?Sized> {
 /// How often the hub looks for workers that died without a word.
 const LIVENESS: Duration = Duration::from_millis(100);
 
+/// How long past an agent's time budget the hub faults it itself: a module agent reads the
+/// clock between slices of its instructions and reports first, and its worker then ends.
+const BUDGET_BACKSTOP: Duration = Duration::from_millis(1000);
+
 /// Runs `workflow` with `programs` (see [`programs`]) on threads, passing each event to
 /// `on_event`.
 pub fn run(
@@ -501,19 +505,16 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
         Ok(())
     }
 
-    /// Faults agents past their wall-clock budget and agents whose worker exited mid-turn.
+    /// Faults agents past their wall-clock budget (a module agent checks its own first and
+    /// stops; this is the backstop) and agents whose worker exited mid-turn.
     fn check_workers(&mut self) -> Result<(), RunError> {
         let now = Instant::now();
         for agent in 0..self.slots.len() {
             let slot = &self.slots[agent];
             let Some(w) = &slot.working else { continue };
-            if !w.waiting_llm && now >= w.deadline {
+            if !w.waiting_llm && now >= w.deadline + BUDGET_BACKSTOP {
                 let ms = self.workflow.agents[agent].time_budget_ms;
-                self.fault(
-                    agent,
-                    FaultKind::TimeBudget,
-                    format!("ran past its time budget of {ms} ms; its worker was stopped"),
-                )?;
+                self.fault(agent, FaultKind::TimeBudget, super::module::time_budget_detail(ms))?;
             } else if slot.worker.as_ref().is_none_or(|w| w.is_finished()) {
                 let why = slot.worker.as_ref().and_then(|w| w.failure()).map(|e| format!(": {e}")).unwrap_or_default();
                 self.fault(agent, FaultKind::Crash, format!("its worker exited in the middle of a turn{why}"))?;

@@ -19,10 +19,13 @@
 //! same in a Web Worker and natively, and its budget is counted in instructions (fuel), which
 //! makes "too slow" a deterministic verdict.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 use thiserror::Error;
 use wasmi::{
     Caller, Config, Engine, Extern, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
+    TypedResumableCall,
 };
 
 use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
@@ -39,7 +42,14 @@ pub struct ModuleLimits {
     pub fuel: u64,
     /// Bytes of linear memory.
     pub memory_bytes: usize,
+    /// Wall-clock milliseconds it may compute between two waits on the hub (an LLM reply, a
+    /// tool's output): checked here, between slices of its instructions, so a module past it
+    /// stops by itself wherever it runs (a Web Worker sharing memory cannot be terminated).
+    pub time_budget_ms: u64,
 }
+
+/// Instructions run between two looks at the wall clock: a few milliseconds natively.
+const FUEL_SLICE: u64 = 1_000_000;
 
 #[derive(Debug, Error, PartialEq)]
 pub enum ModuleError {
@@ -73,6 +83,8 @@ pub struct Host {
     llm_calls: u64,
     llm: LlmRequest,
     bus_error: Option<String>,
+    /// When the module last started computing: the turn's start, or the hub's last reply.
+    computing_since: web_time::Instant,
 }
 
 /// An instantiated agent module.
@@ -126,6 +138,7 @@ impl ModuleAgent {
             llm_calls: 0,
             llm,
             bus_error: None,
+            computing_since: web_time::Instant::now(),
         };
         let mut store = Store::new(&engine, host);
         store.limiter(|h| &mut h.limits);
@@ -163,14 +176,48 @@ impl ModuleAgent {
     pub fn turn(&mut self, step: u32, seed: u64, input: &str) -> Result<(), Fault> {
         let host = self.store.data_mut();
         (host.step, host.seed, host.llm_calls, host.panic) = (step, seed, 0, None);
-        self.store.set_fuel(self.limits.fuel).map_err(|e| crash(e.to_string()))?;
-        let result = (|| {
+        host.computing_since = web_time::Instant::now();
+        let mut fuel_left = self.limits.fuel;
+        let ptr_len = (|| {
+            self.store.set_fuel(fuel_left)?;
             let len = i32::try_from(input.len()).map_err(|_| wasmi::Error::new("the turn is too large"))?;
             let ptr = self.alloc.call(&mut self.store, len)?;
             write(&self.instance, &mut self.store, ptr, input.as_bytes())?;
-            self.receive.call(&mut self.store, (ptr, len))
+            fuel_left = self.store.get_fuel()?;
+            Ok((ptr, len))
         })();
-        result.map_err(|e| self.classify(e))
+        let args = ptr_len.map_err(|e| self.classify(e))?;
+        // The turn's instructions run in slices; between two, the wall clock is read.
+        let slice = |fuel_left: u64| fuel_left.min(FUEL_SLICE);
+        self.store.set_fuel(slice(fuel_left)).map_err(|e| crash(e.to_string()))?;
+        let mut call = self.receive.call_resumable(&mut self.store, args).map_err(|e| self.classify(e))?;
+        loop {
+            match call {
+                TypedResumableCall::Finished(()) => return Ok(()),
+                TypedResumableCall::HostTrap(trap) => {
+                    return Err(self.classify(wasmi::Error::new(trap.host_error().to_string())));
+                }
+                TypedResumableCall::OutOfFuel(out_of_fuel) => {
+                    fuel_left -= slice(fuel_left);
+                    if fuel_left < out_of_fuel.required_fuel() {
+                        return Err(self.out_of_fuel());
+                    }
+                    let ms = self.limits.time_budget_ms;
+                    if ms > 0 && self.store.data().computing_since.elapsed() > Duration::from_millis(ms) {
+                        return Err(Fault { kind: FaultKind::TimeBudget, detail: time_budget_detail(ms) });
+                    }
+                    self.store.set_fuel(slice(fuel_left)).map_err(|e| crash(e.to_string()))?;
+                    call = out_of_fuel.resume(&mut self.store).map_err(|e| self.classify(e))?;
+                }
+            }
+        }
+    }
+
+    fn out_of_fuel(&self) -> Fault {
+        Fault {
+            kind: FaultKind::TimeBudget,
+            detail: format!("ran past its budget of {} instructions in one turn", self.limits.fuel),
+        }
     }
 
     fn classify(&mut self, e: wasmi::Error) -> Fault {
@@ -182,10 +229,7 @@ impl ModuleAgent {
             return Fault { kind: FaultKind::Panic, detail: message };
         }
         match e.as_trap_code() {
-            Some(wasmi::TrapCode::OutOfFuel) => Fault {
-                kind: FaultKind::TimeBudget,
-                detail: format!("ran past its budget of {} instructions in one turn", self.limits.fuel),
-            },
+            Some(wasmi::TrapCode::OutOfFuel) => self.out_of_fuel(),
             Some(wasmi::TrapCode::GrowthOperationLimited) => Fault {
                 kind: FaultKind::Memory,
                 detail: format!("asked for more than its {} MiB of memory", self.limits.memory_bytes >> 20),
@@ -213,6 +257,12 @@ fn check_imports(module: &Module) -> Result<(), ModuleError> {
         }
     }
     Ok(())
+}
+
+/// The fault's text for an agent past its wall-clock budget, the same whether the agent itself
+/// or the hub noticed, so a transcript does not depend on which did.
+pub fn time_budget_detail(ms: u64) -> String {
+    format!("ran past its time budget of {ms} ms")
 }
 
 fn crash(detail: String) -> Fault {
@@ -257,6 +307,7 @@ fn exchange(host: &mut Host, msg: &ToHub, wait: bool) -> Result<Option<ToAgent>,
         return Ok(None);
     }
     let reply = host.port.recv(None).map_err(|e| fail(e.to_string()))?;
+    host.computing_since = web_time::Instant::now();
     serde_json::from_slice(&reply).map(Some).map_err(|e| fail(format!("a bad message from the hub: {e}")))
 }
 
@@ -338,7 +389,7 @@ mod tests {
     use super::*;
     use crate::bus::{ChannelBus, HubPort};
 
-    const LIMITS: ModuleLimits = ModuleLimits { fuel: 1_000_000, memory_bytes: 1 << 20 };
+    const LIMITS: ModuleLimits = ModuleLimits { fuel: 1_000_000, memory_bytes: 1 << 20, time_budget_ms: 10_000 };
 
     fn wasm(body: &str) -> Vec<u8> {
         wat::parse_str(format!(
@@ -384,6 +435,34 @@ mod tests {
         let (mut a, _hub) = agent("(call $send (i32.const 65530) (i32.const 100))");
         let f = a.turn(0, 1, "{}").unwrap_err();
         assert!(f.detail.contains("outside the module's memory"), "{f:?}");
+    }
+
+    #[test]
+    fn a_module_past_its_time_budget_stops_by_itself() {
+        // Fuel for hours, 50 ms of wall clock: the module stops itself between two slices of
+        // its instructions, soon after its budget, with the same words the hub would use.
+        let limits = ModuleLimits { fuel: 1 << 40, memory_bytes: 1 << 20, time_budget_ms: 50 };
+        let (_hub, mut ports) = ChannelBus::new(1);
+        let looping = wasm("(loop $l (br $l))");
+        let mut a =
+            ModuleAgent::new(&looping, limits, LlmRequest::default(), ports.remove(0)).map_err(|(e, _)| e).unwrap();
+        let start = std::time::Instant::now();
+        let f = a.turn(0, 1, "{}").unwrap_err();
+        assert_eq!((f.kind, f.detail.as_str()), (FaultKind::TimeBudget, "ran past its time budget of 50 ms"));
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(50) && took < Duration::from_secs(5), "{took:?}");
+        // A turn of many slices that ends within its budgets runs whole.
+        let limits = ModuleLimits { fuel: 100_000_000, time_budget_ms: 10_000, ..limits };
+        let counting = wasm(
+            "(local $i i32) (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) \
+             (br_if $l (i32.lt_u (local.get $i) (i32.const 3000000)))) (call $send (i32.const 16) (i32.const 5))",
+        );
+        let (hub, mut ports) = ChannelBus::new(1);
+        let mut a =
+            ModuleAgent::new(&counting, limits, LlmRequest::default(), ports.remove(0)).map_err(|(e, _)| e).unwrap();
+        a.turn(0, 1, "{}").unwrap();
+        let (_, msg) = hub.recv(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(serde_json::from_slice::<ToHub>(&msg).unwrap(), ToHub::Send { content: "hello".into() });
     }
 
     #[test]

@@ -125,7 +125,8 @@ impl Default for Supervision {
 }
 
 /// Default budgets of a module agent.
-pub const DEFAULT_LIMITS: ModuleLimits = ModuleLimits { fuel: 200_000_000, memory_bytes: 64 << 20 };
+pub const DEFAULT_LIMITS: ModuleLimits =
+    ModuleLimits { fuel: 200_000_000, memory_bytes: 64 << 20, time_budget_ms: DEFAULT_TIME_BUDGET_MS };
 pub const DEFAULT_TIME_BUDGET_MS: u64 = 10_000;
 
 /// Who speaks when; agents are indices into [`Workflow::agents`].
@@ -330,7 +331,9 @@ impl Workflow {
                 },
                 backoff_ms: number(&a.backoff_ms, "agents.backoff_ms", 60_000, 20)?,
             };
+            let time_budget_ms = number(&a.time_budget_ms, "agents.time_budget_ms", 3_600_000, DEFAULT_TIME_BUDGET_MS)?;
             let limits = ModuleLimits {
+                time_budget_ms,
                 fuel: number(&a.fuel, "agents.fuel", 1 << 40, DEFAULT_LIMITS.fuel)?,
                 memory_bytes: number(
                     &a.memory_mb,
@@ -340,7 +343,6 @@ impl Workflow {
                 )? as usize
                     * (1 << 20),
             };
-            let time_budget_ms = number(&a.time_budget_ms, "agents.time_budget_ms", 3_600_000, DEFAULT_TIME_BUDGET_MS)?;
             let mut tools = Vec::new();
             for tool in &a.tools {
                 let t = tool.get_ref();
