@@ -117,3 +117,56 @@ pub fn check_gpu_greedy(
     }
     (worst, tokens.len())
 }
+
+/// Custom agents (tests/agents/faulty) that trap, panic, loop past their instructions or their
+/// wall-clock time, hoard memory, or trap on each first attempt, beside a well-behaved one,
+/// round robin twice; `{faulty}` stands for the module's path.
+pub const FAULTY_AGENTS: &str = r#"
+[workflow]
+name = "faults"
+task = "Count to three."
+[topology]
+kind = "round_robin"
+members = ["good", "trapper", "spinner", "stuck", "hog", "flaky", "panicker"]
+rounds = 2
+[[agents]]
+name = "good"
+module = "{faulty}"
+config = "echo"
+[[agents]]
+name = "trapper"
+module = "{faulty}"
+config = "trap"
+on_fault = "give_up"
+[[agents]]
+name = "spinner"
+module = "{faulty}"
+config = "spin"
+fuel = 5000000
+max_restarts = 1
+backoff_ms = 1
+[[agents]]
+name = "stuck"
+module = "{faulty}"
+config = "spin"
+fuel = 1000000000000
+time_budget_ms = 300
+on_fault = "give_up"
+[[agents]]
+name = "hog"
+module = "{faulty}"
+config = "hog"
+memory_mb = 8
+max_restarts = 2
+backoff_ms = 1
+[[agents]]
+name = "flaky"
+module = "{faulty}"
+config = "trap-first"
+backoff_ms = 1
+[[agents]]
+name = "panicker"
+module = "{faulty}"
+config = "panic"
+on_fault = "give_up"
+"#;

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use hearth_tests::{agent_module, hearth_binary};
+use hearth_tests::{FAULTY_AGENTS, agent_module, hearth_binary};
 use serde_json::Value;
 
 fn run(workflow: &Path, args: &[&str]) -> Output {
@@ -125,59 +125,9 @@ fn random_delays_never_change_the_transcript() {
     assert_ne!(lines(&other_seed), lines(&reference), "the seed drives the run");
 }
 
-const FAULTS: &str = r#"
-[workflow]
-name = "faults"
-task = "Count to three."
-[topology]
-kind = "round_robin"
-members = ["good", "trapper", "spinner", "stuck", "hog", "flaky", "panicker"]
-rounds = 2
-[[agents]]
-name = "good"
-module = "{faulty}"
-config = "echo"
-[[agents]]
-name = "trapper"
-module = "{faulty}"
-config = "trap"
-on_fault = "give_up"
-[[agents]]
-name = "spinner"
-module = "{faulty}"
-config = "spin"
-fuel = 5000000
-max_restarts = 1
-backoff_ms = 1
-[[agents]]
-name = "stuck"
-module = "{faulty}"
-config = "spin"
-fuel = 1000000000000
-time_budget_ms = 300
-on_fault = "give_up"
-[[agents]]
-name = "hog"
-module = "{faulty}"
-config = "hog"
-memory_mb = 8
-max_restarts = 2
-backoff_ms = 1
-[[agents]]
-name = "flaky"
-module = "{faulty}"
-config = "trap-first"
-backoff_ms = 1
-[[agents]]
-name = "panicker"
-module = "{faulty}"
-config = "panic"
-on_fault = "give_up"
-"#;
-
 #[test]
 fn faulty_agents_are_handled_by_their_policies_and_the_others_finish() {
-    let (_dir, path) = workflow(FAULTS);
+    let (_dir, path) = workflow(FAULTY_AGENTS);
     let events = ok_events(&run(&path, &[]));
     let kinds =
         |agent: &str| of(&events, "fault", agent).iter().map(|f| f["kind"].as_str().unwrap()).collect::<Vec<_>>();
@@ -219,7 +169,8 @@ fn faulty_agents_are_handled_by_their_policies_and_the_others_finish() {
 #[test]
 fn an_escalating_agent_stops_the_workflow_with_an_error() {
     let (_dir, path) = workflow(
-        &FAULTS.replace("config = \"trap\"\non_fault = \"give_up\"", "config = \"trap\"\non_fault = \"escalate\""),
+        &FAULTY_AGENTS
+            .replace("config = \"trap\"\non_fault = \"give_up\"", "config = \"trap\"\non_fault = \"escalate\""),
     );
     let out = run(&path, &[]);
     assert_eq!(out.status.code(), Some(2));

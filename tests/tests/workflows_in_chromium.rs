@@ -316,71 +316,21 @@ fn hearth_run_in_chromium_prints_the_same_transcript_twice() {
     assert!(stderr.starts_with("hearth: agent x: cannot read its module nowhere.wasm"), "{stderr}");
 }
 
-/// Custom agents that trap, panic, loop (past their instructions, or their wall-clock time)
-/// or hoard memory, beside a well-behaved one: the same faults, restarts and messages in the
-/// page (each module in an agent's Web Worker, its wasm interpreted with the same budgets) as
-/// natively.
-const FAULTS: &str = r#"
-[workflow]
-name = "faults-in-the-page"
-task = "Count to three."
-[topology]
-kind = "round_robin"
-members = ["good", "trapper", "spinner", "stuck", "hog", "flaky", "panicker"]
-rounds = 2
-[[agents]]
-name = "good"
-module = "{faulty}"
-config = "echo"
-[[agents]]
-name = "trapper"
-module = "{faulty}"
-config = "trap"
-on_fault = "give_up"
-[[agents]]
-name = "spinner"
-module = "{faulty}"
-config = "spin"
-fuel = 5000000
-max_restarts = 1
-backoff_ms = 1
-[[agents]]
-name = "stuck"
-module = "{faulty}"
-config = "spin"
-fuel = 1000000000000
-time_budget_ms = 300
-on_fault = "give_up"
-[[agents]]
-name = "hog"
-module = "{faulty}"
-config = "hog"
-memory_mb = 8
-max_restarts = 2
-backoff_ms = 1
-[[agents]]
-name = "flaky"
-module = "{faulty}"
-config = "trap-first"
-backoff_ms = 1
-[[agents]]
-name = "panicker"
-module = "{faulty}"
-config = "panic"
-on_fault = "give_up"
-"#;
-
 /// The transcript's lines after `started` (which names the backend, native or in the page).
 fn after_start(out: &str) -> Vec<&str> {
     out.lines().skip(1).collect()
 }
 
+/// Custom agents that trap, panic, loop (past their instructions, or their wall-clock time)
+/// or hoard memory, beside a well-behaved one: the same faults, restarts and messages in the
+/// page (each module in an agent's Web Worker, its wasm interpreted with the same budgets) as
+/// natively.
 #[test]
 fn custom_agent_modules_run_in_the_page_as_natively() {
     let files = tempfile::tempdir().unwrap();
     let faults = files.path().join("faults.toml");
     let faulty = hearth_tests::agent_module("faulty_agent");
-    std::fs::write(&faults, FAULTS.replace("{faulty}", &faulty.display().to_string())).unwrap();
+    std::fs::write(&faults, hearth_tests::FAULTY_AGENTS.replace("{faulty}", &faulty.display().to_string())).unwrap();
     let faults = faults.to_str().unwrap();
     let (code, native, stderr) = hearth_run(&["--engine", "native", "--backend", "cpu", "--workflow", faults]);
     assert_eq!(code, 0, "{stderr}");
