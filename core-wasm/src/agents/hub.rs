@@ -486,15 +486,7 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
                 .min()
                 .unwrap_or(LIVENESS);
             match self.bus.recv(Some(next_deadline.min(LIVENESS))) {
-                Ok((agent, bytes)) => {
-                    self.host.bus_message(bytes.len());
-                    match serde_json::from_slice::<ToHub>(&bytes) {
-                        Ok(msg) => self.handle(agent, msg)?,
-                        Err(e) => {
-                            self.fault(agent, FaultKind::Crash, format!("sent a message the hub cannot read: {e}"))?
-                        }
-                    }
-                }
+                Ok((agent, bytes)) => self.receive(agent, &bytes)?,
                 Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => {
                     self.host.idle().await;
                     self.check_workers()?
@@ -505,9 +497,29 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
         Ok(())
     }
 
+    fn receive(&mut self, agent: usize, bytes: &[u8]) -> Result<(), RunError> {
+        self.host.bus_message(bytes.len());
+        match serde_json::from_slice::<ToHub>(bytes) {
+            Ok(msg) => self.handle(agent, msg),
+            Err(e) => self.fault(agent, FaultKind::Crash, format!("sent a message the hub cannot read: {e}")),
+        }
+    }
+
     /// Faults agents past their wall-clock budget (a module agent checks its own first and
     /// stops; this is the backstop) and agents whose worker exited mid-turn.
     fn check_workers(&mut self) -> Result<(), RunError> {
+        // A worker that reports its own fault exits right after: what it sent must be read
+        // before its exit is taken for a crash.
+        let vanished = |s: &Slot| s.working.is_some() && s.worker.as_ref().is_none_or(|w| w.is_finished());
+        if self.slots.iter().any(vanished) {
+            loop {
+                match self.bus.recv(Some(Duration::ZERO)) {
+                    Ok((agent, bytes)) => self.receive(agent, &bytes)?,
+                    Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => break,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         let now = Instant::now();
         for agent in 0..self.slots.len() {
             let slot = &self.slots[agent];
