@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: set up, build the app (both runtime builds), then
 #   native: unit tests, launcher tests (real `hearth serve`), GPU kernels on lavapipe,
-#           end-to-end tests driving the app in headless Chromium (both runtime builds);
+#           end-to-end tests driving the app in headless Chromium (both runtime builds) and in
+#           headless Servo (WebGPU on lavapipe);
 #   wasm:   the kernel tests again, on WebGPU inside a Chromium worker.
 # Ends with one line "tests: N passed, N failed" summed over every test binary.
 set -euo pipefail
@@ -10,6 +11,9 @@ cd "$root"
 bash scripts/setup.sh
 bash scripts/build-app.sh
 bash scripts/build-agents.sh
+# hearth with Servo built in, for the headless Servo test: from the persistent cache, a few
+# minutes; the very first build on a machine compiles Servo and SpiderMonkey (1–2 hours on 2 cores).
+bash scripts/build-servo.sh > /dev/null
 export PATH="$HOME/.cargo/bin:$PATH"
 # Mesa's Vulkan loader looks for it; the tests need no display.
 if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi

@@ -38,7 +38,19 @@ struct Job {
 
 /// The app in headless Servo. Dropping it stops Servo.
 pub struct ServoPage {
-    jobs: Sender<Job>,
+    jobs: Option<Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ServoPage {
+    /// Closes the page and waits for Servo to shut down: the process must not exit (and run
+    /// SpiderMonkey's static destructors) while Servo's threads still hold its locks.
+    fn drop(&mut self) {
+        self.jobs = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// Servo wakes the loop through this; the loop also spins on a short timer, so there is
@@ -97,12 +109,13 @@ impl ServoPage {
         let url = url::Url::parse(url).map_err(|e| ServoError::Url { url: url.into(), message: e.to_string() })?;
         let (jobs, inbox) = mpsc::channel();
         let (ready, on_ready) = mpsc::channel();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hearth-servo".into())
             .spawn(move || run(url, inbox, ready))
             .map_err(|e| ServoError::Rendering(e.to_string()))?;
+        let page = Self { jobs: Some(jobs), thread: Some(thread) };
         on_ready.recv().map_err(|_| ServoError::Stopped)??;
-        Ok(Self { jobs })
+        Ok(page)
     }
 }
 
@@ -183,10 +196,10 @@ impl Page for ServoPage {
         // The script's value comes back as JSON text, so any value crosses intact.
         let script = format!("JSON.stringify((function (args) {{ {script} }})({args}))");
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let sent = self.jobs.send(Job { script, reply });
+        let sent = self.jobs.as_ref().map(|jobs| jobs.send(Job { script, reply }));
         Box::pin(async move {
             let stopped = || PageError::Engine { engine: "servo", message: ServoError::Stopped.to_string() };
-            sent.map_err(|_| stopped())?;
+            sent.and_then(Result::ok).ok_or_else(stopped)?;
             answer.await.map_err(|_| stopped())?
         })
     }

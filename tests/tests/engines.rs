@@ -52,11 +52,8 @@ fn generating_in_chromium_gives_the_native_text() {
     assert_eq!(page, native, "the page's greedy text against the native engine's");
 }
 
-/// Not in the default run yet: the first Servo build (about an hour on 2 cores) has not been
-/// completed and checked on this machine; `cargo test -p hearth-tests --test engines -- --ignored`
-/// runs it once scripts/build-servo.sh has.
+/// scripts/test.sh builds the Servo binary first (from the persistent cache: minutes).
 #[test]
-#[ignore = "needs the Servo build (scripts/build-servo.sh)"]
 fn servo_runs_the_app_and_generates_on_webgpu() {
     let servo = servo_binary();
     let report = json_of(&servo, &["probe", "--engine", "servo", "--backend", "gpu"]);
