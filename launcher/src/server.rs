@@ -5,7 +5,8 @@
 //! carry is a loopback origin (another site's page calling the API), and their path stays inside
 //! the served roots (`..`, encoded or not, and absolute paths). With `--headless`, `/v1/` is the
 //! OpenAI-compatible API ([`crate::openai`]). Slow clients are cut off: headers must arrive
-//! within [`HEADER_READ_TIMEOUT`], a body within [`BODY_READ_TIMEOUT`].
+//! within [`HEADER_READ_TIMEOUT`], a body within [`BODY_READ_TIMEOUT`]; and at most
+//! [`MAX_CONNECTIONS`] are open at once (more are answered 503 and closed).
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -85,6 +86,22 @@ pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a request's body may take to arrive once its headers have; then HTTP 408.
 pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Most connections open at once. A browser opens six per host, so this leaves room for the
+/// app, API clients and benchmarks, while a client that opens connections without end cannot
+/// exhaust the process's file descriptors.
+pub const MAX_CONNECTIONS: usize = 128;
+
+/// The whole answer to a connection past [`MAX_CONNECTIONS`], written before it is closed.
+fn too_many_connections() -> Vec<u8> {
+    let body = format!("too many open connections (at most {MAX_CONNECTIONS}): retry later\n");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\nconnection: close\r\n\
+         retry-after: 1\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
 /// How long shutting down waits for open connections (a reply streaming, say).
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -98,9 +115,10 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let app = router(options, api).layer(RequestBodyTimeoutLayer::new(BODY_READ_TIMEOUT));
     let connections = GracefulShutdown::new();
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let mut stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 // Out of file descriptors, say: the next accept may work.
@@ -111,6 +129,22 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                // Answer, then read what the client sent (briefly) before closing: closing on
+                // unread bytes resets the connection, and the client would never see the answer.
+                let _ = tokio::time::timeout(Duration::from_secs(1), async {
+                    stream.write_all(&too_many_connections()).await?;
+                    stream.shutdown().await?;
+                    let mut sink = [0u8; 4096];
+                    while stream.read(&mut sink).await? > 0 {}
+                    std::io::Result::Ok(())
+                })
+                .await;
+            });
+            continue;
+        };
         let connection = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(HEADER_READ_TIMEOUT)
@@ -119,6 +153,7 @@ pub async fn serve(
         tokio::spawn(async move {
             // A client that goes away or times out ends only its own connection.
             let _ = connection.await;
+            drop(permit);
         });
     }
     tokio::select! {

@@ -127,6 +127,33 @@ fn refuses_hosts_that_are_not_loopback() {
     }
 }
 
+/// hearth::server::MAX_CONNECTIONS, as a user of the binary sees it.
+const MAX_CONNECTIONS: usize = 128;
+
+#[test]
+fn connections_past_the_cap_are_answered_503_and_the_server_recovers() {
+    let s = start();
+    // Clients that connect and say nothing hold every slot (until the header timeout).
+    let idle: Vec<TcpStream> =
+        (0..MAX_CONNECTIONS).map(|_| TcpStream::connect(("127.0.0.1", s.port)).unwrap()).collect();
+    // The server accepts in order, so this one comes after all of them.
+    let (status, _, body) = get(s.port, "/");
+    assert_eq!(status, 503);
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert!(body.contains(&format!("at most {MAX_CONNECTIONS}")), "{body}");
+    // Once they go, the slots are free again.
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let status = get(s.port, "/").0;
+        if status == 200 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "still {status} after the idle clients left");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn run_hearth(args: &[&str]) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_hearth")).args(args).output().unwrap();
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
