@@ -14,6 +14,8 @@ bash scripts/build-agents.sh
 # hearth with Servo built in, for the headless Servo test: from the persistent cache, a few
 # minutes; the very first build on a machine compiles Servo and SpiderMonkey (1–2 hours on 2 cores).
 bash scripts/build-servo.sh > /dev/null
+# `hearth open` is tested in a virtual X display, and its screen saved.
+bash scripts/apt-install.sh xvfb x11-utils imagemagick
 export PATH="$HOME/.cargo/bin:$PATH"
 # Mesa's Vulkan loader looks for it; the tests need no display.
 if [[ -z "${XDG_RUNTIME_DIR:-}" ]]; then export XDG_RUNTIME_DIR="$(mktemp -d)"; fi

@@ -59,6 +59,16 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
         }
     };
 
+    // The tab's (or `hearth open`'s window's) title names the model once it is ready.
+    Effect::new(move |_| {
+        let title = match model.get() {
+            ModelState::Loaded { backend, .. } => {
+                format!("Hearth · {} on the {}", selected.get().name(), backend_name(backend))
+            }
+            _ => "Hearth".to_string(),
+        };
+        document().set_title(&title);
+    });
     let model_status = move || match model.get() {
         ModelState::NotLoaded => ("idle", "waiting for the engine…".to_string()),
         ModelState::Loading { loaded, total } => (

@@ -55,6 +55,10 @@ impl servo::WebViewDelegate for State {
     fn notify_new_frame_ready(&self, _: WebView) {
         self.window.request_redraw();
     }
+
+    fn notify_page_title_changed(&self, _: WebView, title: Option<String>) {
+        self.window.set_title(title.as_deref().unwrap_or("Hearth"));
+    }
 }
 
 struct App {

@@ -69,3 +69,88 @@ fn servo_runs_the_app_and_generates_on_webgpu() {
     println!("servo: {page:?}, native GPU: {native:?}");
     assert_eq!(page, native, "Servo's greedy text on WebGPU against native wgpu's");
 }
+
+/// With Hearth's patches Servo posts shared memory to workers: the threaded build runs there,
+/// and a workflow's agents run in Web Workers over the shared-memory bus, as in Chromium.
+#[test]
+fn servo_runs_a_workflow_on_the_threaded_build_the_same_twice() {
+    let servo = servo_binary();
+    let report = json_of(&servo, &["probe", "--engine", "servo", "--backend", "cpu"]);
+    println!("servo: {report}");
+    assert_eq!(report["runtimeBuild"], "threaded", "{report}");
+    assert!(report["threads"].as_u64().is_some_and(|t| t > 1), "{report}");
+
+    let debate = concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/debate.toml");
+    let run = |bin: &PathBuf, engine: &str| {
+        let args = ["run", "--engine", engine, "--workflow", debate, "--seed", "1", "--backend", "cpu"];
+        let out = Command::new(bin).args(args).output().expect("run hearth");
+        assert!(out.status.success(), "hearth run --engine {engine}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let first = run(&servo, "servo");
+    assert_eq!(first, run(&servo, "servo"), "same workflow, seed and backend in Servo: the same bytes");
+    let last: Value = serde_json::from_str(first.lines().last().expect("a transcript")).expect("JSON");
+    assert_eq!(last["event"], "finished", "{first}");
+    // The same runtime build in another engine gives the same bytes. (Natively the CPU
+    // kernels are x86 SIMD, not wasm SIMD: sums round differently, and sampled text drifts.)
+    let chromium = run(&hearth_binary(), "chromium");
+    assert_eq!(first, chromium, "Servo's transcript against Chromium's");
+}
+
+/// `hearth open`: the app in a desktop window drawn by Servo, here on a virtual X display
+/// (Xvfb). The page sets the window's title once its model is ready; the screen is saved for a
+/// person to look at: target/tmp/servo-window.png.
+#[test]
+fn servo_opens_the_app_in_a_desktop_window() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    struct Killed(std::process::Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    // Xvfb picks a free display and writes its number to the descriptor given.
+    let mut xvfb = Killed(
+        Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1400x1000x24", "-nolisten", "tcp"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (scripts/test.sh installs it)"),
+    );
+    let mut number = String::new();
+    BufReader::new(xvfb.0.stdout.take().expect("Xvfb's stdout")).read_line(&mut number).expect("a display number");
+    let display = format!(":{}", number.trim());
+
+    let _hearth = Killed(
+        Command::new(servo_binary())
+            .args(["open", "--backend", "cpu"])
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("hearth open"),
+    );
+    let titles = || {
+        let out = Command::new("xwininfo").args(["-root", "-tree"]).env("DISPLAY", &display).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let ready = loop {
+        let tree = titles();
+        if let Some(line) = tree.lines().find(|l| l.contains("\"Hearth · ")) {
+            break line.to_string();
+        }
+        assert!(Instant::now() < deadline, "no window titled with a ready model; windows:\n{tree}");
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    println!("window: {ready}");
+    assert!(ready.contains("SmolLM2-135M-Instruct") && ready.contains("on the CPU"), "{ready}");
+    let png = concat!(env!("CARGO_TARGET_TMPDIR"), "/servo-window.png");
+    let shot = Command::new("import").args(["-window", "root", png]).env("DISPLAY", &display).status();
+    assert!(shot.is_ok_and(|s| s.success()), "a screenshot of the window");
+}
