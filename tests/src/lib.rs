@@ -32,7 +32,20 @@ pub fn hearth_serve() -> (Process, String) {
 /// Runs `hearth serve --port 0 ARGS` until it prints a line starting with `ready`; returns it
 /// with the URL it printed.
 pub fn hearth_serve_with(args: &[&str], ready: &str) -> (Process, String) {
-    let mut child = Command::new(hearth_binary())
+    serve_with(&hearth_binary(), args, ready)
+}
+
+/// `hearth` with Servo built in, from the cache (scripts/build-servo.sh; scripts/test.sh runs it).
+pub fn servo_binary() -> PathBuf {
+    let cache = hearth_core::catalog::models_dir().parent().expect("the cache folder").to_path_buf();
+    let bin = cache.join("servo-target/servo/hearth");
+    assert!(bin.is_file(), "{} is missing: build it with scripts/build-servo.sh", bin.display());
+    bin
+}
+
+/// [`hearth_serve_with`], with the given `hearth` binary.
+pub fn serve_with(bin: &Path, args: &[&str], ready: &str) -> (Process, String) {
+    let mut child = Command::new(bin)
         .args(["serve", "--port", "0"])
         .args(args)
         .stdout(Stdio::piped())

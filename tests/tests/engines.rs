@@ -6,8 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use hearth_core::catalog::models_dir;
-use hearth_tests::hearth_binary;
+use hearth_tests::{hearth_binary, servo_binary};
 use serde_json::Value;
 
 fn json_of(bin: &PathBuf, args: &[&str]) -> Value {
@@ -23,13 +22,6 @@ fn completion(bin: &PathBuf, engine: &str, backend: &str) -> (String, String) {
     let args = ["generate", "--engine", engine, "--backend", backend, "--json", "--max-tokens", "8"];
     let done = json_of(bin, &[&args[..], &["--prompt", "The capital of France is"]].concat());
     (done["text"].as_str().expect("text").to_string(), done["backend"].as_str().unwrap_or_default().to_string())
-}
-
-/// `hearth` with Servo built in, from the cache (scripts/build-servo.sh).
-fn servo_binary() -> PathBuf {
-    let bin = models_dir().parent().expect("the cache folder").join("servo-target/servo/hearth");
-    assert!(bin.is_file(), "{} is missing: build it with scripts/build-servo.sh", bin.display());
-    bin
 }
 
 #[test]

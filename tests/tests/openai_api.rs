@@ -2,13 +2,13 @@
 //! Python client, unchanged (tests/openai/check_api.py; scripts/setup.sh installs the client):
 //! every endpoint with and without streaming, response_format, tools in OpenAI's shapes, and
 //! bad requests answered 400 with OpenAI's error body — natively, and with the engine in the
-//! app's page in headless Chromium.
+//! app's page in headless Chromium and in headless Servo.
 
 use std::path::PathBuf;
 use std::process::Command;
 
 use hearth_core::catalog::models_dir;
-use hearth_tests::{Process, hearth_binary, hearth_serve_with};
+use hearth_tests::{Process, hearth_binary, hearth_serve_with, serve_with, servo_binary};
 
 /// The Python with the `openai` client, from scripts/setup.sh.
 fn python() -> PathBuf {
@@ -50,6 +50,13 @@ fn the_openai_client_works_against_the_native_engine() {
 #[test]
 fn the_openai_client_works_against_the_engine_in_chromium() {
     let (_server, url) = serve_headless(&["--engine", "chromium", "--backend", "cpu"]);
+    check_api(&url, "page");
+}
+
+#[test]
+fn the_openai_client_works_against_the_engine_in_servo() {
+    let args = ["--headless", "--engine", "servo", "--backend", "cpu"];
+    let (_server, url) = serve_with(&servo_binary(), &args, "OpenAI-compatible API on");
     check_api(&url, "page");
 }
 
