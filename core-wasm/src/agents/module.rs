@@ -25,11 +25,10 @@ use serde::Deserialize;
 use thiserror::Error;
 use wasmi::{
     Caller, Config, Engine, Extern, Instance, Linker, Module, Store, StoreLimits, StoreLimitsBuilder, TypedFunc,
-    TypedResumableCall,
+    TypedResumableCall, TypedResumableCallHostTrap, Val,
 };
 
 use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
-use crate::bus::AgentPort;
 
 /// The imports a module may ask for, all in module [`ABI_MODULE`].
 pub const ABI_MODULE: &str = "hearth";
@@ -70,9 +69,10 @@ pub struct Fault {
     pub detail: String,
 }
 
-/// What a module agent's host calls need: its bus end and the turn it is in.
+/// What a module agent's host calls need: the messages it has for the hub and the turn it is in.
 pub struct Host {
-    port: Box<dyn AgentPort>,
+    /// Messages for the hub, in order, until the agent's driver takes them.
+    outbox: Vec<ToHub>,
     limits: StoreLimits,
     /// The last `ask_llm`/`tool` result, for `take`.
     pending: Vec<u8>,
@@ -82,9 +82,38 @@ pub struct Host {
     seed: u64,
     llm_calls: u64,
     llm: LlmRequest,
-    bus_error: Option<String>,
     /// When the module last started computing: the turn's start, or the hub's last reply.
     computing_since: web_time::Instant,
+}
+
+/// A host call that needs the hub's answer (`ask_llm`, `tool`) suspends the module: the call
+/// goes out with the agent's other messages, and the module resumes when the answer comes.
+/// So a module agent never blocks, and runs the same where nothing may block (a Web Worker
+/// without shared memory).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Suspend {
+    Llm,
+    Tool,
+}
+
+impl std::fmt::Display for Suspend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Suspend::Llm => "waiting for the LLM",
+            Suspend::Tool => "waiting for a tool",
+        })
+    }
+}
+
+impl wasmi::errors::HostError for Suspend {}
+
+/// Where a turn stands after [`ModuleAgent::turn`] or [`ModuleAgent::resume`].
+#[derive(Debug, PartialEq)]
+pub enum TurnState {
+    /// The turn is over.
+    Done,
+    /// The module waits for the hub's answer to the call among [`ModuleAgent::take_outbox`].
+    Waiting,
 }
 
 /// An instantiated agent module.
@@ -94,6 +123,10 @@ pub struct ModuleAgent {
     receive: TypedFunc<(i32, i32), ()>,
     instance: Instance,
     limits: ModuleLimits,
+    /// Fuel left in this turn beyond the slice the store holds.
+    fuel_left: u64,
+    /// The turn's call, suspended in a host call until the hub answers.
+    suspended: Option<(TypedResumableCallHostTrap<()>, Suspend)>,
 }
 
 impl ModuleAgent {
@@ -110,26 +143,15 @@ impl ModuleAgent {
         Ok(())
     }
 
-    /// Compiles, checks and instantiates `wasm`; `llm` holds the agent's sampling defaults. On
-    /// failure the port comes back, to report it on.
-    pub fn new(
-        wasm: &[u8],
-        limits: ModuleLimits,
-        llm: LlmRequest,
-        port: Box<dyn AgentPort>,
-    ) -> Result<Self, (ModuleError, Box<dyn AgentPort>)> {
+    /// Compiles, checks and instantiates `wasm`; `llm` holds the agent's sampling defaults.
+    pub fn new(wasm: &[u8], limits: ModuleLimits, llm: LlmRequest) -> Result<Self, ModuleError> {
         let mut config = Config::default();
         config.consume_fuel(true);
         let engine = Engine::new(&config);
-        let module = match Module::new(&engine, wasm) {
-            Ok(module) => module,
-            Err(e) => return Err((ModuleError::Invalid(e.to_string()), port)),
-        };
-        if let Err(e) = check_imports(&module) {
-            return Err((e, port));
-        }
+        let module = Module::new(&engine, wasm).map_err(|e| ModuleError::Invalid(e.to_string()))?;
+        check_imports(&module)?;
         let host = Host {
-            port,
+            outbox: Vec::new(),
             limits: StoreLimitsBuilder::new().memory_size(limits.memory_bytes).trap_on_grow_failure(true).build(),
             pending: Vec::new(),
             panic: None,
@@ -137,15 +159,12 @@ impl ModuleAgent {
             seed: 0,
             llm_calls: 0,
             llm,
-            bus_error: None,
             computing_since: web_time::Instant::now(),
         };
         let mut store = Store::new(&engine, host);
         store.limiter(|h| &mut h.limits);
-        match Self::instantiate(&engine, &module, &mut store, limits) {
-            Ok((instance, alloc, receive)) => Ok(Self { store, alloc, receive, instance, limits }),
-            Err(e) => Err((e, store.into_data().port)),
-        }
+        let (instance, alloc, receive) = Self::instantiate(&engine, &module, &mut store, limits)?;
+        Ok(Self { store, alloc, receive, instance, limits, fuel_left: 0, suspended: None })
     }
 
     #[allow(clippy::type_complexity)]
@@ -171,42 +190,85 @@ impl ModuleAgent {
         Ok((instance, alloc, receive))
     }
 
-    /// Runs one turn: hands `input` (the turn's JSON) to `hearth_receive` with a fresh fuel
-    /// budget. Messages and calls go out over the bus as the module makes them.
-    pub fn turn(&mut self, step: u32, seed: u64, input: &str) -> Result<(), Fault> {
+    /// Starts one turn: hands `input` (the turn's JSON) to `hearth_receive` with a fresh fuel
+    /// budget, and runs it until it ends or waits for the hub. What it sends is in
+    /// [`Self::take_outbox`].
+    pub fn turn(&mut self, step: u32, seed: u64, input: &str) -> Result<TurnState, Fault> {
         let host = self.store.data_mut();
         (host.step, host.seed, host.llm_calls, host.panic) = (step, seed, 0, None);
         host.computing_since = web_time::Instant::now();
-        let mut fuel_left = self.limits.fuel;
+        self.suspended = None;
+        self.fuel_left = self.limits.fuel;
         let ptr_len = (|| {
-            self.store.set_fuel(fuel_left)?;
+            self.store.set_fuel(self.fuel_left)?;
             let len = i32::try_from(input.len()).map_err(|_| wasmi::Error::new("the turn is too large"))?;
             let ptr = self.alloc.call(&mut self.store, len)?;
             write(&self.instance, &mut self.store, ptr, input.as_bytes())?;
-            fuel_left = self.store.get_fuel()?;
+            self.fuel_left = self.store.get_fuel()?;
             Ok((ptr, len))
         })();
         let args = ptr_len.map_err(|e| self.classify(e))?;
         // The turn's instructions run in slices; between two, the wall clock is read.
+        self.store.set_fuel(self.fuel_left.min(FUEL_SLICE)).map_err(|e| crash(e.to_string()))?;
+        let call = self.receive.call_resumable(&mut self.store, args).map_err(|e| self.classify(e))?;
+        self.run(call)
+    }
+
+    /// Hands the hub's answer to the call the module waits on, and runs on.
+    pub fn resume(&mut self, answer: ToAgent) -> Result<TurnState, Fault> {
+        let Some((call, waiting)) = self.suspended.take() else {
+            return Err(Fault { kind: FaultKind::Trap, detail: format!("an answer with no call waiting: {answer:?}") });
+        };
+        let host = self.store.data_mut();
+        let result = match (waiting, answer) {
+            (Suspend::Llm, ToAgent::LlmReply { text, .. }) => {
+                host.pending = text.into_bytes();
+                len_i32(host.pending.len())
+            }
+            (Suspend::Tool, ToAgent::ToolReply { ok, output }) => {
+                host.pending = output.into_bytes();
+                let n = len_i32(host.pending.len());
+                if ok { n } else { -1 - n }
+            }
+            (Suspend::Llm, other) => {
+                return Err(self.classify(wasmi::Error::new(format!("the hub answered an LLM call with {other:?}"))));
+            }
+            (Suspend::Tool, other) => {
+                return Err(self.classify(wasmi::Error::new(format!("the hub answered a tool call with {other:?}"))));
+            }
+        };
+        host.computing_since = web_time::Instant::now();
+        let call = call.resume(&mut self.store, &[Val::I32(result)]).map_err(|e| self.classify(e))?;
+        self.run(call)
+    }
+
+    /// The messages the module has for the hub, in order.
+    pub fn take_outbox(&mut self) -> Vec<ToHub> {
+        std::mem::take(&mut self.store.data_mut().outbox)
+    }
+
+    fn run(&mut self, mut call: TypedResumableCall<()>) -> Result<TurnState, Fault> {
         let slice = |fuel_left: u64| fuel_left.min(FUEL_SLICE);
-        self.store.set_fuel(slice(fuel_left)).map_err(|e| crash(e.to_string()))?;
-        let mut call = self.receive.call_resumable(&mut self.store, args).map_err(|e| self.classify(e))?;
         loop {
             match call {
-                TypedResumableCall::Finished(()) => return Ok(()),
+                TypedResumableCall::Finished(()) => return Ok(TurnState::Done),
                 TypedResumableCall::HostTrap(trap) => {
+                    if let Some(&waiting) = trap.host_error().downcast_ref::<Suspend>() {
+                        self.suspended = Some((trap, waiting));
+                        return Ok(TurnState::Waiting);
+                    }
                     return Err(self.classify(wasmi::Error::new(trap.host_error().to_string())));
                 }
                 TypedResumableCall::OutOfFuel(out_of_fuel) => {
-                    fuel_left -= slice(fuel_left);
-                    if fuel_left < out_of_fuel.required_fuel() {
+                    self.fuel_left -= slice(self.fuel_left);
+                    if self.fuel_left < out_of_fuel.required_fuel() {
                         return Err(self.out_of_fuel());
                     }
                     let ms = self.limits.time_budget_ms;
                     if ms > 0 && self.store.data().computing_since.elapsed() > Duration::from_millis(ms) {
                         return Err(Fault { kind: FaultKind::TimeBudget, detail: time_budget_detail(ms) });
                     }
-                    self.store.set_fuel(slice(fuel_left)).map_err(|e| crash(e.to_string()))?;
+                    self.store.set_fuel(slice(self.fuel_left)).map_err(|e| crash(e.to_string()))?;
                     call = out_of_fuel.resume(&mut self.store).map_err(|e| self.classify(e))?;
                 }
             }
@@ -222,9 +284,6 @@ impl ModuleAgent {
 
     fn classify(&mut self, e: wasmi::Error) -> Fault {
         let host = self.store.data_mut();
-        if let Some(bus) = host.bus_error.take() {
-            return Fault { kind: FaultKind::Crash, detail: bus };
-        }
         if let Some(message) = host.panic.take() {
             return Fault { kind: FaultKind::Panic, detail: message };
         }
@@ -236,11 +295,6 @@ impl ModuleAgent {
             },
             _ => Fault { kind: FaultKind::Trap, detail: e.to_string() },
         }
-    }
-
-    /// The agent's bus end, back (for reporting a fault or leaving).
-    pub fn port(&self) -> &dyn AgentPort {
-        self.store.data().port.as_ref()
     }
 }
 
@@ -295,22 +349,6 @@ fn read_str(caller: &Caller<'_, Host>, ptr: i32, len: i32) -> Result<String, was
     String::from_utf8(read(caller, ptr, len)?).map_err(|_| wasmi::Error::new("a string that is not UTF-8"))
 }
 
-/// Sends `msg` and, when `wait`, returns the hub's answer; bus trouble ends the turn.
-fn exchange(host: &mut Host, msg: &ToHub, wait: bool) -> Result<Option<ToAgent>, wasmi::Error> {
-    let mut fail = |e: String| {
-        host.bus_error = Some(e.clone());
-        wasmi::Error::new(e)
-    };
-    let bytes = serde_json::to_vec(msg).map_err(|e| fail(e.to_string()))?;
-    host.port.send(&bytes, None).map_err(|e| fail(e.to_string()))?;
-    if !wait {
-        return Ok(None);
-    }
-    let reply = host.port.recv(None).map_err(|e| fail(e.to_string()))?;
-    host.computing_since = web_time::Instant::now();
-    serde_json::from_slice(&reply).map(Some).map_err(|e| fail(format!("a bad message from the hub: {e}")))
-}
-
 fn len_i32(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -319,14 +357,16 @@ fn abi_linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
     let mut linker = Linker::<Host>::new(engine);
     linker.func_wrap(ABI_MODULE, "send", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
         let content = read_str(&caller, ptr, len)?;
-        exchange(caller.data_mut(), &ToHub::Send { content }, false).map(drop)
+        caller.data_mut().outbox.push(ToHub::Send { content });
+        Ok(())
     })?;
     linker.func_wrap(ABI_MODULE, "log", |mut caller: Caller<'_, Host>, ptr: i32, len: i32| {
         let text = read_str(&caller, ptr, len)?;
         if let Some(message) = text.strip_prefix("panic: ") {
             caller.data_mut().panic = Some(message.to_string());
         }
-        exchange(caller.data_mut(), &ToHub::Log { text }, false).map(drop)
+        caller.data_mut().outbox.push(ToHub::Log { text });
+        Ok(())
     })?;
     linker.func_wrap(ABI_MODULE, "clock", |caller: Caller<'_, Host>| i64::from(caller.data().step))?;
     linker.func_wrap(ABI_MODULE, "take", |mut caller: Caller<'_, Host>, ptr: i32| {
@@ -356,13 +396,8 @@ fn abi_linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
         request.max_tokens = ask.max_tokens.unwrap_or(request.max_tokens).clamp(1, 4096);
         request.seed = super::scheduler::turn_seed(host.seed, 0, host.llm_calls as u32);
         host.llm_calls += 1;
-        match exchange(host, &ToHub::Llm(request), true)? {
-            Some(ToAgent::LlmReply { text, .. }) => {
-                host.pending = text.into_bytes();
-                Ok(len_i32(host.pending.len()))
-            }
-            other => Err(wasmi::Error::new(format!("the hub answered an LLM call with {other:?}"))),
-        }
+        host.outbox.push(ToHub::Llm(request));
+        Err::<i32, _>(wasmi::Error::host(Suspend::Llm))
     })?;
     linker.func_wrap(
         ABI_MODULE,
@@ -370,15 +405,8 @@ fn abi_linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
         |mut caller: Caller<'_, Host>, name_ptr: i32, name_len: i32, args_ptr: i32, args_len: i32| {
             let name = read_str(&caller, name_ptr, name_len)?;
             let args = read_str(&caller, args_ptr, args_len)?;
-            let host = caller.data_mut();
-            match exchange(host, &ToHub::Tool { name, args }, true)? {
-                Some(ToAgent::ToolReply { ok, output }) => {
-                    host.pending = output.into_bytes();
-                    let n = len_i32(host.pending.len());
-                    Ok(if ok { n } else { -1 - n })
-                }
-                other => Err(wasmi::Error::new(format!("the hub answered a tool call with {other:?}"))),
-            }
+            caller.data_mut().outbox.push(ToHub::Tool { name, args });
+            Err::<i32, _>(wasmi::Error::host(Suspend::Tool))
         },
     )?;
     Ok(linker)
@@ -387,7 +415,6 @@ fn abi_linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bus::{ChannelBus, HubPort};
 
     const LIMITS: ModuleLimits = ModuleLimits { fuel: 1_000_000, memory_bytes: 1 << 20, time_budget_ms: 10_000 };
 
@@ -403,36 +430,70 @@ mod tests {
         .unwrap()
     }
 
-    fn agent(body: &str) -> (ModuleAgent, ChannelBus) {
-        let (hub, mut ports) = ChannelBus::new(1);
+    fn agent(body: &str) -> ModuleAgent {
         let llm = LlmRequest { max_tokens: 8, top_p: 1.0, ..LlmRequest::default() };
-        (ModuleAgent::new(&wasm(body), LIMITS, llm, ports.remove(0)).map_err(|(e, _)| e).unwrap(), hub)
+        ModuleAgent::new(&wasm(body), LIMITS, llm).unwrap()
     }
 
     #[test]
     fn a_turn_reaches_the_hub_through_the_abi() {
-        let (mut a, hub) = agent("(call $send (i32.const 16) (i32.const 5))");
-        a.turn(0, 1, "{}").unwrap();
-        let (_, msg) = hub.recv(Some(std::time::Duration::from_secs(5))).unwrap();
-        assert_eq!(serde_json::from_slice::<ToHub>(&msg).unwrap(), ToHub::Send { content: "hello".into() });
+        let mut a = agent("(call $send (i32.const 16) (i32.const 5))");
+        assert_eq!(a.turn(0, 1, "{}"), Ok(TurnState::Done));
+        assert_eq!(a.take_outbox(), [ToHub::Send { content: "hello".into() }]);
+    }
+
+    /// `ask_llm` suspends the module until the answer is handed in; it then reads the answer
+    /// (`take`) and sends it on, in the same turn.
+    #[test]
+    fn a_call_to_the_llm_suspends_the_turn_until_the_answer() {
+        let text = wat::parse_str(
+            r#"(module
+                 (import "hearth" "send" (func $send (param i32 i32)))
+                 (import "hearth" "ask_llm" (func $ask (param i32 i32) (result i32)))
+                 (import "hearth" "take" (func $take (param i32)))
+                 (memory (export "memory") 1)
+                 (data (i32.const 16) "{\"prompt\":\"hi\"}")
+                 (func (export "hearth_alloc") (param i32) (result i32) (i32.const 1024))
+                 (func (export "hearth_receive") (param i32 i32) (local $n i32)
+                   (local.set $n (call $ask (i32.const 16) (i32.const 15)))
+                   (call $take (i32.const 2048))
+                   (call $send (i32.const 2048) (local.get $n))))"#,
+        )
+        .unwrap();
+        let mut a = ModuleAgent::new(&text, LIMITS, LlmRequest::default()).unwrap();
+        assert_eq!(a.turn(0, 1, "{}"), Ok(TurnState::Waiting));
+        let out = a.take_outbox();
+        assert!(matches!(&out[..], [ToHub::Llm(r)] if r.prompt == "hi"), "{out:?}");
+        let answer = ToAgent::LlmReply {
+            text: "hello there".into(),
+            prompt_tokens: 1,
+            completion_tokens: 2,
+            finish_reason: crate::engine::FinishReason::Stop,
+        };
+        assert_eq!(a.resume(answer), Ok(TurnState::Done));
+        assert_eq!(a.take_outbox(), [ToHub::Send { content: "hello there".into() }]);
+        // A tool's answer to an LLM call is a fault, not a guess.
+        assert_eq!(a.turn(1, 1, "{}"), Ok(TurnState::Waiting));
+        let f = a.resume(ToAgent::ToolReply { ok: true, output: "4".into() }).unwrap_err();
+        assert!(f.detail.contains("the hub answered an LLM call with ToolReply"), "{f:?}");
     }
 
     #[test]
     fn faults_are_told_apart() {
-        let (mut a, _hub) = agent("(loop $l (br $l))");
+        let mut a = agent("(loop $l (br $l))");
         let f = a.turn(0, 1, "{}").unwrap_err();
         assert_eq!(f.kind, FaultKind::TimeBudget, "{f:?}");
         assert!(f.detail.contains("1000000 instructions"), "{f:?}");
 
-        let (mut a, _hub) = agent("(drop (memory.grow (i32.const 100)))");
+        let mut a = agent("(drop (memory.grow (i32.const 100)))");
         let f = a.turn(0, 1, "{}").unwrap_err();
         assert_eq!((f.kind, f.detail.as_str()), (FaultKind::Memory, "asked for more than its 1 MiB of memory"));
 
-        let (mut a, _hub) = agent("(drop (i32.load (i32.const 70000)))");
+        let mut a = agent("(drop (i32.load (i32.const 70000)))");
         assert_eq!(a.turn(0, 1, "{}").unwrap_err().kind, FaultKind::Trap);
 
         // The host refuses a pointer outside the module's memory instead of reading it.
-        let (mut a, _hub) = agent("(call $send (i32.const 65530) (i32.const 100))");
+        let mut a = agent("(call $send (i32.const 65530) (i32.const 100))");
         let f = a.turn(0, 1, "{}").unwrap_err();
         assert!(f.detail.contains("outside the module's memory"), "{f:?}");
     }
@@ -442,10 +503,8 @@ mod tests {
         // Fuel for hours, 50 ms of wall clock: the module stops itself between two slices of
         // its instructions, soon after its budget, with the same words the hub would use.
         let limits = ModuleLimits { fuel: 1 << 40, memory_bytes: 1 << 20, time_budget_ms: 50 };
-        let (_hub, mut ports) = ChannelBus::new(1);
         let looping = wasm("(loop $l (br $l))");
-        let mut a =
-            ModuleAgent::new(&looping, limits, LlmRequest::default(), ports.remove(0)).map_err(|(e, _)| e).unwrap();
+        let mut a = ModuleAgent::new(&looping, limits, LlmRequest::default()).unwrap();
         let start = std::time::Instant::now();
         let f = a.turn(0, 1, "{}").unwrap_err();
         assert_eq!((f.kind, f.detail.as_str()), (FaultKind::TimeBudget, "ran past its time budget of 50 ms"));
@@ -457,12 +516,9 @@ mod tests {
             "(local $i i32) (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) \
              (br_if $l (i32.lt_u (local.get $i) (i32.const 3000000)))) (call $send (i32.const 16) (i32.const 5))",
         );
-        let (hub, mut ports) = ChannelBus::new(1);
-        let mut a =
-            ModuleAgent::new(&counting, limits, LlmRequest::default(), ports.remove(0)).map_err(|(e, _)| e).unwrap();
-        a.turn(0, 1, "{}").unwrap();
-        let (_, msg) = hub.recv(Some(Duration::from_secs(5))).unwrap();
-        assert_eq!(serde_json::from_slice::<ToHub>(&msg).unwrap(), ToHub::Send { content: "hello".into() });
+        let mut a = ModuleAgent::new(&counting, limits, LlmRequest::default()).unwrap();
+        assert_eq!(a.turn(0, 1, "{}"), Ok(TurnState::Done));
+        assert_eq!(a.take_outbox(), [ToHub::Send { content: "hello".into() }]);
     }
 
     #[test]
