@@ -7,12 +7,12 @@
 //! the last run again, marked interrupted if it had not ended.
 
 use hearth_core::agents::{AgentState, TranscriptEvent, Workflow};
-use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest, RuntimeBuild, WorkflowControl};
+use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest, WorkflowControl};
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 
-use crate::engine_client::{EngineClient, EngineState, ModelState};
+use crate::engine_client::{EngineClient, ModelState};
 
 /// The example workflows in `examples/` that run in the page (LLM agents only).
 pub const EXAMPLES: [(&str, &str); 4] = [
@@ -316,11 +316,6 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
     });
     // Why a run cannot start now, if it cannot.
     let blocked = Memo::new(move |_| {
-        if let EngineState::Ready(caps) = engine.state.get()
-            && caps.build != RuntimeBuild::Threaded
-        {
-            return Some("workflows need shared memory: this page runs the single-threaded build".to_string());
-        }
         if !matches!(engine.model.get(), ModelState::Loaded { .. }) {
             return Some("waiting for the model".to_string());
         }

@@ -139,7 +139,8 @@ enum Command {
         seed: Option<u64>,
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
-        /// The bus between the hub and the agents: shared memory rings, or message passing.
+        /// The bus between the hub and the agents: shared memory rings, or message passing (in
+        /// a page: its single-threaded build, each agent with a runtime of its own).
         #[arg(long, default_value = "shared")]
         bus: BusKind,
         /// Inject random delays of up to this many ms into the agents (tests of determinism).
@@ -182,7 +183,7 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 enum BusKind {
     Shared,
     Messages,
@@ -217,8 +218,8 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Run { workflow, model, seed, backend, engine, .. } if engine != EngineKind::Native => {
-            run_in_page(engine, &workflow, model, seed, backend)
+        Command::Run { workflow, model, seed, backend, engine, bus, .. } if engine != EngineKind::Native => {
+            run_in_page(engine, &workflow, model, seed, backend, bus)
         }
         Command::Run { workflow, model, seed, backend, bus, jitter_ms, .. } => {
             let transport = match bus {
@@ -676,6 +677,7 @@ fn run_in_page(
     model: Option<PathBuf>,
     seed: Option<u64>,
     backend: BackendChoice,
+    bus: BusKind,
 ) -> ExitCode {
     let toml = match std::fs::read_to_string(workflow) {
         Ok(toml) => toml,
@@ -728,7 +730,12 @@ fn run_in_page(
     let result: Result<(), String> = runtime.block_on(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
         let url = engines::serve_in_background(listener, None)?;
-        let page = engines::open_page(engine, &engines::page_url(&url, backend)).await?;
+        // The page's bus follows its runtime build: message passing is the single-threaded one.
+        let mut page_url = engines::page_url(&url, backend);
+        if bus == BusKind::Messages {
+            page_url.push_str("&build=single");
+        }
+        let page = engines::open_page(engine, &page_url).await?;
         hearth::page::wait_for_model(page.as_ref(), Duration::from_secs(600)).await.map_err(|e| e.to_string())?;
         let mut out = std::io::stdout().lock();
         let mut print = |line: &str| {

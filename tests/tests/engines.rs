@@ -63,7 +63,8 @@ fn servo_runs_the_app_and_generates_on_webgpu() {
 }
 
 /// With Hearth's patches Servo posts shared memory to workers: the threaded build runs there,
-/// and a workflow's agents run in Web Workers over the shared-memory bus, as in Chromium.
+/// and a workflow's agents run in Web Workers over the shared-memory bus, as in Chromium; the
+/// single-threaded build runs them over the message-passing bus.
 #[test]
 fn servo_runs_a_workflow_on_the_threaded_build_the_same_twice() {
     let servo = servo_binary();
@@ -87,6 +88,23 @@ fn servo_runs_a_workflow_on_the_threaded_build_the_same_twice() {
     // kernels are x86 SIMD, not wasm SIMD: sums round differently, and sampled text drifts.)
     let chromium = run(&hearth_binary(), "chromium");
     assert_eq!(first, chromium, "Servo's transcript against Chromium's");
+
+    // Without shared memory, as Servo runs without Hearth's patches: the single-threaded build,
+    // each agent a worker with a runtime of its own on the message-passing bus. Custom agents
+    // that fault every way give the native message-passing transcript byte for byte.
+    let files = tempfile::tempdir().expect("a temporary folder");
+    let faults = files.path().join("faults.toml");
+    let faulty = hearth_tests::agent_module("faulty_agent").display().to_string();
+    std::fs::write(&faults, hearth_tests::FAULTY_AGENTS.replace("{faulty}", &faulty)).expect("write the workflow");
+    let messages = |bin: &PathBuf, engine: &str| {
+        let args = ["run", "--engine", engine, "--bus", "messages", "--backend", "cpu", "--workflow"];
+        let out = Command::new(bin).args(args).arg(&faults).output().expect("run hearth");
+        assert!(out.status.success(), "hearth run --engine {engine}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).expect("UTF-8")
+    };
+    let page = messages(&servo, "servo");
+    assert!(page.lines().next().is_some_and(|l| l.contains("\"message_passing\"")), "{page}");
+    assert_eq!(page, messages(&hearth_binary(), "native"), "Servo's message-passing transcript against native");
 }
 
 /// `hearth open`: the app in a desktop window drawn by Servo, here on a virtual X display

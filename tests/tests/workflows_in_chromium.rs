@@ -301,6 +301,10 @@ fn hearth_run_in_chromium_prints_the_same_transcript_twice() {
     assert_eq!(lines[0]["seed"], 1);
     assert_eq!(lines.last().unwrap()["event"], "finished", "{first}");
     assert_eq!(lines.last().unwrap()["messages"], 5, "{first}");
+    // The single-threaded build, its agents on the message-passing bus: the same run.
+    let (code, single, stderr) = hearth_run(&[&args[..], &["--bus", "messages"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(after_start(&single), after_start(&first), "the message-passing bus against the shared one");
 
     // Bad input fails before any browser starts, naming the problem.
     let files = tempfile::tempdir().unwrap();
@@ -337,6 +341,16 @@ fn custom_agent_modules_run_in_the_page_as_natively() {
     let (code, page, stderr) = hearth_run(&["--engine", "chromium", "--backend", "cpu", "--workflow", faults]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(after_start(&page), after_start(&native), "the page's transcript is the native one");
+    // Without shared memory (the single-threaded build: each agent a worker with a runtime of
+    // its own, messages by postMessage, a worker past its budget terminated), byte for byte
+    // what the native message-passing bus gives.
+    let bus = ["--bus", "messages", "--backend", "cpu", "--workflow", faults];
+    let (code, page, stderr) = hearth_run(&[&["--engine", "chromium"], &bus[..]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    let (code, native, stderr) = hearth_run(&[&["--engine", "native"], &bus[..]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    assert!(page.starts_with('{') && page.lines().next().unwrap().contains("\"message_passing\""), "{page}");
+    assert_eq!(page, native, "the page's message-passing transcript is the native one");
     // What natively is checked in detail (tests/agents.rs) happened: each misbehaving agent
     // faulted, and the good one spoke in both rounds.
     let events: Vec<Value> = page.lines().map(|l| serde_json::from_str(l).unwrap()).collect();

@@ -1,6 +1,8 @@
 // An agent's worker in the threaded build (see workers/src/thread.rs): instantiates the runtime
 // on the engine worker's module and shared memory, runs the one job it was given, and closes.
 // Errors are thrown from a task of their own so they reach the engine worker's `onerror`.
+import './servo-quirks.js';
+
 self.addEventListener('message', async ({ data: [module, memory, job] }) => {
   try {
     const runtime = await import('./runtime/threaded/hearth_workers.js');

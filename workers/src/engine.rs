@@ -42,7 +42,6 @@ pub(crate) struct Engine {
     /// What the monitor's counters have reached (see [`MonitorSample`]).
     pub(crate) counters: RefCell<MonitorSample>,
     /// The workflow running on the model, if one is.
-    #[cfg(feature = "threads")]
     workflow: RefCell<Option<crate::workflow::Running>>,
 }
 
@@ -63,7 +62,6 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
         stop_requested: Cell::new(false),
         loading: Cell::new(false),
         counters: RefCell::new(MonitorSample { threads: rayon::current_num_threads(), ..MonitorSample::default() }),
-        #[cfg(feature = "threads")]
         workflow: RefCell::new(None),
     });
 
@@ -167,7 +165,6 @@ impl Engine {
 
     /// Loading a model, replying, or running a workflow.
     pub(crate) fn busy(&self) -> bool {
-        #[cfg(feature = "threads")]
         if self.workflow.borrow().is_some() {
             return true;
         }
@@ -175,17 +172,14 @@ impl Engine {
     }
 
     /// The model, taken out for a workflow; [`Engine::put_model`] gives it back.
-    #[cfg(feature = "threads")]
     pub(crate) fn take_model(&self) -> Option<Llm> {
         self.llm.borrow_mut().take()
     }
 
-    #[cfg(feature = "threads")]
     pub(crate) fn put_model(&self, llm: Llm) {
         *self.llm.borrow_mut() = Some(llm);
     }
 
-    #[cfg(feature = "threads")]
     pub(crate) fn set_workflow(&self, running: Option<crate::workflow::Running>) {
         *self.workflow.borrow_mut() = running;
     }
@@ -207,27 +201,14 @@ impl Engine {
                     self.stop_requested.set(true);
                 }
             }
-            #[cfg(feature = "threads")]
             EngineRequest::RunWorkflow { id, toml, seed, modules } => {
                 crate::workflow::run(self, id, toml, seed, modules).await
             }
-            #[cfg(feature = "threads")]
             EngineRequest::ControlWorkflow { id, control } => {
                 if let Some(running) = self.workflow.borrow().as_ref().filter(|r| r.id == id) {
                     running.control(control);
                 }
             }
-            #[cfg(not(feature = "threads"))]
-            EngineRequest::RunWorkflow { id, .. } => self.post(&EngineEvent::WorkflowEnded {
-                id,
-                stopped_before: None,
-                error: Some(
-                    "workflows need shared memory (the threaded build); this page runs the single-threaded build"
-                        .into(),
-                ),
-            }),
-            #[cfg(not(feature = "threads"))]
-            EngineRequest::ControlWorkflow { .. } => {}
             EngineRequest::ProfileGpu { id } => {
                 let event = match self.profile_gpu().await {
                     Ok(kernels) => EngineEvent::GpuProfile { id, kernels },

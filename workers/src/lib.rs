@@ -6,13 +6,17 @@
 mod bus_bench;
 #[cfg(target_arch = "wasm32")]
 mod engine;
+#[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+mod message_agent;
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]
 mod thread;
-#[cfg(all(target_arch = "wasm32", feature = "threads"))]
+#[cfg(target_arch = "wasm32")]
 mod workflow;
 
 #[cfg(target_arch = "wasm32")]
 pub use engine::start_engine_worker;
+#[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
+pub use message_agent::MessageAgent;
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]
 pub use thread::run_thread;
 

@@ -1,7 +1,11 @@
 //! Workflows in the page: the hub runs in the engine worker on the loaded model, each agent in
-//! a Web Worker of its own (see [`crate::thread`]) over the shared-memory bus. The hub blocks
-//! on the bus between messages (`Atomics.wait`, allowed in a worker) for at most its liveness
-//! interval, then lets the worker's event loop run, so the page's pause, step and stop arrive.
+//! a Web Worker of its own. In the threaded build the agents share the runtime's memory and
+//! the shared-memory bus (`crate::thread`): the hub blocks on the bus between messages
+//! (`Atomics.wait`, allowed in a worker) for at most its liveness interval, then lets the
+//! worker's event loop run, so the page's pause, step and stop arrive. In the single-threaded
+//! build each agent has a runtime of its own and messages go by `postMessage`
+//! (`crate::message_agent`); the hub reads what has arrived and otherwise lets the event loop
+//! run, which is where messages arrive.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -36,14 +40,57 @@ struct PageHost<'a> {
     id: u32,
     /// `Resume`: run; `Pause`: hold; `Step`: run one step, then hold; `Stop`: end.
     gate: Rc<Cell<WorkflowControl>>,
+    /// Without shared memory: the agents' workers and their messages.
+    #[cfg(not(feature = "threads"))]
+    bus: std::cell::RefCell<Option<crate::message_agent::MessageBus>>,
 }
 
+/// The bus this build's pages use.
+#[cfg(feature = "threads")]
+const TRANSPORT: Transport = Transport::SharedMemory;
+#[cfg(not(feature = "threads"))]
+const TRANSPORT: Transport = Transport::MessagePassing;
+
 impl Host for PageHost<'_> {
+    #[cfg(feature = "threads")]
     fn spawn(&self, job: Box<dyn FnOnce() + Send>) -> Result<Box<dyn AgentWorker>, String> {
         crate::thread::spawn(job)
     }
 
+    #[cfg(not(feature = "threads"))]
+    fn spawn(&self, _job: Box<dyn FnOnce() + Send>) -> Result<Box<dyn AgentWorker>, String> {
+        Err("this build has no threads: agents run on workers of their own (spawn_agent)".into())
+    }
+
+    #[cfg(not(feature = "threads"))]
+    fn bus(&self, agents: usize) -> Option<hearth_core::agents::host::Bus> {
+        let bus = crate::message_agent::MessageBus::new(agents);
+        *self.bus.borrow_mut() = Some(bus.clone());
+        let ports = (0..agents)
+            .map(|_| Box::new(hearth_core::agents::host::RemotePort) as Box<dyn hearth_core::bus::AgentPort>)
+            .collect();
+        Some((Box::new(bus), ports))
+    }
+
+    #[cfg(not(feature = "threads"))]
+    fn spawn_agent(
+        &self,
+        agent: usize,
+        program: std::sync::Arc<hearth_core::agents::agent::AgentProgram>,
+        _port: Box<dyn hearth_core::bus::AgentPort>,
+        _jitter: hearth_core::agents::agent::Jitter,
+    ) -> Result<Box<dyn AgentWorker>, String> {
+        let bus = self.bus.borrow();
+        bus.as_ref().ok_or("the agents' bus is not made yet")?.start(agent, &program)
+    }
+
     fn idle(&self) -> HostFuture<'_, ()> {
+        // Without shared memory the agents' messages arrive on this event loop: with none
+        // waiting, a short sleep instead of spinning.
+        #[cfg(not(feature = "threads"))]
+        if !self.bus.borrow().as_ref().is_some_and(|b| b.has_mail()) {
+            return Box::pin(sleep_ms(2));
+        }
         Box::pin(yield_to_event_loop())
     }
 
@@ -154,8 +201,14 @@ async fn run_transcript(
     let Some(mut llm) = engine.take_model() else { return Err("no model is loaded yet".into()) };
     let gate = Rc::new(Cell::new(WorkflowControl::Resume));
     engine.set_workflow(Some(Running { id, gate: gate.clone() }));
-    let host = PageHost { engine, id, gate };
-    let options = RunOptions { transport: Transport::SharedMemory, ..RunOptions::default() };
+    let host = PageHost {
+        engine,
+        id,
+        gate,
+        #[cfg(not(feature = "threads"))]
+        bus: Default::default(),
+    };
+    let options = RunOptions { transport: TRANSPORT, ..RunOptions::default() };
     let mut counted = CountedLlm { llm: &mut llm, engine };
     let result = hearth_core::agents::run_on(&host, &workflow, programs, &mut counted, options, |event| {
         match serde_json::to_string(event) {

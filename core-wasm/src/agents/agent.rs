@@ -5,20 +5,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::module::{ModuleAgent, ModuleLimits, TurnState};
 use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::tools::{self, ToolCall};
 use crate::bus::AgentPort;
 
-/// What an agent runs.
-#[derive(Clone, Debug)]
+/// What an agent runs. In JSON (for a worker with a runtime of its own) a module's bytes are
+/// left out: they travel beside it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum AgentProgram {
     /// Each turn is an LLM call with the agent's system prompt, sampling and tools (`llm`); a
     /// tool call in the reply is made and the LLM asked again with its result. With
     /// `llm.force_tool`, the turn's first reply is a call, decoded under the tools' schema.
     Llm { llm: LlmRequest },
     /// A wasm module; `llm` holds the defaults of its `ask_llm` calls.
-    Module { wasm: Arc<[u8]>, limits: ModuleLimits, config: String, llm: LlmRequest },
+    Module {
+        #[serde(skip)]
+        wasm: Arc<[u8]>,
+        limits: ModuleLimits,
+        config: String,
+        llm: LlmRequest,
+    },
 }
 
 /// Random delays (up to `max_ms` before each message) injected into an agent, for tests that

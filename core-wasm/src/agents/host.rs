@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use super::agent::{AgentProgram, Jitter, run_agent};
+use crate::bus::{AgentPort, BusError, HubPort};
+
 /// A future the hub awaits; not `Send`, since a browser host's futures hold JS values.
 pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
@@ -43,9 +46,43 @@ pub trait AgentWorker {
     }
 }
 
+/// A bus: the hub's end and each agent's.
+pub type Bus = (Box<dyn HubPort>, Vec<Box<dyn AgentPort>>);
+
 pub trait Host {
     /// Starts `job` (an agent's loop) on a worker of its own.
     fn spawn(&self, job: Box<dyn FnOnce() + Send>) -> Result<Box<dyn AgentWorker>, String>;
+
+    /// The bus for `agents` agents, where the host brings its own: a page without shared
+    /// memory, where each agent is a Web Worker of its own reached by messages. Its agent ends
+    /// are [`RemotePort`]s. `None` (the default): the hub makes the bus its options name.
+    fn bus(&self, _agents: usize) -> Option<Bus> {
+        None
+    }
+
+    /// Starts agent `agent` running `program` on `port`: by default [`run_agent`] on a worker
+    /// from [`Host::spawn`]. A host that brings its own bus starts its own kind of worker.
+    fn spawn_agent(
+        &self,
+        _agent: usize,
+        program: Arc<AgentProgram>,
+        port: Box<dyn AgentPort>,
+        jitter: Jitter,
+    ) -> Result<Box<dyn AgentWorker>, String> {
+        self.spawn(Box::new(move || run_agent(&program, port, jitter)))
+    }
+
+    /// Waits `duration` before an agent restarts (its backoff). The default blocks; a host
+    /// that cannot block (wasm without threads) spins.
+    fn backoff(&self, duration: std::time::Duration) {
+        #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+        {
+            let end = web_time::Instant::now() + duration;
+            while web_time::Instant::now() < end {}
+        }
+        #[cfg(not(all(target_arch = "wasm32", not(target_feature = "atomics"))))]
+        std::thread::sleep(duration);
+    }
 
     /// Called whenever the hub has waited on the bus: a browser host lets its event loop run.
     fn idle(&self) -> HostFuture<'_, ()> {
@@ -100,5 +137,19 @@ impl Host for Threads {
             })
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         Ok(Box::new(Thread { done }))
+    }
+}
+
+/// An agent's end of a bus the host brought ([`Host::bus`]): it lives in the agent's own
+/// worker, so this side holds only a stand-in that cannot be used.
+pub struct RemotePort;
+
+impl AgentPort for RemotePort {
+    fn send(&self, _msg: &[u8], _timeout: Option<std::time::Duration>) -> Result<(), BusError> {
+        Err(BusError::Closed { agent: usize::MAX })
+    }
+
+    fn recv(&self, _timeout: Option<std::time::Duration>) -> Result<Vec<u8>, BusError> {
+        Err(BusError::Closed { agent: usize::MAX })
     }
 }

@@ -16,14 +16,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use web_time::Instant;
 
-use super::agent::{AgentProgram, Jitter, run_agent};
+use super::agent::{AgentProgram, Jitter};
 use super::host::{AgentState, AgentWorker, Host, HostFuture, Threads};
 use super::module::{ModuleAgent, ModuleError};
 use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::scheduler::{Scheduler, Turn};
 use super::tools::{self, Scratchpad};
 use super::workflow::{AgentSpec, OnFault, Workflow};
-use crate::bus::{AgentPort, BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
+use crate::bus::{BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
 use crate::engine::{Engine, FinishReason};
 
 /// One line of a run's transcript (JSON lines; `event` names the kind).
@@ -309,12 +309,13 @@ pub async fn run_on(
     if programs.len() != n {
         return Err(RunError::Programs { programs: programs.len(), agents: n });
     }
-    let (bus, ports): (Box<dyn HubPort>, Vec<Box<dyn AgentPort>>) = match options.transport {
-        Transport::SharedMemory => {
+    let (bus, ports): super::host::Bus = match host.bus(n) {
+        Some(bus) => bus,
+        None if options.transport == Transport::SharedMemory => {
             let (bus, ports) = SharedBus::new(n, SharedBusConfig::default());
             (Box::new(bus), ports)
         }
-        Transport::MessagePassing => {
+        None => {
             let (bus, ports) = ChannelBus::new(n);
             (Box::new(bus), ports)
         }
@@ -329,7 +330,7 @@ pub async fn run_on(
     let mut slots = Vec::with_capacity(n);
     for (agent, (program, port)) in programs.into_iter().zip(ports).enumerate() {
         let program = Arc::new(program);
-        let worker = match spawn(host, program.clone(), port, options.jitter) {
+        let worker = match host.spawn_agent(agent, program.clone(), port, options.jitter) {
             Ok(worker) => worker,
             Err(reason) => return Err(RunError::Spawn { agent: workflow.agents[agent].name.clone(), reason }),
         };
@@ -368,15 +369,6 @@ pub async fn run_on(
         restarts: summary.restarts,
     });
     Ok(summary)
-}
-
-fn spawn(
-    host: &dyn Host,
-    program: Arc<AgentProgram>,
-    port: Box<dyn AgentPort>,
-    jitter: Jitter,
-) -> Result<Box<dyn AgentWorker>, String> {
-    host.spawn(Box::new(move || run_agent(&program, port, jitter)))
 }
 
 impl<L: LlmService + ?Sized> Hub<'_, L> {
@@ -508,10 +500,14 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
     /// Faults agents past their wall-clock budget (a module agent checks its own first and
     /// stops; this is the backstop) and agents whose worker exited mid-turn.
     fn check_workers(&mut self) -> Result<(), RunError> {
-        // A worker that reports its own fault exits right after: what it sent must be read
-        // before its exit is taken for a crash.
-        let vanished = |s: &Slot| s.working.is_some() && s.worker.as_ref().is_none_or(|w| w.is_finished());
-        if self.slots.iter().any(vanished) {
+        // A worker that reports its own fault exits right after: what it sent before it exited
+        // must be read before its exit is taken for a crash. So which workers have exited is
+        // noted first (with how many restarts each agent had, which tells its workers apart),
+        // then the bus drained; a worker that exits after the note is seen next time.
+        let finished: Vec<Option<u32>> = (self.slots.iter())
+            .map(|s| s.worker.as_ref().is_none_or(|w| w.is_finished()).then_some(s.restarts))
+            .collect();
+        if self.slots.iter().zip(&finished).any(|(s, done)| done.is_some() && s.working.is_some()) {
             loop {
                 match self.bus.recv(Some(Duration::ZERO)) {
                     Ok((agent, bytes)) => self.receive(agent, &bytes)?,
@@ -521,13 +517,13 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
             }
         }
         let now = Instant::now();
-        for agent in 0..self.slots.len() {
+        for (agent, &done) in finished.iter().enumerate() {
             let slot = &self.slots[agent];
             let Some(w) = &slot.working else { continue };
             if !w.waiting_llm && now >= w.deadline + BUDGET_BACKSTOP {
                 let ms = self.workflow.agents[agent].time_budget_ms;
                 self.fault(agent, FaultKind::TimeBudget, super::module::time_budget_detail(ms))?;
-            } else if slot.worker.as_ref().is_none_or(|w| w.is_finished()) {
+            } else if done == Some(slot.restarts) {
                 let why = slot.worker.as_ref().and_then(|w| w.failure()).map(|e| format!(": {e}")).unwrap_or_default();
                 self.fault(agent, FaultKind::Crash, format!("its worker exited in the middle of a turn{why}"))?;
             }
@@ -658,9 +654,11 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
                     attempt: w.attempt + 1,
                     backoff_ms,
                 });
-                std::thread::sleep(Duration::from_millis(backoff_ms));
+                self.host.backoff(Duration::from_millis(backoff_ms));
                 let port = self.bus.reconnect(agent)?;
-                let worker = spawn(self.host, slot.program.clone(), port, self.options.jitter)
+                let worker = self
+                    .host
+                    .spawn_agent(agent, slot.program.clone(), port, self.options.jitter)
                     .map_err(|reason| RunError::Spawn { agent: name.clone(), reason })?;
                 slot.worker = Some(worker);
                 self.host.agent_state(agent, AgentState::Restarted);
@@ -686,7 +684,7 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.slots.iter().flat_map(|s| &s.worker).any(|w| !w.is_finished()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
+            self.host.backoff(Duration::from_millis(5));
             self.host.idle().await;
         }
         for agent in 0..self.slots.len() {

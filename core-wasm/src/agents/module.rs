@@ -35,7 +35,7 @@ pub const ABI_MODULE: &str = "hearth";
 pub const ABI_IMPORTS: [&str; 6] = ["send", "ask_llm", "tool", "take", "log", "clock"];
 
 /// A module's budget.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ModuleLimits {
     /// Instructions per turn.
     pub fuel: u64,
