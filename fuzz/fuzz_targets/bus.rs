@@ -2,8 +2,9 @@
 //! both bus transports, single-threaded with zero timeouts, against a model of per-agent FIFO
 //! queues: every message received is the oldest one committed (its send returned Ok) and not
 //! yet received, in order, whole; a receive finds nothing only when nothing is committed; a
-//! crash drops exactly what the crashed agent had not read or sent; and once everything is
-//! drained, the shared bus's arena is all free again (no payload leaked).
+//! crash drops exactly what the crashed agent had not read or sent (and reclaiming its arena
+//! blocks takes nothing from the others); and once everything is drained, the shared bus's
+//! arena is all free again (no payload leaked).
 #![no_main]
 
 use std::collections::VecDeque;
@@ -79,6 +80,8 @@ fn run(ops: &[u8], hub: &dyn HubPort, mut ports: Vec<Option<Box<dyn AgentPort>>>
                 if let Some(port) = ports[agent].take() {
                     assert!(matches!(port.send(b"late", NOW), Err(BusError::Closed { .. })));
                 }
+                // Its worker is gone: what it held is given back (and nothing anyone else holds).
+                hub.reclaim(agent);
                 model.queues[agent] = Default::default();
             }
             _ => {

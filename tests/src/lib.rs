@@ -132,7 +132,8 @@ pub fn check_gpu_greedy(
 }
 
 /// Custom agents (tests/agents/faulty) that trap, panic, loop past their instructions or their
-/// wall-clock time, hoard memory, or trap on each first attempt, beside a well-behaved one,
+/// wall-clock time, hoard memory, trap on each first attempt, or write outside their memory,
+/// beside a well-behaved one,
 /// round robin twice; `{faulty}` stands for the module's path.
 pub const FAULTY_AGENTS: &str = r#"
 [workflow]
@@ -140,7 +141,7 @@ name = "faults"
 task = "Count to three."
 [topology]
 kind = "round_robin"
-members = ["good", "trapper", "spinner", "stuck", "hog", "flaky", "panicker"]
+members = ["good", "trapper", "spinner", "stuck", "hog", "flaky", "panicker", "escaper"]
 rounds = 2
 [[agents]]
 name = "good"
@@ -182,4 +183,10 @@ name = "panicker"
 module = "{faulty}"
 config = "panic"
 on_fault = "give_up"
+[[agents]]
+name = "escaper"
+module = "{faulty}"
+config = "escape"
+max_restarts = 1
+backoff_ms = 1
 "#;

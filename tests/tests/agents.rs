@@ -148,6 +148,11 @@ fn faulty_agents_are_handled_by_their_policies_and_the_others_finish() {
     assert_eq!(backoffs, [1, 2]);
     assert_eq!(kinds("panicker"), ["panic"]);
     assert!(of(&events, "fault", "panicker")[0]["detail"].as_str().unwrap().contains("deliberately, on turn 0"));
+    // A write outside its own memory traps inside its instance; restarted once, then given up.
+    assert_eq!(kinds("escaper"), ["trap", "trap"]);
+    assert!(of(&events, "fault", "escaper")[0]["detail"].as_str().unwrap().contains("out of bounds"));
+    assert_eq!(of(&events, "restart", "escaper").len(), 1);
+    assert_eq!(of(&events, "skipped", "escaper").len(), 1);
     // A restart recovers the flaky agent's turns; the good agent never noticed anything.
     assert_eq!(kinds("flaky"), ["trap", "trap"]);
     let said = |agent: &str| {
@@ -163,7 +168,7 @@ fn faulty_agents_are_handled_by_their_policies_and_the_others_finish() {
     assert_eq!(last["faults"].as_u64().unwrap() as usize, events.iter().filter(|e| e["event"] == "fault").count());
     let steps: Vec<u64> =
         events.iter().filter(|e| e["event"] == "message").map(|m| m["step"].as_u64().unwrap()).collect();
-    assert_eq!(steps, [0, 5, 7, 12]);
+    assert_eq!(steps, [0, 5, 8, 13]);
 }
 
 #[test]

@@ -325,8 +325,8 @@ fn after_start(out: &str) -> Vec<&str> {
     out.lines().skip(1).collect()
 }
 
-/// Custom agents that trap, panic, loop (past their instructions, or their wall-clock time)
-/// or hoard memory, beside a well-behaved one: the same faults, restarts and messages in the
+/// Custom agents that trap, panic, loop (past their instructions, or their wall-clock time),
+/// hoard memory or write outside it, beside a well-behaved one: the same faults, restarts and messages in the
 /// page (each module in an agent's Web Worker, its wasm interpreted with the same budgets) as
 /// natively.
 #[test]

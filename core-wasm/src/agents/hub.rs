@@ -257,6 +257,8 @@ struct Slot {
     queue: VecDeque<Turn>,
     restarts: u32,
     gave_up: bool,
+    /// Workers cut off while still running (stuck ones, left to end by themselves).
+    cut_off: Vec<Box<dyn AgentWorker>>,
     /// This step's events, written out when the step ends.
     events: Vec<TranscriptEvent>,
 }
@@ -342,6 +344,7 @@ pub async fn run_on(
             queue: VecDeque::new(),
             restarts: 0,
             gave_up: false,
+            cut_off: vec![],
             events: vec![],
         });
     }
@@ -642,7 +645,15 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
         // safely (it may hold a lock): a stuck one is left behind, deaf (its bus end is
         // closed), and module agents cannot be stuck past their fuel anyway.
         self.bus.disconnect(agent);
-        slot.worker = None;
+        if let Some(worker) = slot.worker.take().filter(|w| !w.is_finished()) {
+            slot.cut_off.push(worker);
+        }
+        // Once no worker of this agent can run any more, what a dead one held in the middle
+        // of a send or a receive is given back.
+        slot.cut_off.retain(|w| !w.is_finished());
+        if slot.cut_off.is_empty() {
+            self.bus.reclaim(agent);
+        }
         match supervision.on_fault {
             OnFault::Restart if slot.restarts < supervision.max_restarts => {
                 let backoff_ms = supervision.backoff_ms << slot.restarts.min(16);

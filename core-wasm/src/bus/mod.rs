@@ -37,6 +37,8 @@ pub enum BusError {
     TooLarge { len: usize, max: usize },
     #[error("no agent {agent}: the bus has {agents}")]
     NoSuchAgent { agent: usize, agents: usize },
+    #[error("the memory given for a shared bus does not fit it: {0}")]
+    Region(String),
 }
 
 /// The hub's end: one queue pair per agent.
@@ -51,6 +53,10 @@ pub trait HubPort: Send + Sync {
     fn disconnect(&self, agent: usize);
     /// Fresh, empty queues for `agent` (a restart); the old agent end must be gone.
     fn reconnect(&self, agent: usize) -> Result<Box<dyn AgentPort>, BusError>;
+    /// Gives back what a disconnected `agent`'s queues hold outside any message: the shared
+    /// arena's blocks of a send or a receive its worker died in the middle of. Only once no
+    /// worker that had its end can run any more (a stuck one left running may still write).
+    fn reclaim(&self, _agent: usize) {}
 }
 
 /// An agent's end.
@@ -65,8 +71,10 @@ pub trait AgentPort: Send {
 const MAGIC: u32 = u32::from_le_bytes(*b"HBUS");
 const H_MAGIC: usize = 0;
 const H_DOORBELL: usize = 1;
-const H_ARENA_LOCK: usize = 2;
-const H_ARENA_FREED: usize = 3;
+const H_ARENA_FREED: usize = 2;
+/// The shape of the bus (agents, ring words, arena blocks), so that a second process that
+/// maps the same region checks it is the bus it expects.
+const H_SHAPE: [usize; 3] = [3, 4, 5];
 const GLOBAL_WORDS: usize = 8;
 const HANDLE: u32 = 1 << 31;
 
@@ -85,29 +93,45 @@ impl Default for SharedBusConfig {
     }
 }
 
+/// The words of a region: the bus's own, or memory the caller provides ([`SharedBus::over`]).
+enum Words {
+    Owned(Box<[AtomicU32]>),
+    Provided(&'static [AtomicU32]),
+}
+
+impl std::ops::Deref for Words {
+    type Target = [AtomicU32];
+    fn deref(&self) -> &[AtomicU32] {
+        match self {
+            Words::Owned(w) => w,
+            Words::Provided(w) => w,
+        }
+    }
+}
+
+/// Layout: global words, one owner word per arena block, two rings per agent, arena data.
 struct Region {
-    words: Box<[AtomicU32]>,
+    words: Words,
     waiters: Waiters,
     agents: usize,
     ring_words: usize,
-    bitmap_words: usize,
     blocks: usize,
 }
 
 impl Region {
+    /// The words a region of this shape takes.
+    fn size(agents: usize, ring_words: usize, blocks: usize) -> usize {
+        GLOBAL_WORDS + blocks + 2 * agents * ring_words + blocks * BLOCK_WORDS
+    }
+
     fn ring(&self, agent: usize, to_hub: bool) -> Ring<'_> {
-        let start = GLOBAL_WORDS + self.bitmap_words + (2 * agent + usize::from(to_hub)) * self.ring_words;
+        let start = GLOBAL_WORDS + self.blocks + (2 * agent + usize::from(to_hub)) * self.ring_words;
         Ring::new(&self.words[start..start + self.ring_words])
     }
 
     fn arena(&self) -> Arena<'_> {
-        let data = GLOBAL_WORDS + self.bitmap_words + 2 * self.agents * self.ring_words;
-        Arena {
-            lock: &self.words[H_ARENA_LOCK],
-            bitmap: &self.words[GLOBAL_WORDS..GLOBAL_WORDS + self.bitmap_words],
-            blocks: self.blocks,
-            data: &self.words[data..],
-        }
+        let data = GLOBAL_WORDS + self.blocks + 2 * self.agents * self.ring_words;
+        Arena { owners: &self.words[GLOBAL_WORDS..GLOBAL_WORDS + self.blocks], data: &self.words[data..] }
     }
 
     fn max_message(&self) -> usize {
@@ -128,7 +152,7 @@ impl Region {
             let arena = self.arena();
             let first = loop {
                 let freed = self.words[H_ARENA_FREED].load(Ordering::Acquire);
-                if let Some(first) = arena.alloc(body.len()) {
+                if let Some(first) = arena.alloc(agent, body.len()) {
                     break first;
                 }
                 self.wait(&self.words[H_ARENA_FREED], freed, deadline, timeout)?;
@@ -232,15 +256,64 @@ pub struct SharedBus {
 impl SharedBus {
     /// A bus for `agents` agents and its agent ends, in agent order.
     pub fn new(agents: usize, config: SharedBusConfig) -> (Self, Vec<Box<dyn AgentPort>>) {
+        let (ring_words, blocks) = Self::shape(config);
+        let size = Region::size(agents, ring_words, blocks);
+        let words = Words::Owned((0..size).map(|_| AtomicU32::new(0)).collect());
+        Self::init(&words, agents, ring_words, blocks);
+        Self::with(Region { words, waiters: Waiters::default(), agents, ring_words, blocks })
+    }
+
+    /// The words [`SharedBus::over`] needs for this bus.
+    pub fn region_words(agents: usize, config: SharedBusConfig) -> usize {
+        let (ring_words, blocks) = Self::shape(config);
+        Region::size(agents, ring_words, blocks)
+    }
+
+    /// A bus in memory the caller provides: zeroed (a new bus), or holding a bus of the same
+    /// shape that another party set up, such as a file mapping shared with another process.
+    /// Waking a waiter is local to a process; across processes, waits end by their timeouts.
+    pub fn over(
+        words: &'static [AtomicU32],
+        agents: usize,
+        config: SharedBusConfig,
+    ) -> Result<(Self, Vec<Box<dyn AgentPort>>), BusError> {
+        let (ring_words, blocks) = Self::shape(config);
+        let needed = Region::size(agents, ring_words, blocks);
+        if words.len() < needed {
+            return Err(BusError::Region(format!("{} words where this bus needs {needed}", words.len())));
+        }
+        match words[H_MAGIC].load(Ordering::Acquire) {
+            0 => Self::init(words, agents, ring_words, blocks),
+            MAGIC => {
+                let shape = H_SHAPE.map(|i| words[i].load(Ordering::Relaxed) as usize);
+                if shape != [agents, ring_words, blocks] {
+                    return Err(BusError::Region(format!(
+                        "it holds a bus of (agents, ring words, arena blocks) {shape:?}, not {:?}",
+                        [agents, ring_words, blocks]
+                    )));
+                }
+            }
+            other => return Err(BusError::Region(format!("its first word is {other:#x}, not a bus's"))),
+        }
+        let words = Words::Provided(words);
+        Ok(Self::with(Region { words, waiters: Waiters::default(), agents, ring_words, blocks }))
+    }
+
+    fn shape(config: SharedBusConfig) -> (usize, usize) {
         let ring_bytes = config.ring_bytes.max(256).next_power_of_two();
-        let ring_words = HEADER_WORDS + ring_bytes / 4;
-        let blocks = config.arena_bytes.div_ceil(BLOCK_WORDS * 4).max(1);
-        let bitmap_words = blocks.div_ceil(32);
-        let total = GLOBAL_WORDS + bitmap_words + 2 * agents * ring_words + blocks * BLOCK_WORDS;
-        let words: Box<[AtomicU32]> = (0..total).map(|_| AtomicU32::new(0)).collect();
-        words[H_MAGIC].store(MAGIC, Ordering::Relaxed);
-        let region = Arc::new(Region { words, waiters: Waiters::default(), agents, ring_words, bitmap_words, blocks });
-        let ports = (0..agents)
+        (HEADER_WORDS + ring_bytes / 4, config.arena_bytes.div_ceil(BLOCK_WORDS * 4).max(1))
+    }
+
+    fn init(words: &[AtomicU32], agents: usize, ring_words: usize, blocks: usize) {
+        for (i, v) in H_SHAPE.into_iter().zip([agents, ring_words, blocks]) {
+            words[i].store(v as u32, Ordering::Relaxed);
+        }
+        words[H_MAGIC].store(MAGIC, Ordering::Release);
+    }
+
+    fn with(region: Region) -> (Self, Vec<Box<dyn AgentPort>>) {
+        let region = Arc::new(region);
+        let ports = (0..region.agents)
             .map(|agent| Box::new(SharedAgent { region: region.clone(), agent }) as Box<dyn AgentPort>)
             .collect();
         (Self { region, next: AtomicU32::new(0) }, ports)
@@ -325,6 +398,22 @@ impl HubPort for SharedBus {
             ring.reopen();
         }
         Ok(Box::new(SharedAgent { region: self.region.clone(), agent }))
+    }
+
+    fn reclaim(&self, agent: usize) {
+        if agent >= self.region.agents || !self.region.ring(agent, true).is_closed() {
+            return;
+        }
+        // First the runs that published messages hold (freed as they are read), then what is
+        // left for this agent's queues: runs it took and never published, or read and never
+        // freed, because it died in between.
+        for to_hub in [false, true] {
+            let ring = self.region.ring(agent, to_hub);
+            while let Ok(Ok(_)) = self.region.try_recv(agent, ring) {}
+        }
+        self.region.arena().reclaim(agent);
+        self.region.words[H_ARENA_FREED].fetch_add(1, Ordering::Release);
+        self.region.waiters.wake(&self.region.words[H_ARENA_FREED]);
     }
 }
 
