@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds `hearth` with Servo embedded (cargo feature `servo`, profile `servo`) into a target
 # directory in the cache, so it survives clean checkouts and the default build stays fast.
-# The first build compiles SpiderMonkey from source and about 800 crates: 1-2 hours on 2 cores
-# (111 minutes here, niced beside other work). Later builds recompile only Hearth's crates
-# (under a minute), or the patched Servo crates when a patch changes (about 6 minutes).
+# The first build compiles SpiderMonkey from source and about 800 crates: 45 minutes to 2 hours
+# on 2 cores (47 minutes on a fresh machine, 111 niced beside other work). Later builds
+# recompile only Hearth's crates (under a minute), or the patched Servo crates when a patch
+# changes (about 6 minutes).
 # Prints the path of the binary on its last line. Run scripts/build-app.sh first (the binary
 # embeds dist/).
 set -euo pipefail
@@ -21,7 +22,7 @@ cache="${HEARTH_HOME:-${XDG_CACHE_HOME:-$HOME/.cache}/hearth}"
 target="$cache/servo-target"
 bin="$target/servo/hearth"
 if [[ ! -x "$bin" ]]; then
-  say "no Servo build in $target yet: the first build takes 1-2 hours on 2 cores"
+  say "no Servo build in $target yet: the first build takes 45 minutes to 2 hours on 2 cores"
 fi
 
 # Hearth's patches to Servo (launcher/servo-patches/<crate>/*.patch) turn on shared memory:

@@ -6,7 +6,8 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup.sh"
 bash "$root/scripts/build-app.sh"
 # `scripts/run.sh open`: the app in Hearth's own window, drawn by the embedded Servo, which is
-# built first when missing (the first build takes 1-2 hours on 2 cores; later ones, minutes).
+# built first when missing (the first build takes 45 minutes to 2 hours on 2 cores; later
+# ones, minutes).
 if [[ "${1:-}" == open ]]; then
   exec "$(bash "$root/scripts/build-servo.sh")" "$@"
 fi

@@ -12,7 +12,8 @@ bash scripts/setup.sh
 bash scripts/build-app.sh
 bash scripts/build-agents.sh
 # hearth with Servo built in, for the headless Servo test: from the persistent cache, a few
-# minutes; the very first build on a machine compiles Servo and SpiderMonkey (1–2 hours on 2 cores).
+# minutes; the very first build on a machine compiles Servo and SpiderMonkey (45 minutes to
+# 2 hours on 2 cores).
 bash scripts/build-servo.sh > /dev/null
 # `hearth open` is tested in a virtual X display, and its screen saved.
 bash scripts/apt-install.sh xvfb x11-utils imagemagick

@@ -20,7 +20,7 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_invocations_per_workgroup: u32,
-    /// Whether the device has `shader-f16` (kernels use it when present, and work without).
+    /// Whether the device has `shader-f16` (requested when present; no kernel needs it yet).
     #[serde(default)]
     pub shader_f16: bool,
 }
