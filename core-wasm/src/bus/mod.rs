@@ -76,7 +76,12 @@ const H_ARENA_FREED: usize = 2;
 /// maps the same region checks it is the bus it expects.
 const H_SHAPE: [usize; 3] = [3, 4, 5];
 const GLOBAL_WORDS: usize = 8;
+/// A frame's first word: the payload's length in bytes (low 24 bits), the generation of the
+/// agent that sent it (7 bits; 0 from the hub), and whether the payload is an arena handle.
 const HANDLE: u32 = 1 << 31;
+const LEN_MASK: u32 = (1 << 24) - 1;
+const GENERATION_SHIFT: u32 = 24;
+const GENERATIONS: u32 = 1 << 7;
 
 /// Sizes of a shared bus.
 #[derive(Clone, Copy, Debug)]
@@ -138,16 +143,26 @@ impl Region {
         self.blocks * BLOCK_WORDS * 4
     }
 
-    /// Writes `msg` into `ring` as one frame (inline, or as an arena handle), blocking while full.
-    fn send(&self, agent: usize, ring: Ring<'_>, msg: &[u8], timeout: Option<Duration>) -> Result<(), BusError> {
+    /// Writes `msg` into `ring` as one frame (inline, or as an arena handle), blocking while
+    /// full; `generation` is the sending agent's (0 from the hub).
+    fn send(
+        &self,
+        agent: usize,
+        ring: Ring<'_>,
+        generation: u32,
+        msg: &[u8],
+        timeout: Option<Duration>,
+    ) -> Result<(), BusError> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let body = to_words(msg);
         let inline = body.len() <= ring.max_body_words() / 4;
-        if !inline && msg.len() > self.max_message() {
-            return Err(BusError::TooLarge { len: msg.len(), max: self.max_message() });
+        let max = if inline { LEN_MASK as usize } else { self.max_message().min(LEN_MASK as usize) };
+        if msg.len() > max {
+            return Err(BusError::TooLarge { len: msg.len(), max });
         }
+        let stamp = generation << GENERATION_SHIFT;
         let (len_word, frame): (u32, Vec<u32>) = if inline {
-            (msg.len() as u32, body)
+            (stamp | msg.len() as u32, body)
         } else {
             let arena = self.arena();
             let first = loop {
@@ -158,7 +173,7 @@ impl Region {
                 self.wait(&self.words[H_ARENA_FREED], freed, deadline, timeout)?;
             };
             arena.write(first, &body);
-            (HANDLE | msg.len() as u32, vec![first as u32])
+            (HANDLE | stamp | msg.len() as u32, vec![first as u32])
         };
         loop {
             match ring.push(len_word, &frame) {
@@ -170,7 +185,7 @@ impl Region {
                 }
                 Push::Closed => {
                     if len_word & HANDLE != 0 {
-                        self.free(frame[0] as usize, (len_word & !HANDLE) as usize);
+                        self.free(frame[0] as usize, (len_word & LEN_MASK) as usize);
                     }
                     return Err(BusError::Closed { agent });
                 }
@@ -178,7 +193,7 @@ impl Region {
                     if let Err(e) = self.wait(ring.tail_word(), tail, deadline, timeout) {
                         // The payload never made it into the ring: give its arena run back.
                         if len_word & HANDLE != 0 {
-                            self.free(frame[0] as usize, (len_word & !HANDLE) as usize);
+                            self.free(frame[0] as usize, (len_word & LEN_MASK) as usize);
                         }
                         return Err(e);
                     }
@@ -193,25 +208,38 @@ impl Region {
         self.waiters.wake(&self.words[H_ARENA_FREED]);
     }
 
-    /// Takes one message from `ring` if there is one; `Err(head)` to wait on when empty.
-    fn try_recv(&self, agent: usize, ring: Ring<'_>) -> Result<Result<Vec<u8>, u32>, BusError> {
-        let body_words = |first: u32| if first & HANDLE != 0 { 1 } else { (first as usize).div_ceil(4) };
-        match ring.pop(body_words) {
-            Pop::Frame(frame) => {
-                self.waiters.wake(ring.tail_word());
-                let len = (frame[0] & !HANDLE) as usize;
-                let words = if frame[0] & HANDLE != 0 {
-                    let first = frame[1] as usize;
-                    let words = self.arena().read(first, len.div_ceil(4));
-                    self.free(first, len);
-                    words
-                } else {
-                    frame[1..].to_vec()
-                };
-                Ok(Ok(from_words(&words, len)))
+    /// Takes one message from `ring` if there is one; `Err(head)` to wait on when empty. With
+    /// `generation`, frames an agent of another generation sent (a worker cut off and replaced,
+    /// still running) are dropped unread.
+    fn try_recv(
+        &self,
+        agent: usize,
+        ring: Ring<'_>,
+        generation: Option<u32>,
+    ) -> Result<Result<Vec<u8>, u32>, BusError> {
+        let body_words = |first: u32| if first & HANDLE != 0 { 1 } else { ((first & LEN_MASK) as usize).div_ceil(4) };
+        loop {
+            match ring.pop(body_words) {
+                Pop::Frame(frame) => {
+                    self.waiters.wake(ring.tail_word());
+                    let len = (frame[0] & LEN_MASK) as usize;
+                    let sender = (frame[0] & !HANDLE) >> GENERATION_SHIFT;
+                    let words = if frame[0] & HANDLE != 0 {
+                        let first = frame[1] as usize;
+                        let words = self.arena().read(first, len.div_ceil(4));
+                        self.free(first, len);
+                        words
+                    } else {
+                        frame[1..].to_vec()
+                    };
+                    if generation.is_some_and(|g| g != sender) {
+                        continue;
+                    }
+                    return Ok(Ok(from_words(&words, len)));
+                }
+                Pop::Empty { head } => return Ok(Err(head)),
+                Pop::Closed => return Err(BusError::Closed { agent }),
             }
-            Pop::Empty { head } => Ok(Err(head)),
-            Pop::Closed => Err(BusError::Closed { agent }),
         }
     }
 
@@ -314,7 +342,10 @@ impl SharedBus {
     fn with(region: Region) -> (Self, Vec<Box<dyn AgentPort>>) {
         let region = Arc::new(region);
         let ports = (0..region.agents)
-            .map(|agent| Box::new(SharedAgent { region: region.clone(), agent }) as Box<dyn AgentPort>)
+            .map(|agent| {
+                let generation = region.ring(agent, true).generation();
+                Box::new(SharedAgent { region: region.clone(), agent, generation }) as Box<dyn AgentPort>
+            })
             .collect();
         (Self { region, next: AtomicU32::new(0) }, ports)
     }
@@ -340,7 +371,7 @@ impl HubPort for SharedBus {
 
     fn send(&self, agent: usize, msg: &[u8], timeout: Option<Duration>) -> Result<(), BusError> {
         self.check(agent)?;
-        self.region.send(agent, self.region.ring(agent, false), msg, timeout)
+        self.region.send(agent, self.region.ring(agent, false), 0, msg, timeout)
     }
 
     fn recv(&self, timeout: Option<Duration>) -> Result<(usize, Vec<u8>), BusError> {
@@ -358,7 +389,7 @@ impl HubPort for SharedBus {
                 if ring.is_closed() {
                     continue;
                 }
-                match r.try_recv(agent, ring) {
+                match r.try_recv(agent, ring, Some(ring.generation())) {
                     Ok(Ok(msg)) => {
                         self.next.store(((agent + 1) % r.agents) as u32, Ordering::Relaxed);
                         return Ok((agent, msg));
@@ -385,19 +416,23 @@ impl HubPort for SharedBus {
             // freeing its arena runs. (Its inbound ring may still have a live reader, a stuck
             // agent: that one is drained at reconnect, once the agent is gone.)
             let ring = self.region.ring(agent, true);
-            while let Ok(Ok(_)) = self.region.try_recv(agent, ring) {}
+            while let Ok(Ok(_)) = self.region.try_recv(agent, ring, None) {}
         }
     }
 
     fn reconnect(&self, agent: usize) -> Result<Box<dyn AgentPort>, BusError> {
         self.check(agent)?;
+        // A new generation first: whatever an old worker that still runs sends from now on is
+        // refused or, if it was already past that check, dropped unread.
+        let generation = (self.region.ring(agent, true).generation() + 1) % GENERATIONS;
+        self.region.ring(agent, true).set_generation(generation);
         for to_hub in [false, true] {
             let ring = self.region.ring(agent, to_hub);
             // Drop what the old agent left unread (freeing its arena runs), then reopen.
-            while let Ok(Ok(_)) = self.region.try_recv(agent, ring) {}
+            while let Ok(Ok(_)) = self.region.try_recv(agent, ring, None) {}
             ring.reopen();
         }
-        Ok(Box::new(SharedAgent { region: self.region.clone(), agent }))
+        Ok(Box::new(SharedAgent { region: self.region.clone(), agent, generation }))
     }
 
     fn reclaim(&self, agent: usize) {
@@ -409,7 +444,7 @@ impl HubPort for SharedBus {
         // freed, because it died in between.
         for to_hub in [false, true] {
             let ring = self.region.ring(agent, to_hub);
-            while let Ok(Ok(_)) = self.region.try_recv(agent, ring) {}
+            while let Ok(Ok(_)) = self.region.try_recv(agent, ring, None) {}
         }
         self.region.arena().reclaim(agent);
         self.region.words[H_ARENA_FREED].fetch_add(1, Ordering::Release);
@@ -420,11 +455,25 @@ impl HubPort for SharedBus {
 struct SharedAgent {
     region: Arc<Region>,
     agent: usize,
+    /// The generation of the agent's queues this end belongs to: once the agent is restarted,
+    /// this end is closed for good.
+    generation: u32,
+}
+
+impl SharedAgent {
+    fn check(&self) -> Result<(), BusError> {
+        if self.region.ring(self.agent, true).generation() == self.generation {
+            Ok(())
+        } else {
+            Err(BusError::Closed { agent: self.agent })
+        }
+    }
 }
 
 impl AgentPort for SharedAgent {
     fn send(&self, msg: &[u8], timeout: Option<Duration>) -> Result<(), BusError> {
-        self.region.send(self.agent, self.region.ring(self.agent, true), msg, timeout)
+        self.check()?;
+        self.region.send(self.agent, self.region.ring(self.agent, true), self.generation, msg, timeout)
     }
 
     fn recv(&self, timeout: Option<Duration>) -> Result<Vec<u8>, BusError> {
@@ -432,7 +481,8 @@ impl AgentPort for SharedAgent {
         let deadline = timeout.map(|t| Instant::now() + t);
         let ring = r.ring(self.agent, false);
         loop {
-            match r.try_recv(self.agent, ring)? {
+            self.check()?;
+            match r.try_recv(self.agent, ring, None)? {
                 Ok(msg) => return Ok(msg),
                 Err(head) => r.wait(ring.head_word(), head, deadline, timeout)?,
             }

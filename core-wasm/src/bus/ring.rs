@@ -1,6 +1,6 @@
 //! A single-producer, single-consumer ring of length-prefixed frames over shared words.
 //!
-//! Layout: `[head, tail, closed, 0, data...]`. `head` and `tail` count bytes written and read
+//! Layout: `[head, tail, closed, generation, data...]`. `head` and `tail` count bytes written and read
 //! (wrapping u32s; the data size is a power of two). A frame is a length word followed by its
 //! payload padded to whole words. The writer fills the frame, then publishes it by storing
 //! `head` with Release ordering: a writer that dies mid-frame never publishes it, so no torn
@@ -12,6 +12,7 @@ pub(crate) const HEADER_WORDS: usize = 4;
 const HEAD: usize = 0;
 const TAIL: usize = 1;
 const CLOSED: usize = 2;
+const GENERATION: usize = 3;
 
 /// A view of one ring inside a region; `words` is its header and data.
 #[derive(Clone, Copy)]
@@ -75,6 +76,15 @@ impl<'a> Ring<'a> {
 
     pub fn is_closed(&self) -> bool {
         self.words[CLOSED].load(Ordering::Acquire) != 0
+    }
+
+    /// Which agent worker the ring is for now (bumped on each restart; kept by the bus).
+    pub fn generation(&self) -> u32 {
+        self.words[GENERATION].load(Ordering::Acquire)
+    }
+
+    pub fn set_generation(&self, generation: u32) {
+        self.words[GENERATION].store(generation, Ordering::Release);
     }
 
     /// Appends a frame of `len_word` (the first word) and `body`.

@@ -207,3 +207,54 @@ fn a_send_that_times_out_gives_its_arena_run_back() {
     assert!(matches!(ports[0].send(&[2u8; 1000], Some(Duration::ZERO)), Err(BusError::Timeout(_))));
     assert_eq!(hub.arena_free_bytes(), free, "the run of the payload that never went out is free again");
 }
+
+/// A worker cut off and replaced while it still runs (a stuck agent left to end by itself)
+/// is not heard any more, and cannot take its successor's messages.
+fn a_replaced_worker_is_not_heard(make: fn(usize) -> Made) {
+    let (hub, mut ports) = make(1);
+    let zero = Some(Duration::ZERO);
+    let old = ports.remove(0);
+    hub.disconnect(0);
+    let new = hub.reconnect(0).unwrap();
+    for msg in [&b"from the old worker"[..], &[7; 3000]] {
+        assert!(matches!(old.send(msg, zero), Err(BusError::Closed { agent: 0 })));
+    }
+    new.send(b"from the new one", zero).unwrap();
+    assert_eq!(hub.recv(LONG).unwrap(), (0, b"from the new one".to_vec()));
+    assert!(matches!(hub.recv(zero), Err(BusError::Timeout(_))));
+    hub.send(0, b"for the new one", zero).unwrap();
+    assert!(matches!(old.recv(zero), Err(BusError::Closed { agent: 0 })));
+    assert_eq!(new.recv(LONG).unwrap(), b"for the new one");
+}
+
+#[test]
+fn shared_bus_does_not_hear_a_replaced_worker() {
+    a_replaced_worker_is_not_heard(shared);
+}
+
+#[test]
+fn channel_bus_does_not_hear_a_replaced_worker() {
+    a_replaced_worker_is_not_heard(channels);
+}
+
+/// The old worker's check of its generation and its publication are two steps: a frame it
+/// publishes after the restart, stamped with its generation, is dropped unread (its arena run
+/// freed), and the new worker's frames behind it come through.
+#[test]
+fn a_frame_from_an_older_generation_is_dropped_unread() {
+    let (hub, ports) = SharedBus::new(1, SharedBusConfig { ring_bytes: 1024, arena_bytes: 64 << 10 });
+    let free = hub.arena_free_bytes();
+    hub.disconnect(0);
+    let new = hub.reconnect(0).unwrap();
+    drop(ports);
+    let region = &hub.region;
+    let (ring, zero) = (region.ring(0, true), Some(Duration::ZERO));
+    assert_eq!(ring.generation(), 1);
+    // As the old worker would, past its check: generation 0 on a small and a large message.
+    region.send(0, ring, 0, b"stale", zero).unwrap();
+    region.send(0, ring, 0, &[9; 3000], zero).unwrap();
+    new.send(b"fresh", zero).unwrap();
+    assert_eq!(hub.recv(LONG).unwrap(), (0, b"fresh".to_vec()));
+    assert!(matches!(hub.recv(zero), Err(BusError::Timeout(_))));
+    assert_eq!(hub.arena_free_bytes(), free, "the stale payload's run is freed");
+}
