@@ -133,8 +133,7 @@ pub fn check_gpu_greedy(
 
 /// Custom agents (tests/agents/faulty) that trap, panic, loop past their instructions or their
 /// wall-clock time, hoard memory, trap on each first attempt, or write outside their memory,
-/// beside a well-behaved one,
-/// round robin twice; `{faulty}` stands for the module's path.
+/// beside a well-behaved one, round robin twice; `{faulty}` stands for the module's path.
 pub const FAULTY_AGENTS: &str = r#"
 [workflow]
 name = "faults"

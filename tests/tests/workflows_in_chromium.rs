@@ -326,9 +326,9 @@ fn after_start(out: &str) -> Vec<&str> {
 }
 
 /// Custom agents that trap, panic, loop (past their instructions, or their wall-clock time),
-/// hoard memory or write outside it, beside a well-behaved one: the same faults, restarts and messages in the
-/// page (each module in an agent's Web Worker, its wasm interpreted with the same budgets) as
-/// natively.
+/// hoard memory or write outside it, beside a well-behaved one: the same faults, restarts and
+/// messages in the page (each module in an agent's Web Worker, its wasm interpreted with the
+/// same budgets) as natively.
 #[test]
 fn custom_agent_modules_run_in_the_page_as_natively() {
     let files = tempfile::tempdir().unwrap();
