@@ -66,6 +66,16 @@ fn gpu_rows(gpu: GpuStatus) -> impl IntoView {
                 <tr><th>"WebGPU adapter"</th><td id="gpu-adapter" class="ok">{name}</td></tr>
                 <tr><th>"backend / type"</th><td>{format!("{} / {} {}", adapter.backend, adapter.device_type, adapter.driver)}</td></tr>
                 <tr>
+                    <th>"shader-f16"</th>
+                    <td id="gpu-f16">
+                        {if adapter.shader_f16 {
+                            "yes: F16, Q4_0, Q4_1 and Q8_0 weights are dequantised in f16"
+                        } else {
+                            "no: every kernel computes in f32"
+                        }}
+                    </td>
+                </tr>
+                <tr>
                     <th>"limits"</th>
                     <td id="gpu-limits">
                         {format!(

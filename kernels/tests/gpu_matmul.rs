@@ -8,13 +8,21 @@
 //! by `TOL · sqrt(cols) · Σ_c |w_c x_c|` with `TOL = 1e-6` (about 8 f32 epsilons). A single
 //! wrong weight, sign or scale moves an output by about `Σ|w x| / cols`, well above that for
 //! the shapes here.
+//!
+//! With `shader-f16` (lavapipe has it; SwiftShader, in the browser, does not), F16, Q4_0, Q4_1
+//! and Q8_0 are dequantised in f16: the CPU twin is then the same dequantisation with each
+//! weight rounded to f16 (what one correctly rounded f16 multiply gives, as `d` and `q` are
+//! exact in f16 and their product in f32), under the same tolerance. Q4_1's `d q + m`, when
+//! not fused, rounds twice: its outputs may be off by one more f16 rounding of each weight,
+//! `2⁻¹¹ · Σ|w x|`. The f32 path is checked natively too, on a context without f16
+//! (`*_without_f16`).
 
 mod common;
 
 use common::random_values;
 use half::f16;
 use hearth_kernels::KernelError;
-use hearth_kernels::gpu::{GpuContext, GpuMatrix, GpuQueueStats, Step};
+use hearth_kernels::gpu::{GpuContext, GpuMatrix, GpuOptions, GpuQueueStats, Step};
 use hearth_kernels::quant::{QuantFormat, dequantize, quantize_q8_0};
 
 const TOL: f64 = 1e-6;
@@ -88,19 +96,23 @@ fn cpu_row(format: QuantFormat, bytes: &[u8], rows: usize, cols: usize, r: usize
     out
 }
 
-/// `y[t][r]` in f64 and `Σ_c |w x|` for each, for the first `n_tokens` tokens of `x`.
-fn cpu_matmul(
-    format: QuantFormat,
-    bytes: &[u8],
-    rows: usize,
-    cols: usize,
-    x: &[f32],
-    n_tokens: usize,
-) -> (Vec<f64>, Vec<f64>) {
+/// The formats the matmul kernels dequantise in f16 when the device has `shader-f16`.
+fn f16_scaled(format: QuantFormat) -> bool {
+    matches!(format, QuantFormat::F16 | QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q8_0)
+}
+
+/// `y[t][r]` in f64 and `Σ_c |w x|` for each, for the first `n_tokens` tokens of `x`, as
+/// `w` computes it: with its weights rounded to f16 when it is dequantised in f16.
+fn cpu_matmul(w: &GpuMatrix, bytes: &[u8], x: &[f32], n_tokens: usize) -> (Vec<f64>, Vec<f64>) {
+    let (format, rows, cols) = (w.format, w.rows, w.cols);
     let mut want = vec![0.0; n_tokens * rows];
     let mut size = vec![0.0; n_tokens * rows];
     for r in 0..rows {
-        let w = cpu_row(format, bytes, rows, cols, r);
+        let mut w_row = cpu_row(format, bytes, rows, cols, r);
+        if w.dequantised_in_f16() {
+            w_row.iter_mut().for_each(|v| *v = f16::from_f32(*v).to_f32());
+        }
+        let w = w_row;
         for t in 0..n_tokens {
             let (mut dot, mut abs) = (0.0f64, 0.0f64);
             for (wc, xc) in w.iter().zip(&x[t * cols..][..cols]) {
@@ -130,14 +142,18 @@ async fn gpu_matmul(ctx: &GpuContext, w: &GpuMatrix, x: &[f32], capacity: usize,
     y[..n].to_vec()
 }
 
-/// Compares against the CPU; returns the worst error in units of `sqrt(cols) · Σ|w x|`.
-fn assert_close(got: &[f32], want: &[f64], size: &[f64], cols: usize, what: &str) -> f64 {
+/// Compares `w`'s outputs against the CPU; returns the worst error in units of
+/// `sqrt(cols) · Σ|w x|`.
+fn assert_close(w: &GpuMatrix, got: &[f32], want: &[f64], size: &[f64], what: &str) -> f64 {
     assert_eq!(got.len(), want.len(), "{what}");
+    // Q4_1's `d q + m` in f16 may round twice (see the top of this file).
+    let second_rounding = if w.dequantised_in_f16() && w.format == QuantFormat::Q4_1 { 2f64.powi(-11) } else { 0.0 };
     let mut worst = 0.0f64;
     for (i, ((&g, &c), &s)) in got.iter().zip(want).zip(size).enumerate() {
-        let scale = (cols as f64).sqrt() * s.max(1e-30);
+        let scale = (w.cols as f64).sqrt() * s.max(1e-30);
+        let tol = TOL * scale + second_rounding * s;
         let err = (f64::from(g) - c).abs();
-        assert!(err <= TOL * scale, "{what}: output {i}: gpu {g} cpu {c} (error {err:e}, tolerance {:e})", TOL * scale);
+        assert!(err <= tol, "{what}: output {i}: gpu {g} cpu {c} (error {err:e}, tolerance {tol:e})");
         worst = worst.max(err / scale);
     }
     worst
@@ -154,11 +170,12 @@ async fn check_case(
 ) -> f64 {
     let bytes = random_matrix(format, rows, cols, seed);
     let w = ctx.upload_matrix("w", format, &bytes, rows, cols).unwrap();
+    assert_eq!(w.dequantised_in_f16(), ctx.adapter().shader_f16 && f16_scaled(format), "{format}");
     let x = random_values(capacity * cols, seed + 10, 1.0);
     let got = gpu_matmul(ctx, &w, &x, capacity, n_tokens).await;
-    let (want, size) = cpu_matmul(format, &bytes, rows, cols, &x, n_tokens);
+    let (want, size) = cpu_matmul(&w, &bytes, &x, n_tokens);
     let what = format!("{format} {rows}x{cols}, {n_tokens} of {capacity} tokens");
-    assert_close(&got, &want, &size, cols, &what)
+    assert_close(&w, &got, &want, &size, &what)
 }
 
 /// Odd shapes for the format: one row, rows that do not fill a workgroup, one block, long rows.
@@ -243,8 +260,8 @@ async fn check_tall_output_head_matches_cpu(ctx: &GpuContext) {
     let mut worst = 0.0f64;
     for n_tokens in [1, 2] {
         let got = gpu_matmul(ctx, &w, &x, 2, n_tokens).await;
-        let (want, size) = cpu_matmul(format, &bytes, rows, cols, &x, n_tokens);
-        worst = worst.max(assert_close(&got, &want, &size, cols, &format!("head, {n_tokens} tokens")));
+        let (want, size) = cpu_matmul(&w, &bytes, &x, n_tokens);
+        worst = worst.max(assert_close(&w, &got, &want, &size, &format!("head, {n_tokens} tokens")));
     }
     eprintln!("output head worst error: {worst:.3e} · sqrt(cols) · Σ|w x|");
 }
@@ -281,8 +298,8 @@ async fn check_split_matrix_matches_unsplit(ctx: &GpuContext) {
             let a = gpu_matmul(ctx, &whole, &x, capacity, n_tokens).await;
             let b = gpu_matmul(&small, &split, &x, capacity, n_tokens).await;
             assert!(a == b, "{format}, {n_tokens} tokens: split result differs");
-            let (want, size) = cpu_matmul(format, &bytes, rows, cols, &x, n_tokens);
-            assert_close(&b, &want, &size, cols, &format!("split {format}"));
+            let (want, size) = cpu_matmul(&split, &bytes, &x, n_tokens);
+            assert_close(&split, &b, &want, &size, &format!("split {format}"));
         }
         let ids = [299u32, 0, 150, 99, 100, 200];
         let a = gpu_embed(ctx, &whole, &ids, ids.len()).await;
@@ -420,6 +437,65 @@ async fn check_queue_counts_submissions_until_done(_ctx: &GpuContext) {
     assert!(done.submitted >= 5, "{done:?}");
     #[cfg(not(target_arch = "wasm32"))]
     assert_eq!(done.in_flight, 0, "{done:?}");
+}
+
+/// The f32 path of the formats that a device with `shader-f16` dequantises in f16, natively on
+/// a context told not to use it (the browser tests run it on SwiftShader, which lacks f16).
+#[cfg(not(target_arch = "wasm32"))]
+mod without_f16 {
+    use super::*;
+
+    fn context() -> GpuContext {
+        let ctx = pollster::block_on(GpuContext::with_options(GpuOptions { shader_f16: false }))
+            .expect("a Vulkan adapter (install mesa-vulkan-drivers for lavapipe)");
+        assert!(!ctx.adapter().shader_f16);
+        ctx
+    }
+
+    #[test]
+    fn f16_matches_cpu_without_f16() {
+        pollster::block_on(check_f16(&context()));
+    }
+    #[test]
+    fn q4_0_matches_cpu_without_f16() {
+        pollster::block_on(check_q4_0(&context()));
+    }
+    #[test]
+    fn q4_1_matches_cpu_without_f16() {
+        pollster::block_on(check_q4_1(&context()));
+    }
+    #[test]
+    fn q8_0_matches_cpu_without_f16() {
+        pollster::block_on(check_q8_0(&context()));
+    }
+
+    /// Where the device has `shader-f16`, the f16 and f32 paths really differ: a Q8_0 matrix's
+    /// outputs move by the f16 rounding of its weights, and no further than that.
+    #[test]
+    fn the_f16_path_rounds_weights_to_f16() {
+        let half = pollster::block_on(GpuContext::new()).expect("a Vulkan adapter");
+        if !half.adapter().shader_f16 {
+            eprintln!("{} has no shader-f16: nothing to compare", half.adapter().name);
+            return;
+        }
+        let full = context();
+        let (rows, cols, capacity) = (130, 576, 4);
+        let bytes = random_matrix(QuantFormat::Q8_0, rows, cols, 9);
+        let x = random_values(capacity * cols, 19, 1.0);
+        for n_tokens in [1, capacity] {
+            let wh = half.upload_matrix("w", QuantFormat::Q8_0, &bytes, rows, cols).unwrap();
+            let wf = full.upload_matrix("w", QuantFormat::Q8_0, &bytes, rows, cols).unwrap();
+            let gh = pollster::block_on(gpu_matmul(&half, &wh, &x, capacity, n_tokens));
+            let gf = pollster::block_on(gpu_matmul(&full, &wf, &x, capacity, n_tokens));
+            let (_, size) = cpu_matmul(&wf, &bytes, &x, n_tokens);
+            let moved = gh.iter().zip(&gf).filter(|(a, b)| a != b).count();
+            assert!(moved > gh.len() / 2, "{n_tokens} tokens: only {moved} of {} outputs differ", gh.len());
+            for (i, ((a, b), s)) in gh.iter().zip(&gf).zip(&size).enumerate() {
+                let bound = 2f64.powi(-11) * s + 2.0 * TOL * (cols as f64).sqrt() * s;
+                assert!(f64::from(a - b).abs() <= bound, "output {i}: f16 path {a}, f32 path {b}");
+            }
+        }
+    }
 }
 
 gpu_tests! {

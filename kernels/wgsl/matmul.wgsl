@@ -4,7 +4,9 @@
 // matmul.rs prepends, per weight format, `const FORMAT: u32` (the ggml type id: 0 F32, 1 F16,
 // 30 BF16, 2 Q4_0, 3 Q4_1, 8 Q8_0; or 100 for the affine runs that Q5_0, Q5_1, Q4_K, Q5_K and
 // Q6_K are repacked into) and `const WPU: u32` (u32 words of `quants` per unit, below), so each
-// format gets its own pipelines and the format tests below fold away.
+// format gets its own pipelines and the format tests below fold away; and `alias WF`, the type
+// weights are dequantised in: f32, or f16 (with `enable f16;`) for F16, Q4_0, Q4_1 and Q8_0 on
+// a device with `shader-f16`. Every conversion to WF below is exact or a no-op when WF is f32.
 //
 // Layout on the device (repacked at upload, one buffer pair per part of the rows):
 // - `quants`: the values of each row, row after row, as u32 words. Q4_0/Q4_1: the 16 nibble
@@ -17,8 +19,8 @@
 // Every row is read in units of 8 values, 4 units per 32-value block: a unit is one word of a
 // Q4 block (low nibbles = columns 4i..4i+3, high nibbles = 16+4i..16+4i+3 of the block, i the
 // unit within the block), two words of a Q8_0 block or of affine codes, four of F16 or BF16,
-// or eight of F32 (8 consecutive columns). All arithmetic is f32: weights are dequantised, activations are not
-// quantised.
+// or eight of F32 (8 consecutive columns). Weights are dequantised (in WF), activations are not
+// quantised, and every product and sum is f32.
 
 struct Params {
     // Rows in this part of the matrix.
@@ -54,8 +56,8 @@ const IS_FLOAT: bool = FORMAT <= 1u || FORMAT == 30u;
 
 // The 8 weights of one unit: `a` sits at columns unit_cols(u).x .. +3, `b` at unit_cols(u).y .. +3.
 struct Unit {
-    a: vec4<f32>,
-    b: vec4<f32>,
+    a: vec4<WF>,
+    b: vec4<WF>,
 }
 
 // Columns (within its row) of the first value of each half of unit `u`.
@@ -68,13 +70,13 @@ fn unit_cols(u: u32) -> vec2<u32> {
 }
 
 // Nibbles shift, shift+8, shift+16, shift+24 of `w` (bytes 0..3, low or high halves).
-fn nibbles(w: u32, shift: u32) -> vec4<f32> {
-    return vec4<f32>((vec4<u32>(w) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(15u));
+fn nibbles(w: u32, shift: u32) -> vec4<WF> {
+    return vec4<WF>((vec4<u32>(w) >> vec4<u32>(shift, shift + 8u, shift + 16u, shift + 24u)) & vec4<u32>(15u));
 }
 
 // The 4 bytes of `w` as signed values: shift each to the top, then arithmetic-shift back down.
-fn signed_bytes(w: u32) -> vec4<f32> {
-    return vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+fn signed_bytes(w: u32) -> vec4<i32> {
+    return bitcast<vec4<i32>>(vec4<u32>(w) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u);
 }
 
 // The two bfloat16 values of `w`, low half first.
@@ -83,33 +85,34 @@ fn bf16_pair(w: u32) -> vec2<f32> {
 }
 
 // f16 scale `d` of block `block` (Q4_0, Q8_0: two per word).
-fn half_scale(block: u32) -> f32 {
+fn half_scale(block: u32) -> WF {
     let pair = unpack2x16float(scales[block >> 1u]);
-    return select(pair.x, pair.y, (block & 1u) == 1u);
+    return WF(select(pair.x, pair.y, (block & 1u) == 1u));
 }
 
 // Dequantised unit `u` of row `row` of this part, as the CPU's `quant::dequantize`:
-// Q4_0 d (q - 8), Q4_1 d q + m, Q8_0 d q.
+// Q4_0 d (q - 8), Q4_1 d q + m, Q8_0 d q (in WF: with f16, rounded once, or for Q4_1 twice
+// unless the multiply-add is fused).
 fn unit_weights(row: u32, u: u32) -> Unit {
     let i = row * params.units + u;
     let w = i * WPU;
     if (FORMAT == 0u) {
         return Unit(
-            bitcast<vec4<f32>>(vec4<u32>(quants[w], quants[w + 1u], quants[w + 2u], quants[w + 3u])),
-            bitcast<vec4<f32>>(vec4<u32>(quants[w + 4u], quants[w + 5u], quants[w + 6u], quants[w + 7u])),
+            vec4<WF>(bitcast<vec4<f32>>(vec4<u32>(quants[w], quants[w + 1u], quants[w + 2u], quants[w + 3u]))),
+            vec4<WF>(bitcast<vec4<f32>>(vec4<u32>(quants[w + 4u], quants[w + 5u], quants[w + 6u], quants[w + 7u]))),
         );
     }
     if (FORMAT == 1u) {
         return Unit(
-            vec4<f32>(unpack2x16float(quants[w]), unpack2x16float(quants[w + 1u])),
-            vec4<f32>(unpack2x16float(quants[w + 2u]), unpack2x16float(quants[w + 3u])),
+            vec4<WF>(vec4<f32>(unpack2x16float(quants[w]), unpack2x16float(quants[w + 1u]))),
+            vec4<WF>(vec4<f32>(unpack2x16float(quants[w + 2u]), unpack2x16float(quants[w + 3u]))),
         );
     }
     if (FORMAT == 30u) {
         // A bfloat16 is the top half of an f32.
         return Unit(
-            vec4<f32>(bf16_pair(quants[w]), bf16_pair(quants[w + 1u])),
-            vec4<f32>(bf16_pair(quants[w + 2u]), bf16_pair(quants[w + 3u])),
+            vec4<WF>(vec4<f32>(bf16_pair(quants[w]), bf16_pair(quants[w + 1u]))),
+            vec4<WF>(vec4<f32>(bf16_pair(quants[w + 2u]), bf16_pair(quants[w + 3u]))),
         );
     }
     if (FORMAT == 100u) {
@@ -117,7 +120,10 @@ fn unit_weights(row: u32, u: u32) -> Unit {
         let run = i >> 1u;
         let d = bitcast<f32>(scales[2u * run]);
         let m = bitcast<f32>(scales[2u * run + 1u]);
-        return Unit(signed_bytes(quants[w]) * d + m, signed_bytes(quants[w + 1u]) * d + m);
+        return Unit(
+            vec4<WF>(vec4<f32>(signed_bytes(quants[w])) * d + m),
+            vec4<WF>(vec4<f32>(signed_bytes(quants[w + 1u])) * d + m),
+        );
     }
     // Four units per 32-value block, and rows are whole blocks.
     let block = i >> 2u;
@@ -127,12 +133,12 @@ fn unit_weights(row: u32, u: u32) -> Unit {
         return Unit((nibbles(q, 0u) - 8.0) * d, (nibbles(q, 4u) - 8.0) * d);
     }
     if (FORMAT == 3u) {
-        let dm = unpack2x16float(scales[block]);
+        let dm = vec2<WF>(unpack2x16float(scales[block]));
         let q = quants[w];
         return Unit(nibbles(q, 0u) * dm.x + dm.y, nibbles(q, 4u) * dm.x + dm.y);
     }
     let d = half_scale(block);
-    return Unit(signed_bytes(quants[w]) * d, signed_bytes(quants[w + 1u]) * d);
+    return Unit(vec4<WF>(signed_bytes(quants[w])) * d, vec4<WF>(signed_bytes(quants[w + 1u])) * d);
 }
 
 // x[c .. c+4] of the first token. F32/F16 rows are padded past `cols`; the activations there
@@ -180,7 +186,7 @@ fn matvec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         for (var r = 0u; r < MV_R; r++) {
             // Rows past the part's end recompute its last row; their sums are never stored.
             let wu = unit_weights(min(first + r * groups + g, last), u);
-            acc[r] += dot(wu.a, xa) + dot(wu.b, xb);
+            acc[r] += dot(vec4<f32>(wu.a), xa) + dot(vec4<f32>(wu.b), xb);
         }
     }
     for (var r = 0u; r < MV_R; r++) {
@@ -214,12 +220,12 @@ fn matvec(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 // weights (each of the 64 rows' block dequantised once, 4 invocations per row, one unit each)
 // and the 32 tokens' activations, then each invocation accumulates 4 rows × 2 tokens over the
 // 32 columns from there. Weights are read from memory once per token tile. Workgroup memory:
-// 8 KiB of weights + 4 KiB of activations.
+// 8 KiB of weights (4 KiB when WF is f16) + 4 KiB of activations.
 
 const MM_ROWS: u32 = 64u;
 const MM_TOKENS: u32 = 32u;
 // ws[k * 16 + r / 4][r % 4] = W[row r of the tile][column k of the block].
-var<workgroup> ws: array<vec4<f32>, 512>;
+var<workgroup> ws: array<vec4<WF>, 512>;
 // xs[k * 16 + t / 2][t % 2] = x[token t of the tile][column k of the block].
 var<workgroup> xs: array<vec2<f32>, 512>;
 
@@ -267,7 +273,7 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         }
         workgroupBarrier();
         for (var k = 0u; k < 32u; k++) {
-            let wv = ws[k * 16u + tr];
+            let wv = vec4<f32>(ws[k * 16u + tr]);
             let xv = xs[k * 16u + tt];
             acc0 += wv * xv.x;
             acc1 += wv * xv.y;
@@ -312,10 +318,10 @@ fn embed(@builtin(global_invocation_id) gid: vec3<u32>) {
     for (var e = 0u; e < 4u; e++) {
         // Padding columns of F32/F16 rows are not part of the row.
         if (at.x + e < params.cols) {
-            out[base + at.x + e] = wu.a[e];
+            out[base + at.x + e] = f32(wu.a[e]);
         }
         if (at.y + e < params.cols) {
-            out[base + at.y + e] = wu.b[e];
+            out[base + at.y + e] = f32(wu.b[e]);
         }
     }
 }

@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hearth_core::engine::{BackendChoice, Completion, Engine, GenerateParams, Prompt, native_clock};
+use hearth_core::kernels::gpu::{GpuContext, GpuOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use thiserror::Error;
@@ -117,6 +118,8 @@ fn timed_run(
 pub struct GpuFigures {
     pub figures: Figures,
     pub adapter: String,
+    /// The kernels dequantised f16-scaled weights in f16 (`shader-f16`).
+    pub shader_f16: bool,
     /// Bytes of weights on the device: what each decode step reads at least once.
     pub weight_bytes: u64,
     /// Bytes per second a buffer copy moves on this device (read + written).
@@ -132,11 +135,17 @@ impl GpuFigures {
     }
 }
 
-/// Hearth natively on the GPU through wgpu (Vulkan; lavapipe where there is no GPU).
-pub fn native_gpu(model: &Path, prompt_tokens: usize, gen_tokens: usize) -> Result<GpuFigures, BenchError> {
+/// Hearth natively on the GPU through wgpu (Vulkan; lavapipe where there is no GPU), on a
+/// device opened with `options`.
+pub fn native_gpu(
+    model: &Path,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    options: GpuOptions,
+) -> Result<GpuFigures, BenchError> {
     let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
     let ctx = std::rc::Rc::new(
-        pollster::block_on(hearth_core::kernels::gpu::GpuContext::new())
+        pollster::block_on(GpuContext::with_options(options))
             .map_err(|e| BenchError::Engine(hearth_core::engine::EngineError::NoGpu(e.to_string())))?,
     );
     let mut engine = Engine::load_on(
@@ -153,9 +162,12 @@ pub fn native_gpu(model: &Path, prompt_tokens: usize, gen_tokens: usize) -> Resu
     let weight_bytes = gpu.weight_bytes();
     let kernels =
         pollster::block_on(gpu.profile_decode(last, pos, native_clock)).map_err(|e| BenchError::Engine(e.into()))?;
+    let shader_f16 = ctx.adapter().shader_f16;
+    let engine_name = if shader_f16 { "hearth (GPU, f16 weights)" } else { "hearth (GPU)" };
     Ok(GpuFigures {
-        figures: figures("hearth (GPU)", "native", 1, &t, gen_tokens),
+        figures: figures(engine_name, "native", 1, &t, gen_tokens),
         adapter: format!("{} ({}, {})", ctx.adapter().name, ctx.adapter().backend, ctx.adapter().device_type),
+        shader_f16,
         weight_bytes,
         copy_bandwidth: ctx.copy_bandwidth().map_err(|e| BenchError::Answer(e.to_string()))?,
         kernels,

@@ -16,6 +16,7 @@ use hearth_core::agents::{RunOptions, Transport};
 use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{BackendChoice, GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat};
+use hearth_core::kernels::gpu::GpuOptions;
 use hearth_core::sampler::SamplerConfig;
 
 #[derive(Parser)]
@@ -496,13 +497,21 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
     use hearth::bench;
     let model = llm::model_path(None);
     eprintln!("bench: hearth natively on the GPU…");
-    let native = match bench::native_gpu(&model, prompt_tokens, gen_tokens) {
-        Ok(run) => run,
+    let mut native = match bench::native_gpu(&model, prompt_tokens, gen_tokens, GpuOptions::default()) {
+        Ok(run) => vec![run],
         Err(e) => {
             eprintln!("hearth: {e}");
             return ExitCode::from(2);
         }
     };
+    // With shader-f16, the same run on the f32 kernels, for the ratio.
+    if native[0].shader_f16 {
+        eprintln!("bench: hearth natively on the GPU, f32 kernels…");
+        match bench::native_gpu(&model, prompt_tokens, gen_tokens, GpuOptions { shader_f16: false }) {
+            Ok(run) => native.push(run),
+            Err(e) => eprintln!("hearth: the run without shader-f16 failed: {e}"),
+        }
+    }
     let mut browser_rows = Vec::new();
     if !native_only {
         let runtime = match tokio::runtime::Runtime::new() {
@@ -530,7 +539,14 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
         });
     }
     say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}, GPU backend:\n", DEFAULT_MODEL.name));
-    say(&bench::gpu_table(std::slice::from_ref(&native)));
+    say(&bench::gpu_table(&native));
+    if let [half, full] = &native[..] {
+        say(&format!(
+            "f16 weights against f32 kernels: prefill {:.2}x, decode {:.2}x\n",
+            half.figures.prefill_tok_s / full.figures.prefill_tok_s,
+            half.figures.decode_tok_s / full.figures.decode_tok_s,
+        ));
+    }
     if !browser_rows.is_empty() {
         say(&bench::table(&browser_rows, &[]));
     }

@@ -94,7 +94,8 @@ pub async fn wait_for_model(page: &dyn Page, limit: Duration) -> Result<String, 
 }
 
 /// What the page says about itself: isolation, the runtime build it loaded and its threads
-/// (from the app's first screen), the WebGPU adapter.
+/// (from the app's first screen), the WebGPU adapter (and whether it has `shader-f16`, which
+/// the kernels then use).
 pub async fn capabilities(page: &dyn Page) -> Result<Value, PageError> {
     run(
         page,
@@ -102,7 +103,8 @@ pub async fn capabilities(page: &dyn Page) -> Result<Value, PageError> {
          let adapter = null; \
          if (gpu) { const i = gpu.info || (gpu.requestAdapterInfo ? await gpu.requestAdapterInfo() : {}); \
                     adapter = { vendor: i.vendor || '', architecture: i.architecture || '', \
-                                description: i.description || '' }; } \
+                                description: i.description || '', \
+                                shaderF16: gpu.features.has('shader-f16') }; } \
          const text = id => { const e = document.getElementById(id); return e ? e.textContent : null; }; \
          return { crossOriginIsolated: !!self.crossOriginIsolated, \
                   sharedArrayBuffer: typeof SharedArrayBuffer !== 'undefined', \

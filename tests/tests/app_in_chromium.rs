@@ -26,6 +26,9 @@ async fn run_probe(client: &Client) -> (String, usize) {
     let adapter = text(client, "gpu-adapter").await;
     assert!(!adapter.is_empty() && !adapter.contains("hidden"), "a named WebGPU adapter: {adapter:?}");
     assert!(text(client, "gpu-limits").await.contains("storage binding"));
+    // Whether the kernels use shader-f16 (SwiftShader has it not, a hardware adapter may).
+    let f16 = text(client, "gpu-f16").await;
+    assert!(f16.starts_with("yes: ") || f16.starts_with("no: "), "{f16:?}");
     assert_eq!(text(client, "model-name").await, "SmolLM2-135M-Instruct Q4_1");
 
     client.find(Locator::Id("run-kernels")).await.unwrap().click().await.unwrap();

@@ -58,7 +58,7 @@ pub(crate) struct AttentionKernels {
 impl AttentionKernels {
     /// Builds the pipelines. The cache is read with `unpack2x16float` and all math is f32, so
     /// there is one path whether or not the device has `shader-f16`.
-    pub(crate) fn new(device: &wgpu::Device, _shader_f16: bool) -> Self {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
         let module = shader(device, "attention.wgsl", include_str!("../../wgsl/attention.wgsl"));
         Self {
             kv_store: pipeline(device, &module, "kv_store"),

@@ -20,7 +20,9 @@ pub struct AdapterSummary {
     pub max_storage_buffer_binding_size: u64,
     pub max_compute_workgroups_per_dimension: u32,
     pub max_compute_invocations_per_workgroup: u32,
-    /// Whether the device has `shader-f16` (requested when present; no kernel needs it yet).
+    /// Whether the kernels use `shader-f16`: the device has it and [`GpuOptions`] allowed it.
+    /// The weight matrices of f16-scaled formats are then dequantised in f16 (see
+    /// `MatmulKernels`).
     #[serde(default)]
     pub shader_f16: bool,
 }
@@ -45,6 +47,21 @@ struct QueueCounters {
     peak_in_flight: AtomicU64,
 }
 
+/// How [`GpuContext::with_options`] opens a device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GpuOptions {
+    /// Use `shader-f16` when the adapter has it (the default); `false` keeps every kernel in
+    /// f32, as on an adapter without it (to compare the two, and to test the f32 path on a
+    /// device that has f16).
+    pub shader_f16: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        Self { shader_f16: true }
+    }
+}
+
 /// A wgpu device with Hearth's compute pipelines built on it.
 pub struct GpuContext {
     pub(crate) device: wgpu::Device,
@@ -67,8 +84,14 @@ pub struct GpuContext {
 
 impl GpuContext {
     /// Opens the default high-performance adapter and a device with the adapter's own limits
-    /// (Hearth splits work to fit them, so it asks for everything the adapter offers).
+    /// (Hearth splits work to fit them, so it asks for everything the adapter offers), using
+    /// `shader-f16` when the adapter has it.
     pub async fn new() -> Result<Self, KernelError> {
+        Self::with_options(GpuOptions::default()).await
+    }
+
+    /// [`GpuContext::new`] with `options`.
+    pub async fn with_options(options: GpuOptions) -> Result<Self, KernelError> {
         let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle());
         let adapter = instance
             .request_adapter(&wgpu::RequestAdapterOptions {
@@ -78,7 +101,7 @@ impl GpuContext {
             .await
             .map_err(|e| KernelError::NoAdapter(e.to_string()))?;
         let limits = adapter.limits();
-        let shader_f16 = adapter.features().contains(wgpu::Features::SHADER_F16);
+        let shader_f16 = options.shader_f16 && adapter.features().contains(wgpu::Features::SHADER_F16);
         let required_features = if shader_f16 { wgpu::Features::SHADER_F16 } else { wgpu::Features::empty() };
         let (device, queue) = adapter
             .request_device(&wgpu::DeviceDescriptor {
@@ -116,10 +139,10 @@ impl GpuContext {
             shader_f16,
         };
         let matvec = MatvecPipeline::new(&device);
-        let matmul = MatmulKernels::new(&device, shader_f16);
-        let layer = LayerKernels::new(&device, shader_f16);
-        let attention = AttentionKernels::new(&device, shader_f16);
-        let sample = SampleKernels::new(&device, shader_f16);
+        let matmul = MatmulKernels::new(shader_f16);
+        let layer = LayerKernels::new(&device);
+        let attention = AttentionKernels::new(&device);
+        let sample = SampleKernels::new(&device);
         let binding_limit = limits.max_storage_buffer_binding_size.min(limits.max_buffer_size);
         let live_bytes = Arc::default();
         Ok(Self {

@@ -22,7 +22,7 @@ pub(crate) struct LayerKernels {
 }
 
 impl LayerKernels {
-    pub(crate) fn new(device: &wgpu::Device, _shader_f16: bool) -> Self {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
         let norm = shader(device, "norm.wgsl", include_str!("../../wgsl/norm.wgsl"));
         let rope = shader(device, "rope.wgsl", include_str!("../../wgsl/rope.wgsl"));
         let elementwise = shader(device, "elementwise.wgsl", include_str!("../../wgsl/elementwise.wgsl"));

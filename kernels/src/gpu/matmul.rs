@@ -66,6 +66,8 @@ fn words_per_unit(device_format: u32) -> usize {
 
 /// The pipelines of `matmul.wgsl` specialised for one weight format.
 struct FormatPipelines {
+    /// `matvec` and `matmul` dequantise in f16.
+    half: bool,
     matvec: wgpu::ComputePipeline,
     matmul: wgpu::ComputePipeline,
     embed: wgpu::ComputePipeline,
@@ -77,27 +79,38 @@ struct FormatPipelines {
 /// constants, so the format branches of the shader fold away). They are compiled at the first
 /// upload of a matrix of that format, not up front: a model holds two or three of the five
 /// formats, and on SwiftShader (the browser tests) the 15 pipelines took some 16 s per device.
-/// Nothing is compiled per op or per step. (f16 weights go through `unpack2x16float`, so
-/// `shader-f16` is not needed.)
+/// Nothing is compiled per op or per step.
+///
+/// With `shader-f16`, the formats whose values are f16 or f16-scaled small integers (F16,
+/// Q4_0, Q4_1, Q8_0) are dequantised in f16 by `matvec` and `matmul` (`WF = f16`), and
+/// `matmul` stages them in workgroup memory as f16: half the workgroup memory its inner loop
+/// reads, and f16 arithmetic for the dequantisation, which GPUs run at twice the f32 rate. A
+/// dequantised weight is then rounded to f16 (a relative error of at most 2⁻¹¹, none for F16);
+/// activations and every sum stay f32, so activation outliers (Gemma's reach the hundreds)
+/// cannot overflow. `embed` always dequantises in f32: the embedding equals the CPU's bit for
+/// bit. F32, BF16 (a wider range than f16) and the affine runs (f32 scales) stay in f32.
 pub(crate) struct MatmulKernels {
+    shader_f16: bool,
     formats: [OnceLock<FormatPipelines>; DEVICE_FORMATS.len()],
 }
 
 impl MatmulKernels {
-    pub(crate) fn new(_device: &wgpu::Device, _shader_f16: bool) -> Self {
-        Self { formats: Default::default() }
+    pub(crate) fn new(shader_f16: bool) -> Self {
+        Self { shader_f16, formats: Default::default() }
     }
 
     /// The pipelines for `format`, built now if this is the first use of its device format.
     fn get(&self, device: &wgpu::Device, format: QuantFormat) -> &FormatPipelines {
         let device_format = device_format(format).expect("GpuMatrix formats are checked at upload");
         let i = DEVICE_FORMATS.iter().position(|&f| f == device_format).expect("every device format is listed");
-        self.formats[i].get_or_init(|| FormatPipelines::new(device, device_format))
+        let half = self.shader_f16 && matches!(device_format, 1 | 2 | 3 | 8);
+        self.formats[i].get_or_init(|| FormatPipelines::new(device, device_format, half))
     }
 }
 
 impl FormatPipelines {
-    fn new(device: &wgpu::Device, device_format: u32) -> Self {
+    /// The pipelines of `device_format`; with `half`, `matvec` and `matmul` dequantise in f16.
+    fn new(device: &wgpu::Device, device_format: u32, half: bool) -> Self {
         let label = match device_format {
             0 => "matmul.wgsl F32",
             1 => "matmul.wgsl F16",
@@ -107,16 +120,22 @@ impl FormatPipelines {
             8 => "matmul.wgsl Q8_0",
             _ => "matmul.wgsl affine runs",
         };
-        let source = format!(
-            "const FORMAT: u32 = {device_format}u;\nconst WPU: u32 = {}u;\n{}",
-            words_per_unit(device_format),
-            include_str!("../../wgsl/matmul.wgsl")
-        );
-        let module = tensor::shader(device, label, &source);
+        let module = |wf: &str| {
+            let directives = if wf == "f16" { "enable f16;" } else { "" };
+            let source = format!(
+                "const FORMAT: u32 = {device_format}u;\nconst WPU: u32 = {}u;\nalias WF = {wf};\n{}",
+                words_per_unit(device_format),
+                include_str!("../../wgsl/matmul.wgsl")
+            );
+            tensor::shader_with(device, label, directives, &source)
+        };
+        let full = module("f32");
+        let dequantising = if half { module("f16") } else { full.clone() };
         Self {
-            matvec: tensor::pipeline(device, &module, "matvec"),
-            matmul: tensor::pipeline(device, &module, "matmul"),
-            embed: tensor::pipeline(device, &module, "embed"),
+            half,
+            matvec: tensor::pipeline(device, &dequantising, "matvec"),
+            matmul: tensor::pipeline(device, &dequantising, "matmul"),
+            embed: tensor::pipeline(device, &full, "embed"),
         }
     }
 }
@@ -154,6 +173,8 @@ pub struct GpuMatrix {
     pub cols: usize,
     /// 8-value units per stored row.
     units: usize,
+    /// Dequantised in f16 by the matvec and matmul kernels (see `MatmulKernels`).
+    half: bool,
     parts: Vec<MatrixPart>,
     _counted: tensor::DeviceBytes,
 }
@@ -165,6 +186,7 @@ impl std::fmt::Debug for GpuMatrix {
             .field("rows", &self.rows)
             .field("cols", &self.cols)
             .field("parts", &self.parts.len())
+            .field("half", &self.half)
             .finish()
     }
 }
@@ -178,6 +200,12 @@ impl GpuMatrix {
     /// How many parts the rows were split into to fit the device's storage binding limit.
     pub fn parts(&self) -> usize {
         self.parts.len()
+    }
+
+    /// Whether [`GpuContext::op_matmul`] dequantises this matrix in f16 (`shader-f16`, and an
+    /// f16-scaled format): each weight is then rounded to f16 before its f32 product.
+    pub fn dequantised_in_f16(&self) -> bool {
+        self.half
     }
 }
 
@@ -319,7 +347,7 @@ impl GpuContext {
             return Err(KernelError::QuantLength { format, values, bytes: bytes.len() });
         }
         // Compile this format's kernels now, at load time, rather than in the first step.
-        self.matmul.get(&self.device, format);
+        let half = self.matmul.get(&self.device, format).half;
         let row_bytes = bytes.len() / rows;
         let units = cols.next_multiple_of(BLOCK) / UNIT;
         let row_words = units * words_per_unit(dev_format);
@@ -381,7 +409,7 @@ impl GpuContext {
             });
         }
         let bytes = parts.iter().map(|p| p.quants.size() + p.scales.size()).sum();
-        Ok(GpuMatrix { format, rows, cols, units, parts, _counted: self.count_bytes(bytes) })
+        Ok(GpuMatrix { format, rows, cols, units, half, parts, _counted: self.count_bytes(bytes) })
     }
 
     /// `y[t][r] = Σ_c w[r][c] · x[t][c]` for `t < step.n_tokens`: `x` holds tokens of `w.cols`
@@ -518,7 +546,9 @@ mod tests {
     /// are then 16 matvec workgroups on a 6 × 3 grid and 32 matmul tiles on 6 × 6.
     #[test]
     fn grids_spill_into_the_y_dimension() {
-        let ctx = pollster::block_on(GpuContext::new()).expect("a Vulkan adapter (lavapipe)");
+        // f32 kernels, for the reference's tolerance (tests/gpu_matmul.rs checks f16 weights).
+        let f32_only = crate::gpu::GpuOptions { shader_f16: false };
+        let ctx = pollster::block_on(GpuContext::with_options(f32_only)).expect("a Vulkan adapter (lavapipe)");
         let (rows, cols, tokens) = (2000, 64, 2);
         let w: Vec<f32> = (0..rows * cols).map(|i| ((i * 7919 % 2001) as f32 - 1000.0) / 500.0).collect();
         let bytes = bytemuck::cast_slice(&crate::quant::quantize_q8_0(&w).unwrap()).to_vec();

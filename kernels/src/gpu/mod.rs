@@ -15,7 +15,7 @@ mod sample;
 mod tensor;
 
 pub use attention::AttentionSpec;
-pub use context::{AdapterSummary, GpuContext, GpuQueueStats};
+pub use context::{AdapterSummary, GpuContext, GpuOptions, GpuQueueStats};
 pub use layer::{NormRows, RopeSpec};
 pub use matmul::GpuMatrix;
 pub use tensor::{GpuBuffer, GpuOp, Step, StepBuffer};

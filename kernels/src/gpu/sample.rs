@@ -29,7 +29,7 @@ pub(crate) struct SampleKernels {
 }
 
 impl SampleKernels {
-    pub(crate) fn new(device: &wgpu::Device, _shader_f16: bool) -> Self {
+    pub(crate) fn new(device: &wgpu::Device) -> Self {
         let module = shader(device, "sample.wgsl", include_str!("../../wgsl/sample.wgsl"));
         Self {
             argmax_partial: pipeline(device, &module, "argmax_partial"),

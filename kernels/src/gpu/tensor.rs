@@ -264,7 +264,17 @@ pub(crate) fn pipeline(
 
 /// A shader module from WGSL source, with the shared [`Step`] declaration prepended.
 pub(crate) fn shader(device: &wgpu::Device, label: &'static str, source: &str) -> wgpu::ShaderModule {
-    let source = format!("{}\n{}", include_str!("../../wgsl/common.wgsl"), source);
+    shader_with(device, label, "", source)
+}
+
+/// [`shader`] with WGSL `directives` (such as `enable f16;`) first, where WGSL requires them.
+pub(crate) fn shader_with(
+    device: &wgpu::Device,
+    label: &'static str,
+    directives: &str,
+    source: &str,
+) -> wgpu::ShaderModule {
+    let source = format!("{directives}\n{}\n{}", include_str!("../../wgsl/common.wgsl"), source);
     device.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some(label),
         source: wgpu::ShaderSource::Wgsl(source.into()),
