@@ -13,7 +13,7 @@ use hearth_core::engine::{
     Backend, BackendChoice, Completion, Engine, EngineError, GenerateParams, Prompt, native_clock,
 };
 use hearth_core::gguf::{Gguf, GgufError};
-use hearth_core::kernels::gpu::GpuContext;
+use hearth_core::kernels::gpu::{GpuContext, GpuOptions};
 use hearth_core::tokenizer::{Tokenizer, TokenizerError};
 use serde::Serialize;
 use thiserror::Error;
@@ -70,11 +70,14 @@ fn open(path: &Path) -> Result<File, CliError> {
 
 /// The GPU for `choice`, or why there is none. `Auto` takes only hardware: a software Vulkan
 /// device (Mesa's lavapipe) is slower than the CPU backend, so it is used only when asked for.
+/// `HEARTH_SHADER_F16=off` keeps every kernel in f32 on an adapter with `shader-f16` (as a
+/// browser whose adapter lacks it runs them).
 pub fn open_gpu(choice: BackendChoice) -> Result<Rc<GpuContext>, String> {
     if choice == BackendChoice::Cpu {
         return Err("the CPU backend was asked for".into());
     }
-    let ctx = pollster::block_on(GpuContext::new()).map_err(|e| e.to_string())?;
+    let shader_f16 = !matches!(std::env::var("HEARTH_SHADER_F16").as_deref(), Ok("off" | "0" | "false"));
+    let ctx = pollster::block_on(GpuContext::with_options(GpuOptions { shader_f16 })).map_err(|e| e.to_string())?;
     if choice == BackendChoice::Auto && ctx.adapter().device_type == "Cpu" {
         return Err(format!("the only adapter, {:?}, is a software renderer", ctx.adapter().name));
     }

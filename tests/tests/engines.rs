@@ -10,7 +10,12 @@ use hearth_tests::{hearth_binary, servo_binary};
 use serde_json::Value;
 
 fn json_of(bin: &PathBuf, args: &[&str]) -> Value {
-    let out = Command::new(bin).args(args).output().expect("run hearth");
+    json_of_with(bin, args, &[])
+}
+
+/// [`json_of`] with environment variables set.
+fn json_of_with(bin: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let out = Command::new(bin).args(args).envs(env.iter().copied()).output().expect("run hearth");
     assert!(out.status.success(), "hearth {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     let last = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_else(|| panic!("no JSON in {stdout:?}"));
@@ -19,8 +24,13 @@ fn json_of(bin: &PathBuf, args: &[&str]) -> Value {
 
 /// The greedy completion of a fixed prompt: (text, backend).
 fn completion(bin: &PathBuf, engine: &str, backend: &str) -> (String, String) {
+    completion_with(bin, engine, backend, &[])
+}
+
+/// [`completion`] with environment variables set.
+fn completion_with(bin: &PathBuf, engine: &str, backend: &str, env: &[(&str, &str)]) -> (String, String) {
     let args = ["generate", "--engine", engine, "--backend", backend, "--json", "--max-tokens", "8"];
-    let done = json_of(bin, &[&args[..], &["--prompt", "The capital of France is"]].concat());
+    let done = json_of_with(bin, &[&args[..], &["--prompt", "The capital of France is"]].concat(), env);
     (done["text"].as_str().expect("text").to_string(), done["backend"].as_str().unwrap_or_default().to_string())
 }
 
@@ -56,8 +66,12 @@ fn servo_runs_the_app_and_generates_on_webgpu() {
 
     let (page, backend) = completion(&servo, "servo", "gpu");
     assert_eq!(backend, "gpu");
-    // wgpu natively and Servo's WebGPU run the same WGSL on the same lavapipe device.
-    let (native, _) = completion(&hearth_binary(), "native", "gpu");
+    // wgpu natively and Servo's WebGPU run the same WGSL on the same lavapipe device: natively
+    // with f16 weights only if Servo's adapter offers shader-f16 too (lavapipe has it; Servo's
+    // WebGPU does not pass it on).
+    let shader_f16 = report["adapter"]["shaderF16"].as_bool().expect("the probe says whether there is shader-f16");
+    let env: &[(&str, &str)] = if shader_f16 { &[] } else { &[("HEARTH_SHADER_F16", "off")] };
+    let (native, _) = completion_with(&hearth_binary(), "native", "gpu", env);
     println!("servo: {page:?}, native GPU: {native:?}");
     assert_eq!(page, native, "Servo's greedy text on WebGPU against native wgpu's");
 }
