@@ -11,6 +11,8 @@ mod message_agent;
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]
 mod thread;
 #[cfg(target_arch = "wasm32")]
+mod worker_error;
+#[cfg(target_arch = "wasm32")]
 mod workflow;
 
 #[cfg(target_arch = "wasm32")]

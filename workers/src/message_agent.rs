@@ -17,6 +17,8 @@ use hearth_core::bus::{AgentPort, BusError, HubPort};
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
+use crate::worker_error::{self, Died};
+
 // ---------------------------------------------------------------------------------------------
 // The hub's side.
 
@@ -84,16 +86,8 @@ impl MessageBus {
                 inner.inbox.borrow_mut().push_back((agent, generation, bytes));
             })
         };
-        let died = Rc::new(RefCell::new(None));
-        let on_error = {
-            let died = died.clone();
-            Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
-                web_sys::console::error_1(&format!("agent worker: {}", event.message()).into());
-                *died.borrow_mut() = Some(event.message());
-            })
-        };
+        let (died, on_error) = worker_error::watch(&worker);
         worker.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
         let json = serde_json::to_string(program).map_err(|e| format!("cannot describe the agent: {e}"))?;
         let wasm = match program {
             AgentProgram::Module { wasm, .. } => JsValue::from(js_sys::Uint8Array::from(&wasm[..])),
@@ -164,7 +158,7 @@ impl HubPort for MessageBus {
 /// An agent worker as the hub sees it: one that ends says so after its last message and
 /// closes; one that dies reports an error.
 struct MessageWorker {
-    died: Rc<RefCell<Option<String>>>,
+    died: Died,
     ended: Rc<Cell<bool>>,
 }
 

@@ -2,8 +2,6 @@
 //! instantiates this runtime on the engine worker's shared memory and runs one Rust closure
 //! there, so agents reach the shared-memory bus exactly as native threads do.
 
-use std::cell::RefCell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -11,6 +9,8 @@ use hearth_core::agents::AgentWorker;
 use hearth_core::agents::host::DoneOnDrop;
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, Worker, WorkerOptions, WorkerType};
+
+use crate::worker_error::{self, Died};
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -20,7 +20,7 @@ struct WebWorker {
     /// Set when the closure returns.
     done: Arc<AtomicBool>,
     /// Set, with the error, when the worker failed to start or trapped.
-    died: Rc<RefCell<Option<String>>>,
+    died: Died,
     _worker: Worker,
     _on_error: Closure<dyn FnMut(ErrorEvent)>,
 }
@@ -49,15 +49,7 @@ pub fn spawn(job: Job) -> Result<Box<dyn AgentWorker>, String> {
     // Relative to this worker's script, engine-worker.js.
     let worker = Worker::new_with_options("thread-worker.js", &options)
         .map_err(|e| format!("cannot start a Web Worker: {e:?}"))?;
-    let died = Rc::new(RefCell::new(None));
-    let on_error = {
-        let died = died.clone();
-        Closure::<dyn FnMut(ErrorEvent)>::new(move |event: ErrorEvent| {
-            web_sys::console::error_1(&format!("agent worker: {}", event.message()).into());
-            *died.borrow_mut() = Some(event.message());
-        })
-    };
-    worker.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let (died, on_error) = worker_error::watch(&worker);
     // The worker takes the closure over: `run_thread` turns the address back into the box.
     let ptr = Box::into_raw(Box::new(job));
     let init = js_sys::Array::of3(&wasm_bindgen::module(), &wasm_bindgen::memory(), &JsValue::from(ptr as u32));
