@@ -6,7 +6,8 @@
 // Q6_K are repacked into) and `const WPU: u32` (u32 words of `quants` per unit, below), so each
 // format gets its own pipelines and the format tests below fold away; and `alias WF`, the type
 // weights are dequantised in: f32, or f16 (with `enable f16;`) for F16, Q4_0, Q4_1 and Q8_0 on
-// a device with `shader-f16`. Every conversion to WF below is exact or a no-op when WF is f32.
+// a device with `shader-f16`. Every conversion to WF below is a no-op when WF is f32; with f16
+// only those formats' branches run, and what they convert (f16 scales, small integers) is exact.
 //
 // Layout on the device (repacked at upload, one buffer pair per part of the rows):
 // - `quants`: the values of each row, row after row, as u32 words. Q4_0/Q4_1: the 16 nibble
