@@ -6,9 +6,10 @@
 //! The KV cache outlives a call: a prompt that starts with the tokens of the previous
 //! conversation (the next turn of a chat) only runs its new tokens through the model.
 //!
-//! The model runs on the GPU (WebGPU through wgpu) or the CPU ([`Backend`]). The CPU copy of
-//! the weights is always kept: if the GPU device is lost mid-generation, the engine replays
-//! the conversation so far on the CPU and the generation goes on. The API is async because a
+//! The model runs on the GPU (WebGPU through wgpu) or the CPU ([`Backend`]). A model on the
+//! GPU keeps no CPU copy of its weights, only the source it was loaded from (a memory-mapped
+//! file, or the page's bytes): if the device is lost mid-generation, the engine loads the
+//! weights onto the CPU from there, replays the conversation so far and the generation goes on. The API is async because a
 //! GPU result can only be awaited on the web; on the CPU nothing ever waits.
 
 use std::borrow::Cow;
@@ -24,6 +25,7 @@ use crate::gguf::{ByteSource, Gguf, GgufError};
 use crate::kernels::KernelError;
 use crate::kernels::gpu::GpuContext;
 use crate::model::ModelError;
+use crate::model::config::ModelConfig;
 use crate::model::transformer::{PREFILL_CHUNK, Sequence, Transformer};
 use crate::model::transformer_gpu::{GpuTransformer, Prediction, Readback};
 use crate::sampler::{Sampler, SamplerConfig};
@@ -46,6 +48,8 @@ pub enum EngineError {
     PromptTooLong { prompt: usize, context: usize },
     #[error("the GPU backend was asked for but there is no GPU: {0}")]
     NoGpu(String),
+    #[error("the GPU was lost ({lost}) and the model could not be loaded onto the CPU: {reload}")]
+    FallbackFailed { lost: String, reload: Box<EngineError> },
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error(transparent)]
@@ -117,6 +121,10 @@ pub struct GenerateParams {
     /// `none`, `auto` (the default with tools), `required`, or one named function.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tool_choice: Option<ToolChoice>,
+    /// Read special-token text in a plain-text prompt (`<|im_start|>`) as characters, not as
+    /// the special tokens llama.cpp and vLLM read it as.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub no_special: bool,
 }
 
 impl GenerateParams {
@@ -189,6 +197,7 @@ impl Default for GenerateParams {
             response_format: ResponseFormat::Text,
             tools: Vec::new(),
             tool_choice: None,
+            no_special: false,
         }
     }
 }
@@ -307,12 +316,22 @@ impl Generation {
     }
 }
 
+/// Where the weights are.
+enum Weights {
+    Cpu(Transformer),
+    /// On the GPU, with the source to load them onto the CPU from if the device is lost.
+    Gpu {
+        model: GpuTransformer,
+        source: Box<dyn ByteSource>,
+    },
+}
+
 /// A model ready to generate: weights, KV cache, tokenizer and chat template.
 pub struct Engine {
-    /// The weights on the CPU: the CPU backend, and the GPU's fallback.
-    model: Transformer,
-    /// The model on the GPU, when that is the backend.
-    gpu: Option<GpuTransformer>,
+    weights: Weights,
+    config: ModelConfig,
+    /// Positions of context the KV cache holds.
+    n_ctx: usize,
     /// Why the engine runs on the CPU although a GPU was offered, if it does.
     backend_note: Option<String>,
     tokenizer: Tokenizer,
@@ -325,13 +344,19 @@ pub struct Engine {
 impl Engine {
     /// Loads the model in `src` onto the CPU with `n_ctx` positions of context. `clock` returns
     /// milliseconds from any fixed origin (`performance.now()` in a browser).
-    pub fn load<S: ByteSource + ?Sized>(src: &S, n_ctx: usize, clock: fn() -> f64) -> Result<Self, EngineError> {
+    pub fn load<S: ByteSource + Clone + 'static>(
+        src: &S,
+        n_ctx: usize,
+        clock: fn() -> f64,
+    ) -> Result<Self, EngineError> {
         Self::load_on(src, n_ctx, clock, BackendChoice::Cpu, Err("not asked for".into()))
     }
 
     /// [`Engine::load`] onto the backend `choice` names, given the GPU (or why there is none).
     /// `Auto` falls back to the CPU, saying why in [`Engine::backend_note`]; `Gpu` fails instead.
-    pub fn load_on<S: ByteSource + ?Sized>(
+    /// On the GPU the engine keeps a clone of `src` (cheap: a mapped file, shared bytes) to
+    /// reload the weights onto the CPU from, should the device be lost.
+    pub fn load_on<S: ByteSource + Clone + 'static>(
         src: &S,
         n_ctx: usize,
         clock: fn() -> f64,
@@ -342,23 +367,36 @@ impl Engine {
         let tokenizer = Tokenizer::from_gguf(&g)?;
         let text_of = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or("").to_owned();
         let template = ChatTemplate::from_gguf(&g, &text_of(tokenizer.bos()), &text_of(tokenizer.eos()))?;
-        let model = Transformer::load(&g, src, n_ctx)?;
-        let (gpu, backend_note) = match (choice, gpu) {
-            (BackendChoice::Cpu, _) => (None, None),
+        let config = ModelConfig::from_gguf(&g)?;
+        let on_gpu = |ctx| -> Result<Weights, ModelError> {
+            let model = GpuTransformer::load(&g, src, ctx, n_ctx)?;
+            Ok(Weights::Gpu { model, source: Box::new(src.clone()) })
+        };
+        let on_cpu = || Transformer::load(&g, src, n_ctx).map(Weights::Cpu);
+        let (weights, backend_note) = match (choice, gpu) {
+            (BackendChoice::Cpu, _) => (on_cpu()?, None),
             (BackendChoice::Gpu, Err(why)) => return Err(EngineError::NoGpu(why)),
-            (BackendChoice::Gpu, Ok(ctx)) => (Some(GpuTransformer::load(&g, src, ctx, n_ctx)?), None),
-            (BackendChoice::Auto, Err(why)) => (None, Some(format!("no GPU: {why}"))),
-            (BackendChoice::Auto, Ok(ctx)) => match GpuTransformer::load(&g, src, ctx, n_ctx) {
-                Ok(m) => (Some(m), None),
-                Err(e) => (None, Some(format!("the model did not load onto the GPU: {e}"))),
+            (BackendChoice::Gpu, Ok(ctx)) => (on_gpu(ctx)?, None),
+            (BackendChoice::Auto, Err(why)) => (on_cpu()?, Some(format!("no GPU: {why}"))),
+            (BackendChoice::Auto, Ok(ctx)) => match on_gpu(ctx) {
+                Ok(weights) => (weights, None),
+                Err(e) => (on_cpu()?, Some(format!("the model did not load onto the GPU: {e}"))),
             },
         };
-        Ok(Self { model, gpu, backend_note, tokenizer, template, cached: Vec::new(), clock })
+        let n_ctx = n_ctx.clamp(1, config.context_length);
+        Ok(Self { weights, config, n_ctx, backend_note, tokenizer, template, cached: Vec::new(), clock })
     }
 
     /// The backend the model runs on now.
     pub fn backend(&self) -> Backend {
-        if self.gpu.is_some() { Backend::Gpu } else { Backend::Cpu }
+        match self.weights {
+            Weights::Cpu(_) => Backend::Cpu,
+            Weights::Gpu { .. } => Backend::Gpu,
+        }
+    }
+
+    fn on_gpu(&self) -> bool {
+        self.backend() == Backend::Gpu
     }
 
     /// Why the model runs on the CPU although a GPU was offered (none available, the model
@@ -369,13 +407,19 @@ impl Engine {
 
     /// The model on the GPU, when that is the backend.
     pub fn gpu_model(&self) -> Option<&GpuTransformer> {
-        self.gpu.as_ref()
+        match &self.weights {
+            Weights::Gpu { model, .. } => Some(model),
+            Weights::Cpu(_) => None,
+        }
     }
 
     /// The model on the GPU, for measurements that run its ops directly (benchmarks); what
     /// they write past the cached tokens is overwritten by the next generation.
     pub fn gpu_model_mut(&mut self) -> Option<&mut GpuTransformer> {
-        self.gpu.as_mut()
+        match &mut self.weights {
+            Weights::Gpu { model, .. } => Some(model),
+            Weights::Cpu(_) => None,
+        }
     }
 
     pub fn tokenizer(&self) -> &Tokenizer {
@@ -386,26 +430,34 @@ impl Engine {
         &self.template
     }
 
-    pub fn model(&self) -> &Transformer {
-        &self.model
+    /// The model's shape, as its file describes it.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
     }
 
     /// Positions of context the KV cache holds.
     pub fn context_size(&self) -> usize {
-        self.model.context_size()
+        self.n_ctx
     }
 
-    /// The prompt as the model sees it: chat messages rendered with the template, then
-    /// tokenized with special tokens parsed (the template writes them) and BOS as the model asks.
+    /// The prompt as the model sees it: text (chat messages rendered with the template) with
+    /// BOS as the model asks and special-token text read as special tokens, as llama.cpp's
+    /// `llama-cli` and `llama-server` read a prompt.
     pub fn prompt_tokens(&self, prompt: &Prompt) -> Result<Vec<u32>, EngineError> {
+        self.prompt_tokens_special(prompt, true)
+    }
+
+    /// [`Engine::prompt_tokens`], where special-token text in a plain-text prompt is read as
+    /// characters unless `parse_special`.
+    pub fn prompt_tokens_special(&self, prompt: &Prompt, parse_special: bool) -> Result<Vec<u32>, EngineError> {
         Ok(match prompt {
-            Prompt::Text(text) => self.tokenizer.encode(text, true, false),
+            Prompt::Text(text) => self.tokenizer.encode(text, true, parse_special),
             Prompt::Chat(messages) => {
                 let rendered = self.template.render(messages, true)?;
                 self.tokenizer.encode(&rendered, true, true)
             }
             Prompt::Tokens(ids) => {
-                let vocab = self.model.config.vocab_size;
+                let vocab = self.config.vocab_size;
                 if let Some(&token) = ids.iter().find(|&&id| id as usize >= vocab) {
                     return Err(ModelError::TokenOutOfRange { token, vocab }.into());
                 }
@@ -440,7 +492,7 @@ impl Engine {
     /// KV cache is the engine's, so starting another leaves the previous one unusable.
     pub async fn start(&mut self, prompt: &Prompt, params: &GenerateParams) -> Result<Generation, EngineError> {
         let grammar = params.grammar()?;
-        let prompt_ids = self.prompt_tokens(&*params.prompt_with_tools(prompt)?)?;
+        let prompt_ids = self.prompt_tokens_special(&*params.prompt_with_tools(prompt)?, !params.no_special)?;
         if prompt_ids.is_empty() {
             return Err(EngineError::EmptyPrompt);
         }
@@ -470,9 +522,9 @@ impl Engine {
         if let Some(id) = self.pick(g) {
             let readback = readback_for(&g.params);
             g.next = match self.forward(&[id], g.history.len() - 1, Some(readback)).await {
-                Err(e) if is_device_lost(&e) && self.gpu.is_some() => {
+                Err(e) if is_device_lost(&e) && self.on_gpu() => {
                     // Replay the conversation on the CPU and carry on there.
-                    self.fall_back_to_cpu(&e);
+                    self.fall_back_to_cpu(e)?;
                     let mut replay = Timings::default();
                     self.prefill(&g.history, readback, &mut replay).await?
                 }
@@ -595,7 +647,7 @@ impl Engine {
         &mut self,
         requests: &[(Prompt, GenerateParams)],
     ) -> Result<Vec<Result<Completion, EngineError>>, EngineError> {
-        if self.gpu.is_some() || requests.len() < 2 {
+        if self.on_gpu() || requests.len() < 2 {
             let mut out = Vec::with_capacity(requests.len());
             for (prompt, params) in requests {
                 out.push(match self.generate(prompt, params, |_| ControlFlow::Continue(())).await {
@@ -617,7 +669,7 @@ impl Engine {
                     continue;
                 }
             };
-            match self.prompt_tokens(&prompt) {
+            match self.prompt_tokens_special(&prompt, !params.no_special) {
                 Ok(ids) if ids.is_empty() => results[i] = Some(Err(EngineError::EmptyPrompt)),
                 Ok(ids) if ids.len() >= self.context_size() => {
                     results[i] =
@@ -670,7 +722,7 @@ impl Engine {
         requests: &[(Prompt, GenerateParams)],
         ready: Vec<(usize, Vec<u32>, Option<Grammar>)>,
     ) -> Result<Vec<(usize, Completion)>, EngineError> {
-        let model = &self.model;
+        let Weights::Cpu(model) = &self.weights else { unreachable!("generate_batch decodes on the CPU only") };
         let fail = EngineError::from;
         let start = (self.clock)();
         // The common prefix (less each prompt's last token, which must run for its logits).
@@ -749,8 +801,8 @@ impl Engine {
         timings: &mut Timings,
     ) -> Result<Prediction, EngineError> {
         match self.prefill_on_backend(prompt, readback, timings).await {
-            Err(e) if is_device_lost(&e) && self.gpu.is_some() => {
-                self.fall_back_to_cpu(&e);
+            Err(e) if is_device_lost(&e) && self.on_gpu() => {
+                self.fall_back_to_cpu(e)?;
                 self.prefill_on_backend(prompt, readback, timings).await
             }
             result => result,
@@ -788,18 +840,26 @@ impl Engine {
         pos: usize,
         readback: Option<Readback>,
     ) -> Result<Option<Prediction>, EngineError> {
-        Ok(match &mut self.gpu {
-            Some(gpu) => gpu.forward(tokens, pos, readback).await?,
-            None => Some(Prediction::Logits(self.model.forward(tokens, pos, false)?)),
+        Ok(match &mut self.weights {
+            Weights::Gpu { model, .. } => model.forward(tokens, pos, readback).await?,
+            Weights::Cpu(model) => Some(Prediction::Logits(model.forward(tokens, pos, false)?)),
         })
     }
 
-    /// Drops the GPU model after `error` (its device is gone); the CPU's KV cache is empty, so
-    /// the next prefill runs the whole conversation.
-    fn fall_back_to_cpu(&mut self, error: &EngineError) {
-        self.gpu = None;
+    /// Drops the GPU model after `error` (its device is gone) and loads the weights onto the
+    /// CPU from the model's source; the CPU's KV cache is empty, so the next prefill runs the
+    /// whole conversation.
+    fn fall_back_to_cpu(&mut self, error: EngineError) -> Result<(), EngineError> {
+        let Weights::Gpu { source, .. } = &self.weights else { return Ok(()) };
+        let reload = |source: &dyn ByteSource| -> Result<Transformer, EngineError> {
+            Ok(Transformer::load(&Gguf::read(source)?, source, self.n_ctx)?)
+        };
+        let model = reload(source.as_ref())
+            .map_err(|reload| EngineError::FallbackFailed { lost: error.to_string(), reload: Box::new(reload) })?;
+        self.weights = Weights::Cpu(model);
         self.cached.clear();
         self.backend_note = Some(format!("moved to the CPU: {error}"));
+        Ok(())
     }
 }
 

@@ -115,11 +115,31 @@ impl ByteSource for SharedBytes {
     }
 }
 
-/// A tensor's bytes: its own copy, or a range of a [`SharedBytes`] file.
-#[derive(Clone, Debug)]
+/// A tensor's bytes: its own copy, a range of a [`SharedBytes`] file, or natively a private
+/// (copy-on-write) mapping of its range of the file ([`crate::mapped_file::MappedFile`]).
+#[derive(Debug)]
 pub enum TensorData {
     Owned(Vec<u8>),
-    Shared { bytes: Arc<Vec<u8>>, start: usize, end: usize },
+    Shared {
+        bytes: Arc<Vec<u8>>,
+        start: usize,
+        end: usize,
+    },
+    #[cfg(not(target_arch = "wasm32"))]
+    Mapped(memmap2::MmapMut),
+}
+
+impl TensorData {
+    /// The bytes, where they are this tensor's own to rearrange in place (a copy or a private
+    /// mapping); `None` where they are shared with the rest of the file.
+    pub fn own_mut(&mut self) -> Option<&mut [u8]> {
+        match self {
+            Self::Owned(bytes) => Some(bytes),
+            Self::Shared { .. } => None,
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Mapped(map) => Some(map),
+        }
+    }
 }
 
 impl std::ops::Deref for TensorData {
@@ -128,6 +148,8 @@ impl std::ops::Deref for TensorData {
         match self {
             Self::Owned(bytes) => bytes,
             Self::Shared { bytes, start, end } => &bytes[*start..*end],
+            #[cfg(not(target_arch = "wasm32"))]
+            Self::Mapped(map) => map,
         }
     }
 }

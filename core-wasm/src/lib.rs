@@ -11,6 +11,9 @@ pub mod chat_template;
 pub mod constraint;
 pub mod engine;
 pub mod gguf;
+#[cfg(unix)]
+pub mod mapped_file;
+pub mod memory_plan;
 pub mod model;
 pub mod probe;
 pub mod protocol;

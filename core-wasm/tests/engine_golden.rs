@@ -19,8 +19,8 @@ fn golden() -> Value {
 
 fn engine(n_ctx: usize) -> Engine {
     let path = models_dir().join(DEFAULT_MODEL.file);
-    let file =
-        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
+    let file = hearth_core::mapped_file::MappedFile::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
     Engine::load(&file, n_ctx, native_clock).unwrap()
 }
 
@@ -94,7 +94,8 @@ fn the_model_file_changing_or_vanishing_after_load_changes_nothing() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("model.gguf");
     std::fs::copy(models_dir().join(DEFAULT_MODEL.file), &path).expect("the default model");
-    let mut engine = Engine::load(&std::fs::File::open(&path).unwrap(), 256, native_clock).unwrap();
+    let mut engine =
+        Engine::load(&hearth_core::mapped_file::MappedFile::open(&path).unwrap(), 256, native_clock).unwrap();
     let case = &golden()["cases"][0];
     let expected = ids(&case["ids"]);
     let len = std::fs::metadata(&path).unwrap().len() as usize;

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 
 fn engine() -> Engine {
     let path = models_dir().join(DEFAULT_MODEL.file);
-    let file =
-        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
+    let file = hearth_core::mapped_file::MappedFile::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
     Engine::load(&file, 1024, native_clock).unwrap()
 }
 

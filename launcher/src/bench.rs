@@ -7,7 +7,7 @@
 //! bench/prompt.txt, cut to `prompt_tokens`) from an empty KV cache; decode is `gen_tokens`
 //! single-token steps (sampling included), greedy, past any end-of-generation token.
 
-use std::fs::File;
+use hearth_core::mapped_file::MappedFile;
 use std::ops::ControlFlow;
 use std::path::Path;
 use std::process::Command;
@@ -80,7 +80,7 @@ fn decode_params(gen_tokens: usize) -> GenerateParams {
 
 /// Hearth natively on `threads` threads.
 pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: usize) -> Result<Figures, BenchError> {
-    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let file = MappedFile::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
     let pool =
         rayon::ThreadPoolBuilder::new().num_threads(threads).build().map_err(|e| BenchError::Pool(e.to_string()))?;
     // The engine is made and used inside the pool (it is not Send: it may hold a GPU).
@@ -143,7 +143,7 @@ pub fn native_gpu(
     gen_tokens: usize,
     options: GpuOptions,
 ) -> Result<GpuFigures, BenchError> {
-    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let file = MappedFile::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
     let ctx = std::rc::Rc::new(
         pollster::block_on(GpuContext::with_options(options))
             .map_err(|e| BenchError::Engine(hearth_core::engine::EngineError::NoGpu(e.to_string())))?,

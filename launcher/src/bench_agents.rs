@@ -6,7 +6,7 @@
 //! - The LLM service: four agents' requests decoded as one batch against the same four run one
 //!   after another, in total completion tokens per second.
 
-use std::fs::File;
+use hearth_core::mapped_file::MappedFile;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -68,7 +68,7 @@ pub fn bus() -> Vec<BusFigures> {
 
 /// Total completion tokens/s of four agents' requests: (one after another, batched).
 pub fn llm(model: &Path, gen_tokens: usize) -> Result<(f64, f64), BenchError> {
-    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let file = MappedFile::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
     let mut engine = Engine::load(&file, 2048, native_clock)?;
     let topics = ["the sea", "the hills", "a city at night", "an old library"];
     let requests: Vec<_> = topics
@@ -113,7 +113,7 @@ pub fn constrained(model: &Path) -> Result<(f64, f64), BenchError> {
     use hearth_core::chat_template::ChatMessage;
     use hearth_core::engine::{GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat};
     use hearth_core::sampler::SamplerConfig;
-    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let file = MappedFile::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
     let mut engine = Engine::load(&file, 2048, native_clock)?;
     let schema = serde_json::json!({
         "type": "object",

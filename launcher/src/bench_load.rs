@@ -6,7 +6,7 @@
 //! agent's policy giving up (so nothing committed went missing), and the process's resident
 //! memory after each run, which must stay flat.
 
-use std::fs::File;
+use hearth_core::mapped_file::MappedFile;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -67,7 +67,7 @@ fn resident_bytes() -> u64 {
 }
 
 pub fn run(model: &Path, faulty: &Path, agents: usize, limit: Duration) -> Result<LoadFigures, BenchError> {
-    let file = File::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
+    let file = MappedFile::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
     let mut engine = Engine::load(&file, 2048, native_clock)?;
     let mut figures = LoadFigures::default();
     let start = Instant::now();

@@ -50,14 +50,14 @@ pub struct NativeCompleter {
 
 impl NativeCompleter {
     /// Loads `model` on its own thread; returns once it has loaded, or why it could not.
-    pub fn start(model: &Path, backend: BackendChoice) -> Result<Self, CliError> {
+    pub fn start(model: &Path, n_ctx: usize, backend: BackendChoice) -> Result<Self, CliError> {
         let (jobs, inbox) = std::sync::mpsc::channel::<Job>();
         let (loaded, on_load) = std::sync::mpsc::channel();
         let model = model.to_owned();
         std::thread::Builder::new()
             .name("hearth-engine".into())
             .spawn(move || {
-                let mut engine = match llm::load_engine(&model, 4096, backend) {
+                let mut engine = match llm::load_engine(&model, n_ctx, backend) {
                     Ok(engine) => {
                         let _ = loaded.send(Ok(format!("{:?}", engine.backend()).to_lowercase()));
                         engine

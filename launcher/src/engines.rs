@@ -73,12 +73,13 @@ pub async fn open_page(kind: EngineKind, url: &str) -> Result<Arc<dyn Page>, Str
 pub async fn completer(
     kind: EngineKind,
     model: &Path,
+    n_ctx: usize,
     backend: BackendChoice,
     url: &str,
 ) -> Result<Arc<dyn Completer>, String> {
     if kind == EngineKind::Native {
         let model = model.to_owned();
-        let native = tokio::task::spawn_blocking(move || NativeCompleter::start(&model, backend))
+        let native = tokio::task::spawn_blocking(move || NativeCompleter::start(&model, n_ctx, backend))
             .await
             .map_err(|e| e.to_string())?
             .map_err(|e| e.to_string())?;

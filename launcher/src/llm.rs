@@ -1,6 +1,5 @@
 //! `hearth tokenize`, `hearth generate` and `hearth run`: the engine on the command line, natively.
 
-use std::fs::File;
 use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -14,6 +13,8 @@ use hearth_core::engine::{
 };
 use hearth_core::gguf::{Gguf, GgufError};
 use hearth_core::kernels::gpu::{GpuContext, GpuOptions};
+use hearth_core::mapped_file::MappedFile;
+use hearth_core::memory_plan::{DoesNotFit, MemoryPlan};
 use hearth_core::tokenizer::{Tokenizer, TokenizerError};
 use serde::Serialize;
 use thiserror::Error;
@@ -29,6 +30,8 @@ pub enum CliError {
     Tokenizer { path: PathBuf, source: TokenizerError },
     #[error("{path}: {source}")]
     Engine { path: PathBuf, source: EngineError },
+    #[error("{path}: {source}")]
+    DoesNotFit { path: PathBuf, source: DoesNotFit },
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
     #[error("the engine's thread: {0}")]
@@ -64,8 +67,42 @@ pub fn model_path(model: Option<PathBuf>) -> PathBuf {
     }
 }
 
-fn open(path: &Path) -> Result<File, CliError> {
-    File::open(path).map_err(|source| CliError::OpenModel { path: path.to_owned(), source })
+/// Positions of context when `--ctx` is not given (or the model's own, if smaller).
+pub const DEFAULT_CONTEXT: usize = 4096;
+
+fn open(path: &Path) -> Result<MappedFile, CliError> {
+    MappedFile::open(path).map_err(|source| CliError::OpenModel { path: path.to_owned(), source })
+}
+
+/// Bytes of memory this machine can give a new model without swapping: Linux's
+/// `MemAvailable`, or `None` where it cannot be read (then nothing is refused).
+pub fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a model that cannot fit this machine's available memory on the backend it would
+/// run on, from its header alone, before any weight is read. A hardware GPU's memory cannot be
+/// asked through wgpu, so only a software adapter's (host memory) is checked.
+fn check_fits(
+    path: &Path,
+    file: &MappedFile,
+    n_ctx: usize,
+    gpu: &Result<Rc<GpuContext>, String>,
+) -> Result<(), CliError> {
+    let Some(available) = available_memory() else { return Ok(()) };
+    let g = Gguf::read(file).map_err(|source| CliError::Gguf { path: path.to_owned(), source })?;
+    let engine_error = |source: EngineError| CliError::Engine { path: path.to_owned(), source };
+    let backend = match gpu {
+        Ok(ctx) if ctx.adapter().device_type != "Cpu" => return Ok(()),
+        Ok(_) => Backend::Gpu,
+        Err(_) => Backend::Cpu,
+    };
+    let plan = MemoryPlan::new(&g, backend, n_ctx).map_err(|e| engine_error(e.into()))?;
+    plan.check(available, "this machine's available memory")
+        .map_err(|source| CliError::DoesNotFit { path: path.to_owned(), source })
 }
 
 /// The GPU for `choice`, or why there is none. `Auto` takes only hardware: a software Vulkan
@@ -86,9 +123,12 @@ pub fn open_gpu(choice: BackendChoice) -> Result<Rc<GpuContext>, String> {
 
 /// Loads `model` onto the backend `choice` names, saying on stderr where it runs when that
 /// is not what `auto` would hope for.
+/// A model that cannot fit in memory is refused first, with the numbers.
 pub fn load_engine(model: &Path, n_ctx: usize, choice: BackendChoice) -> Result<Engine, CliError> {
     let file = open(model)?;
-    let engine = Engine::load_on(&file, n_ctx, native_clock, choice, open_gpu(choice))
+    let gpu = open_gpu(choice);
+    check_fits(model, &file, n_ctx, &gpu)?;
+    let engine = Engine::load_on(&file, n_ctx, native_clock, choice, gpu)
         .map_err(|source| CliError::Engine { path: model.to_owned(), source })?;
     if let Some(note) = engine.backend_note() {
         eprintln!("hearth: running on the CPU: {note}");
@@ -114,10 +154,30 @@ struct JsonCompletion<'a> {
     prefill_tokens_per_s: f64,
     decode_tokens_per_s: f64,
     backend: &'a str,
+    /// Positions of context the KV cache held, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    context: Option<usize>,
+    /// The most the process that ran the model had resident at once, where known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peak_rss_bytes: Option<u64>,
 }
 
-/// `completion` as the one line `hearth generate --json` prints, with its speeds and where it ran.
-pub fn completion_json(completion: &Completion, backend: &str) -> String {
+/// The most memory this process has had resident at once: Linux's `VmHWM`.
+pub fn peak_rss() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// `completion` as the one line `hearth generate --json` prints, with its speeds, where it ran,
+/// and (natively) its context and the process's peak memory.
+pub fn completion_json(
+    completion: &Completion,
+    backend: &str,
+    context: Option<usize>,
+    peak_rss_bytes: Option<u64>,
+) -> String {
     let t = completion.timings;
     let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
     let record = JsonCompletion {
@@ -125,14 +185,18 @@ pub fn completion_json(completion: &Completion, backend: &str) -> String {
         prefill_tokens_per_s: per_s(t.prefill_tokens, t.prefill_ms),
         decode_tokens_per_s: per_s(completion.completion_tokens.saturating_sub(1), t.decode_ms),
         backend,
+        context,
+        peak_rss_bytes,
     };
     serde_json::to_string(&record).expect("a completion serialises")
 }
 
 /// Generates a completion, streaming the text to `out` as it comes unless `json`, in which
 /// case one JSON object is printed at the end.
+#[allow(clippy::too_many_arguments)]
 pub fn generate(
     model: &Path,
+    n_ctx: usize,
     prompt: &str,
     chat: bool,
     params: &GenerateParams,
@@ -141,7 +205,7 @@ pub fn generate(
     out: &mut dyn Write,
 ) -> Result<Completion, CliError> {
     let engine_error = |source| CliError::Engine { path: model.to_owned(), source };
-    let mut engine = load_engine(model, 4096, backend)?;
+    let mut engine = load_engine(model, n_ctx, backend)?;
     if chat && let Some(warning) = engine.chat_template().warning() {
         eprintln!("hearth: {warning}");
     }
@@ -169,7 +233,8 @@ pub fn generate(
             Backend::Cpu => "cpu",
             Backend::Gpu => "gpu",
         };
-        writeln!(out, "{}", completion_json(&completion, backend)).map_err(CliError::Output)?;
+        writeln!(out, "{}", completion_json(&completion, backend, Some(engine.context_size()), peak_rss()))
+            .map_err(CliError::Output)?;
     } else {
         writeln!(out).map_err(CliError::Output)?;
     }
@@ -182,6 +247,7 @@ pub fn generate(
 pub fn run_workflow(
     path: &Path,
     model: &Path,
+    n_ctx: usize,
     seed: Option<u64>,
     backend: BackendChoice,
     options: RunOptions,
@@ -197,7 +263,7 @@ pub fn run_workflow(
     let run_error = |source| CliError::Run { path: path.to_owned(), source };
     let programs =
         hearth_core::agents::programs(&workflow, path.parent().unwrap_or(Path::new("."))).map_err(run_error)?;
-    let mut llm = load_engine(model, 4096, backend)?;
+    let mut llm = load_engine(model, n_ctx, backend)?;
     let mut write_error = None;
     let result = hearth_core::agents::run(&workflow, programs, &mut llm, options, |event| {
         let line = serde_json::to_string(event).unwrap_or_default();

@@ -49,6 +49,9 @@ enum Command {
         /// auto: a hardware GPU when there is one and the model fits, else the CPU.
         #[arg(long, default_value = "auto", requires = "headless")]
         backend: BackendChoice,
+        /// Positions of context, for --engine native; at most the model's own.
+        #[arg(long, default_value_t = llm::DEFAULT_CONTEXT, requires = "headless")]
+        ctx: usize,
         /// Serve the app from this folder (a dist/ built by scripts/build-app.sh), read at each
         /// request, instead of the copy embedded in this binary.
         #[arg(long)]
@@ -102,6 +105,16 @@ enum Command {
         /// Keep going past the end-of-generation token.
         #[arg(long)]
         ignore_eos: bool,
+        /// Read special-token text in the prompt (`<|im_start|>`) as characters, not as the
+        /// special tokens that llama.cpp and vLLM read it as.
+        #[arg(long)]
+        no_special: bool,
+        /// Positions of context (the KV cache's size); at most the model's own. Natively only.
+        #[arg(long, default_value_t = llm::DEFAULT_CONTEXT)]
+        ctx: usize,
+        /// With --json: the N most likely tokens and their logits at each step.
+        #[arg(long, default_value_t = 0)]
+        top_logits: usize,
         /// Print one JSON object (text, token ids, counts, timings) instead of streaming text.
         #[arg(long)]
         json: bool,
@@ -138,6 +151,9 @@ enum Command {
         /// Replaces the workflow's seed.
         #[arg(long)]
         seed: Option<u64>,
+        /// Positions of context (the KV cache's size); at most the model's own. Natively only.
+        #[arg(long, default_value_t = llm::DEFAULT_CONTEXT)]
+        ctx: usize,
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
         /// The bus between the hub and the agents: shared memory rings, or message passing (in
@@ -191,6 +207,7 @@ enum BusKind {
 }
 
 fn main() -> ExitCode {
+    quiet_display_probe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if !e.use_stderr() => {
@@ -206,8 +223,13 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve { port, open, headless, engine, model, backend, app_dir } => {
-            let api = headless.then(|| (engine.unwrap_or_else(EngineKind::default_headless), model, backend));
+        Command::Serve { port, open, headless, engine, model, backend, ctx, app_dir } => {
+            let api = headless.then(|| ApiEngine {
+                kind: engine.unwrap_or_else(EngineKind::default_headless),
+                model,
+                n_ctx: ctx,
+                backend,
+            });
             serve(port, open, api, app_dir)
         }
         Command::Tokenize { model, no_special, text } => {
@@ -222,14 +244,14 @@ fn main() -> ExitCode {
         Command::Run { workflow, model, seed, backend, engine, bus, .. } if engine != EngineKind::Native => {
             run_in_page(engine, &workflow, model, seed, backend, bus)
         }
-        Command::Run { workflow, model, seed, backend, bus, jitter_ms, .. } => {
+        Command::Run { workflow, model, seed, ctx, backend, bus, jitter_ms, .. } => {
             let transport = match bus {
                 BusKind::Shared => Transport::SharedMemory,
                 BusKind::Messages => Transport::MessagePassing,
             };
             let options = RunOptions { transport, jitter: Jitter { max_ms: jitter_ms } };
             let mut out = std::io::stdout().lock();
-            match llm::run_workflow(&workflow, &llm::model_path(model), seed, backend, options, &mut out) {
+            match llm::run_workflow(&workflow, &llm::model_path(model), ctx, seed, backend, options, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
@@ -257,6 +279,9 @@ fn main() -> ExitCode {
             seed,
             stop,
             ignore_eos,
+            no_special,
+            ctx,
+            top_logits,
             json,
             json_object,
             json_schema,
@@ -275,16 +300,44 @@ fn main() -> ExitCode {
             };
             let sampler =
                 SamplerConfig { temperature, top_k, top_p, min_p, repeat_penalty, seed, ..Default::default() };
-            let params =
-                GenerateParams { max_tokens, sampler, stop, ignore_eos, response_format, ..Default::default() };
+            let params = GenerateParams {
+                max_tokens,
+                sampler,
+                stop,
+                ignore_eos,
+                response_format,
+                no_special,
+                top_logits,
+                ..Default::default()
+            };
             if engine != EngineKind::Native {
                 return generate_in_page(engine, model, &prompt, chat, params, backend, json);
             }
             let mut out = std::io::stdout().lock();
-            match llm::generate(&llm::model_path(model), &prompt, chat, &params, backend, json, &mut out) {
+            match llm::generate(&llm::model_path(model), ctx, &prompt, chat, &params, backend, json, &mut out) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
+        }
+    }
+}
+
+/// Mesa's Vulkan drivers probe for a Wayland display when an adapter is opened, and without
+/// `XDG_RUNTIME_DIR` (a server, a container, CI) print "error: XDG_RUNTIME_DIR is invalid or
+/// not set" for it, although no display is needed. Give them a private one, as a login
+/// session would. Runs first in `main`, before any other thread exists.
+fn quiet_display_probe() {
+    #[cfg(unix)]
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        let uid = std::fs::metadata("/proc/self").map(|m| m.uid()).unwrap_or(0);
+        let dir = std::env::temp_dir().join(format!("hearth-runtime-{uid}"));
+        // Made now or by an earlier run; used only if it is this user's and private.
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+        let ours = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o077 == 0);
+        if ours {
+            // SAFETY: no other thread has started yet.
+            unsafe { std::env::set_var("XDG_RUNTIME_DIR", &dir) };
         }
     }
 }
@@ -657,7 +710,8 @@ fn generate_in_page(
     let result: Result<(), String> = runtime.block_on(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
         let url = engines::serve_in_background(listener, None)?;
-        let completer = engines::completer(engine, &llm::model_path(model), backend, &url).await?;
+        let completer =
+            engines::completer(engine, &llm::model_path(model), llm::DEFAULT_CONTEXT, backend, &url).await?;
         let (deltas, mut text) = tokio::sync::mpsc::unbounded_channel::<String>();
         let printer = tokio::spawn(async move {
             while let Some(delta) = text.recv().await {
@@ -672,7 +726,7 @@ fn generate_in_page(
         let done = done.map_err(|e| match e {
             hearth::completer::CompleteError::Invalid(m) | hearth::completer::CompleteError::Failed(m) => m,
         })?;
-        say(&if json { llm::completion_json(&done, completer.backend()) } else { String::new() });
+        say(&if json { llm::completion_json(&done, completer.backend(), None, None) } else { String::new() });
         Ok(())
     });
     match result {
@@ -772,12 +826,15 @@ fn run_in_page(
 
 /// `hearth serve`: the app on loopback; with `api`, the OpenAI-compatible API too, answered by
 /// that engine once its model has loaded.
-fn serve(
-    port: u16,
-    open: bool,
-    api: Option<(EngineKind, Option<PathBuf>, BackendChoice)>,
-    app_dir: Option<PathBuf>,
-) -> ExitCode {
+/// The engine that answers `hearth serve --headless`'s API.
+struct ApiEngine {
+    kind: EngineKind,
+    model: Option<PathBuf>,
+    n_ctx: usize,
+    backend: BackendChoice,
+}
+
+fn serve(port: u16, open: bool, api: Option<ApiEngine>, app_dir: Option<PathBuf>) -> ExitCode {
     if let Some(dir) = &app_dir
         && !dir.join("index.html").is_file()
     {
@@ -834,14 +891,14 @@ fn serve(
             }
             let _ = tokio::signal::ctrl_c().await;
         };
-        let api = api.map(|(engine, model, backend)| {
+        let api = api.map(|ApiEngine { kind: engine, model, n_ctx, backend }| {
             let model = llm::model_path(model);
             let state = Api::new(engines::model_id(&model));
             let api = state.clone();
             let url = url.clone();
             // The engine loads while the server already answers (503 until it is ready).
             tokio::spawn(async move {
-                match engines::completer(engine, &model, backend, &url).await {
+                match engines::completer(engine, &model, n_ctx, backend, &url).await {
                     Ok(completer) => {
                         // Ready first, then said: a client that waits for this line gets answers.
                         let engine = completer.describe();

@@ -34,8 +34,8 @@ fn engine(n_ctx: usize, choice: BackendChoice, gpu: Result<Rc<GpuContext>, Strin
 
 fn engine_of(model: &ModelEntry, n_ctx: usize, choice: BackendChoice, gpu: Result<Rc<GpuContext>, String>) -> Engine {
     let path = models_dir().join(model.file);
-    let file =
-        std::fs::File::open(&path).unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
+    let file = hearth_core::mapped_file::MappedFile::open(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/fetch-model.sh)", path.display()));
     Engine::load_on(&file, n_ctx, native_clock, choice, gpu).unwrap()
 }
 
@@ -152,7 +152,7 @@ fn a_lost_device_moves_the_conversation_to_the_cpu() {
 #[test]
 fn backend_choice_without_a_gpu() {
     let path = models_dir().join(DEFAULT_MODEL.file);
-    let file = std::fs::File::open(&path).unwrap();
+    let file = hearth_core::mapped_file::MappedFile::open(&path).unwrap();
     let forced = Engine::load_on(&file, 64, native_clock, BackendChoice::Gpu, Err("no adapter here".into()));
     match forced {
         Err(EngineError::NoGpu(why)) => assert!(why.contains("no adapter here")),

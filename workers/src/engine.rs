@@ -507,17 +507,30 @@ fn content_length(response: &web_sys::Response) -> Option<u64> {
 }
 
 /// Reads a response's body into memory, reporting progress as chunks arrive. The buffer is
-/// sized from `total` when known (capped, since it is only a hint). `url` names it in errors.
+/// allocated once, exactly, when `total` is known (Content-Length, a file's size), so a model
+/// never needs room for two buffers while one doubles; it grows only past `total` (a wrong
+/// hint). An allocation the page's memory cannot give is an error naming the sizes, not a
+/// trap, so the worker and the model already loaded survive it. `url` names it in errors.
 async fn read_body(
     response: web_sys::Response,
     url: &str,
     total: Option<u64>,
     progress: &mut impl FnMut(u64, Option<u64>),
 ) -> Result<Vec<u8>, String> {
-    const MAX_PREALLOCATE: u64 = 1 << 30;
     let body = response.body().ok_or_else(|| format!("{url}: the response has no body"))?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::with_capacity(total.unwrap_or(0).min(MAX_PREALLOCATE) as usize);
+    let mut bytes = Vec::new();
+    let no_room = |wanted: u64| {
+        format!(
+            "{url}: the model is {} but this page's wasm memory could not hold {wanted} bytes for it \
+             (wasm32 stops at 4 GiB, and other allocations share it)",
+            total.map_or_else(|| "of unknown size".to_owned(), |t| format!("{t} bytes")),
+        )
+    };
+    if let Some(total) = total {
+        let exact = usize::try_from(total).map_err(|_| no_room(total))?;
+        bytes.try_reserve_exact(exact).map_err(|_| no_room(total))?;
+    }
     let mut reported = 0u64;
     loop {
         let chunk = JsFuture::from(reader.read())
@@ -531,7 +544,9 @@ async fn read_body(
             .map_err(|_| format!("{url}: a chunk without bytes"))?;
         let array: js_sys::Uint8Array = value.dyn_into().map_err(|_| format!("{url}: a chunk that is not bytes"))?;
         let start = bytes.len();
-        bytes.resize(start + array.length() as usize, 0);
+        let len = array.length() as usize;
+        bytes.try_reserve(len).map_err(|_| no_room((start + len) as u64))?;
+        bytes.resize(start + len, 0);
         array.copy_to(&mut bytes[start..]);
         let loaded = bytes.len() as u64;
         // Every 4 MiB is often enough for a progress bar.

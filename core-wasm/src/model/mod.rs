@@ -64,9 +64,9 @@ impl QMatrix {
             return Err(ModelError::UnsupportedFormat { name: name.into(), format: info.format });
         }
         let mut data = g.tensor_data(src, info)?;
-        let layout = match &mut data {
-            TensorData::Owned(bytes) => interleave_rows(info.format, bytes, rows, cols)?,
-            TensorData::Shared { .. } => RowLayout::Plain,
+        let layout = match data.own_mut() {
+            Some(bytes) => interleave_rows(info.format, bytes, rows, cols)?,
+            None => RowLayout::Plain,
         };
         Ok(Self { format: info.format, rows, cols, layout, data })
     }

@@ -80,7 +80,12 @@ pub struct GpuContext {
     /// Bytes of live storage buffers (see [`GpuContext::storage_bytes`]).
     pub(crate) live_bytes: Arc<AtomicU64>,
     queue_counters: Arc<QueueCounters>,
+    /// Bytes uploaded since the queue last took the uploads (see [`GpuContext::settle_uploads`]).
+    unsettled_uploads: AtomicU64,
 }
+
+/// Bytes of uploads that may wait in staging buffers before they are submitted and freed.
+const UPLOAD_WINDOW: u64 = 64 << 20;
 
 impl GpuContext {
     /// Opens the default high-performance adapter and a device with the adapter's own limits
@@ -158,6 +163,7 @@ impl GpuContext {
             binding_limit,
             live_bytes,
             queue_counters: Arc::default(),
+            unsettled_uploads: AtomicU64::new(0),
         })
     }
 
@@ -187,6 +193,22 @@ impl GpuContext {
         #[cfg(not(target_arch = "wasm32"))]
         self.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| KernelError::Readback(e.to_string()))?;
         self.check_alive()
+    }
+
+    /// Counts `bytes` just uploaded into a new buffer, and every [`UPLOAD_WINDOW`] hands the
+    /// uploads to the queue and waits for them. wgpu stages the contents of each initialised
+    /// buffer in a buffer of its own and frees that only once a submission carrying the copy
+    /// has completed; without this, loading a model piles up a staging copy of every weight
+    /// (twice the weights' memory at the peak, on a device whose memory is the host's).
+    pub(crate) fn settle_uploads(&self, bytes: u64) {
+        if self.unsettled_uploads.fetch_add(bytes, Ordering::Relaxed) + bytes < UPLOAD_WINDOW {
+            return;
+        }
+        self.unsettled_uploads.store(0, Ordering::Relaxed);
+        // An empty submission carries the queued buffer writes.
+        self.queue.submit([]);
+        #[cfg(not(target_arch = "wasm32"))]
+        let _ = self.device.poll(wgpu::PollType::wait_indefinitely());
     }
 
     /// Submits `commands` to the queue, counting them in and (when the device reports the work

@@ -48,6 +48,20 @@ fn device_format(format: QuantFormat) -> Option<u32> {
     }
 }
 
+/// Bytes a `rows` × `cols` matrix of `format` takes on the device once uploaded (quants and
+/// scales; see [`repack_row`]), or `None` for a format the kernels do not read. What a memory
+/// plan counts before a model is loaded.
+pub fn device_matrix_bytes(format: QuantFormat, rows: u64, cols: u64) -> Option<u64> {
+    let padded = cols.next_multiple_of(BLOCK as u64);
+    let per_row = match device_format(format)? {
+        0 => padded * 4,
+        1 | 30 => padded * 2,
+        AFFINE => cols / 16 * (16 + 8),
+        _ => format.bytes_for(cols)?,
+    };
+    rows.checked_mul(per_row)
+}
+
 /// `FORMAT` of formats repacked as affine runs (not a ggml type id).
 const AFFINE: u32 = 100;
 
@@ -409,6 +423,7 @@ impl GpuContext {
             });
         }
         let bytes = parts.iter().map(|p| p.quants.size() + p.scales.size()).sum();
+        self.settle_uploads(bytes);
         Ok(GpuMatrix { format, rows, cols, units, half, parts, _counted: self.count_bytes(bytes) })
     }
 

@@ -17,5 +17,5 @@ mod tensor;
 pub use attention::AttentionSpec;
 pub use context::{AdapterSummary, GpuContext, GpuOptions, GpuQueueStats};
 pub use layer::{NormRows, RopeSpec};
-pub use matmul::GpuMatrix;
+pub use matmul::{GpuMatrix, device_matrix_bytes};
 pub use tensor::{GpuBuffer, GpuOp, Step, StepBuffer};
