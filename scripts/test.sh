@@ -11,6 +11,9 @@ cd "$root"
 bash scripts/setup.sh
 bash scripts/build-app.sh
 bash scripts/build-agents.sh
+# Medium-size test models (1B and 3B shapes, random weights) and their float64 reference's
+# Python: written once into the cache, then reused (tests/tests/medium_models.rs).
+bash scripts/medium-models.sh make > /dev/null
 # hearth with Servo built in, for the headless Servo test: from the persistent cache, a few
 # minutes; the very first build on a machine compiles Servo and SpiderMonkey (45 minutes to
 # 2 hours on 2 cores).

@@ -140,6 +140,18 @@ impl TensorData {
             Self::Mapped(map) => Some(map),
         }
     }
+
+    /// Gives a mapped tensor bytes of its own, copied out of the file, so what is loaded no
+    /// longer depends on it: the file may be rewritten, truncated or deleted afterwards. (A
+    /// private mapping is not enough: truncating a file drops even the pages a process has
+    /// written in its private mapping of it, and reading there raises SIGBUS.) Nothing to do
+    /// for bytes in memory.
+    pub fn detach_from_file(&mut self) {
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Self::Mapped(map) = self {
+            *self = Self::Owned(map.to_vec());
+        }
+    }
 }
 
 impl std::ops::Deref for TensorData {

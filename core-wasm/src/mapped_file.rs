@@ -1,12 +1,12 @@
 //! A GGUF file on disk as a [`ByteSource`] whose tensors are memory-mapped, natively.
 //!
-//! Each tensor is its own private (copy-on-write) mapping of its byte range: weights the CPU
-//! reads as they are in the file stay clean file pages (shared with the page cache, never
-//! copied), and weights the SIMD kernels want rearranged are rearranged once, in place, in their
-//! mapping — the pages written become the process's own, the file is never changed. So the
-//! model costs the file's size in memory, once, and loads as fast as the disk pages in.
-//! One mapping per tensor, rather than one for the file, keeps each tensor's bytes owned by
-//! its matrix, with no shared mutable state between them.
+//! Each tensor is a private mapping of its byte range: the GPU backend uploads straight from
+//! it (no read buffer) and drops it; the CPU backend copies it once into memory of its own
+//! ([`TensorData::detach_from_file`]) and rearranges it there in place. The CPU's weights are
+//! not left in the mapping because a loaded model must survive its file being replaced (a
+//! download over it): truncating a file drops even the pages a process wrote in a private
+//! mapping, and reading them then raises SIGBUS. The engine keeps a clone of the file to reload
+//! the weights onto the CPU from if a GPU is lost.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -50,9 +50,10 @@ impl ByteSource for MappedFile {
         if len == 0 || offset.checked_add(len as u64)? > self.len {
             return None;
         }
-        // SAFETY: a private mapping; the bytes it shows change only if another process
-        // rewrites the file while the model is loaded, which no more breaks memory safety than
-        // reading garbage weights (every index into them is bounds-checked).
+        // SAFETY: a private mapping, made the process's own before it is used for long
+        // (`TensorData::detach_from_file`); until then its bytes change only if another process
+        // rewrites the file while the model loads, which gives garbage weights, not unsoundness:
+        // every index into them is bounds-checked.
         let map = unsafe { MmapOptions::new().offset(offset).len(len).map_copy(self.file.as_ref()) }.ok()?;
         Some(TensorData::Mapped(map))
     }
@@ -64,7 +65,7 @@ mod tests {
     use std::io::Write;
 
     #[test]
-    fn a_tensor_is_a_private_mapping_of_its_bytes_and_writing_it_leaves_the_file_alone() {
+    fn a_tensor_is_a_mapping_of_its_bytes_that_detaches_into_a_copy() {
         let mut tmp = tempfile::NamedTempFile::new().unwrap();
         let bytes: Vec<u8> = (0..10_000u32).map(|i| (i * 7) as u8).collect();
         tmp.write_all(&bytes).unwrap();
@@ -73,14 +74,16 @@ mod tests {
         // An offset that is not page-aligned, across a page boundary.
         let mut data = file.share(4000, 300).expect("mapped");
         assert!(matches!(data, TensorData::Mapped(_)));
-        assert_eq!(&data[..], &bytes[4000..4300]);
-        data.own_mut().unwrap().fill(0xAB);
-        assert!(data.iter().all(|&b| b == 0xAB));
-        assert_eq!(std::fs::read(tmp.path()).unwrap(), bytes, "the file is unchanged");
-        assert_eq!(&file.share(4000, 300).unwrap()[..], &bytes[4000..4300], "a new mapping sees the file");
+        assert!(data[..] == bytes[4000..4300]);
+        data.own_mut().unwrap()[..10].fill(0xAB);
+        assert_eq!(std::fs::read(tmp.path()).unwrap(), bytes, "the file is unchanged by a write to its mapping");
+        // Detached, a tensor keeps its bytes when the file is rewritten and truncated.
+        let mut other = file.share(100, 5000).unwrap();
+        other.detach_from_file();
+        assert!(matches!(other, TensorData::Owned(_)));
+        std::fs::write(tmp.path(), vec![0u8; 10_000]).unwrap();
+        std::fs::File::options().write(true).open(tmp.path()).unwrap().set_len(10).unwrap();
+        assert!(other[..] == bytes[100..5100], "the detached tensor changed");
         assert!(file.share(9_900, 101).is_none(), "past the end");
-        let mut buf = [0u8; 4];
-        file.read_exact_at(9_996, &mut buf).unwrap();
-        assert_eq!(buf, bytes[9_996..]);
     }
 }

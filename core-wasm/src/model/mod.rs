@@ -64,6 +64,7 @@ impl QMatrix {
             return Err(ModelError::UnsupportedFormat { name: name.into(), format: info.format });
         }
         let mut data = g.tensor_data(src, info)?;
+        data.detach_from_file();
         let layout = match data.own_mut() {
             Some(bytes) => interleave_rows(info.format, bytes, rows, cols)?,
             None => RowLayout::Plain,
