@@ -321,7 +321,7 @@ enum Weights {
     Cpu(Transformer),
     /// On the GPU, with the source to load them onto the CPU from if the device is lost.
     Gpu {
-        model: GpuTransformer,
+        model: Box<GpuTransformer>,
         source: Box<dyn ByteSource>,
     },
 }
@@ -370,7 +370,7 @@ impl Engine {
         let config = ModelConfig::from_gguf(&g)?;
         let on_gpu = |ctx| -> Result<Weights, ModelError> {
             let model = GpuTransformer::load(&g, src, ctx, n_ctx)?;
-            Ok(Weights::Gpu { model, source: Box::new(src.clone()) })
+            Ok(Weights::Gpu { model: Box::new(model), source: Box::new(src.clone()) })
         };
         let on_cpu = || Transformer::load(&g, src, n_ctx).map(Weights::Cpu);
         let (weights, backend_note) = match (choice, gpu) {

@@ -270,3 +270,26 @@ fn a_batch_gives_each_request_what_it_gets_alone() {
         }
     }
 }
+
+/// A plain-text prompt reads special-token text as llama.cpp's `llama-cli` and
+/// `llama-server` do: the chat case's rendered ChatML text, sent as text, is llama.cpp's
+/// tokens and gets the chat's reply; `no_special` keeps the same text as characters.
+#[test]
+fn special_token_text_in_a_plain_prompt_is_read_as_llama_cpp_reads_it() {
+    let mut engine = engine(512);
+    let case = golden()["cases"].as_array().unwrap().iter().find(|c| c["chat"] == Value::Bool(true)).unwrap().clone();
+    let text = Prompt::Text(case["rendered"].as_str().unwrap().to_owned());
+    assert!(case["rendered"].as_str().unwrap().starts_with("<|im_start|>"));
+    assert_eq!(engine.prompt_tokens(&text).unwrap(), ids(&case["prompt_ids"]));
+    let expected = ids(&case["ids"]);
+    let done = generate(&mut engine, &text, &greedy(expected.len()), |_| ControlFlow::Continue(())).unwrap();
+    assert_eq!(done.tokens, expected, "the chat's reply");
+    let as_characters = GenerateParams { no_special: true, ..greedy(1) };
+    let done = generate(&mut engine, &text, &as_characters, |_| ControlFlow::Continue(())).unwrap();
+    let literal = engine.prompt_tokens_special(&text, false).unwrap();
+    assert_eq!(done.prompt_tokens, literal.len());
+    let im_start = engine.tokenizer().encode("<|im_start|>", false, true);
+    assert_eq!(im_start.len(), 1, "one special token");
+    assert!(!literal.contains(&im_start[0]), "no special token read from the text: {literal:?}");
+    assert!(literal.len() > ids(&case["prompt_ids"]).len());
+}

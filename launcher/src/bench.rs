@@ -53,6 +53,9 @@ pub struct Figures {
     pub threads: usize,
     pub prefill_tok_s: f64,
     pub decode_tok_s: f64,
+    /// The process's peak resident memory by the end of the run, where measured.
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -70,6 +73,7 @@ fn figures(engine: &str, place: &str, threads: usize, t: &Timings, gen_tokens: u
         threads,
         prefill_tok_s: per_s(t.prefill_tokens, t.prefill_ms),
         decode_tok_s: per_s(gen_tokens, t.decode_ms),
+        peak_rss_bytes: None,
     }
 }
 
@@ -87,7 +91,7 @@ pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: us
     pool.install(|| {
         let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
         let (_, t) = timed_run(&mut engine, prompt_tokens, gen_tokens)?;
-        Ok(figures("hearth", "native", threads, &t, gen_tokens))
+        Ok(Figures { peak_rss_bytes: crate::llm::peak_rss(), ..figures("hearth", "native", threads, &t, gen_tokens) })
     })
 }
 
@@ -232,7 +236,7 @@ pub struct PeerLine {
     pub peer: String,
     #[serde(default)]
     pub version: String,
-    #[serde(rename = "where", default)]
+    #[serde(rename = "where", alias = "place", default)]
     pub place: String,
     #[serde(default)]
     pub threads: usize,
@@ -240,14 +244,22 @@ pub struct PeerLine {
     pub prefill_tok_s: f64,
     #[serde(default)]
     pub decode_tok_s: f64,
+    #[serde(default)]
+    pub peak_rss_bytes: Option<u64>,
     pub error: Option<String>,
 }
 
-/// Runs scripts/bench-peers.sh (llama.cpp natively, wllama in Chromium).
-pub fn peers(prompt_tokens: usize, gen_tokens: usize) -> Result<Vec<PeerLine>, String> {
+/// Runs scripts/bench-peers.sh (llama.cpp natively, wllama in Chromium) on the default model,
+/// or on `model` with llama.cpp's prebuilt npm build (node-llama-cpp) alone.
+pub fn peers(prompt_tokens: usize, gen_tokens: usize, model: Option<&Path>) -> Result<Vec<PeerLine>, String> {
+    let mut args =
+        vec!["--prompt-tokens".to_string(), prompt_tokens.to_string(), "--gen-tokens".into(), gen_tokens.to_string()];
+    if let Some(model) = model {
+        args.extend(["--model".into(), model.display().to_string(), "--only".into(), "llama.cpp-node".into()]);
+    }
     let output = Command::new("bash")
         .arg(PEERS_SCRIPT)
-        .args(["--prompt-tokens", &prompt_tokens.to_string(), "--gen-tokens", &gen_tokens.to_string()])
+        .args(&args)
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run {PEERS_SCRIPT}: {e}"))?;
@@ -261,21 +273,28 @@ pub fn peers(prompt_tokens: usize, gen_tokens: usize) -> Result<Vec<PeerLine>, S
         .collect())
 }
 
-/// The results as a Markdown table, each Hearth line with its ratio to llama.cpp (native,
-/// 1 thread) and, in the browser, to wllama at the same threads.
-pub fn table(hearth: &[Figures], peers: &[PeerLine]) -> String {
+/// The results as a Markdown table, each Hearth line with its ratio to llama.cpp natively at
+/// the same threads (else at 1 thread) and, in the browser, to wllama at the same threads;
+/// and each run's peak resident memory over the size of the model file (`model_bytes`).
+pub fn table(hearth: &[Figures], peers: &[PeerLine], model_bytes: u64) -> String {
     let ok = |p: &&PeerLine| p.error.is_none();
-    let llama = peers.iter().filter(ok).find(|p| p.peer == "llama.cpp");
+    let llama_at = |threads| {
+        let native = |p: &&PeerLine| p.peer.starts_with("llama.cpp") && p.threads == threads;
+        peers.iter().filter(ok).find(native)
+    };
+    let memory =
+        |peak: Option<u64>| peak.map_or(String::new(), |b| format!("{:.2}", b as f64 / model_bytes.max(1) as f64));
     let wllama = |threads| peers.iter().filter(ok).find(|p| p.peer == "wllama" && p.threads == threads);
     let ratio = |a: f64, b: Option<f64>| b.filter(|b| *b > 0.0).map_or("–".to_string(), |b| format!("{:.2}×", a / b));
     let mut out = String::from(
         "| engine | where | threads | prefill tok/s | decode tok/s | prefill ÷ llama.cpp | decode ÷ llama.cpp \
-         | prefill ÷ wllama | decode ÷ wllama |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+         | prefill ÷ wllama | decode ÷ wllama | peak memory ÷ file |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for f in hearth {
         let w = if f.place == "chromium" { wllama(f.threads) } else { None };
+        let llama = llama_at(f.threads).or_else(|| llama_at(1));
         out.push_str(&format!(
-            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {:.1} | {:.1} | {} | {} | {} | {} | {} |\n",
             f.engine,
             f.place,
             f.threads,
@@ -285,15 +304,22 @@ pub fn table(hearth: &[Figures], peers: &[PeerLine]) -> String {
             ratio(f.decode_tok_s, llama.map(|l| l.decode_tok_s)),
             ratio(f.prefill_tok_s, w.map(|w| w.prefill_tok_s)),
             ratio(f.decode_tok_s, w.map(|w| w.decode_tok_s)),
+            memory(f.peak_rss_bytes),
         ));
     }
     for p in peers {
         match &p.error {
             None => out.push_str(&format!(
-                "| {} {} | {} | {} | {:.1} | {:.1} | | | | |\n",
-                p.peer, p.version, p.place, p.threads, p.prefill_tok_s, p.decode_tok_s
+                "| {} {} | {} | {} | {:.1} | {:.1} | | | | | {} |\n",
+                p.peer,
+                p.version,
+                p.place,
+                p.threads,
+                p.prefill_tok_s,
+                p.decode_tok_s,
+                memory(p.peak_rss_bytes)
             )),
-            Some(e) => out.push_str(&format!("| {} | could not run: {e} | | | | | | | |\n", p.peer)),
+            Some(e) => out.push_str(&format!("| {} | could not run: {e} | | | | | | | | |\n", p.peer)),
         }
     }
     out

@@ -31,7 +31,7 @@ pub enum CliError {
     #[error("{path}: {source}")]
     Engine { path: PathBuf, source: EngineError },
     #[error("{path}: {source}")]
-    DoesNotFit { path: PathBuf, source: DoesNotFit },
+    DoesNotFit { path: PathBuf, source: Box<DoesNotFit> },
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
     #[error("the engine's thread: {0}")]
@@ -102,7 +102,7 @@ fn check_fits(
     };
     let plan = MemoryPlan::new(&g, backend, n_ctx).map_err(|e| engine_error(e.into()))?;
     plan.check(available, "this machine's available memory")
-        .map_err(|source| CliError::DoesNotFit { path: path.to_owned(), source })
+        .map_err(|source| CliError::DoesNotFit { path: path.to_owned(), source: Box::new(source) })
 }
 
 /// The GPU for `choice`, or why there is none. `Auto` takes only hardware: a software Vulkan

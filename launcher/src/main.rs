@@ -178,6 +178,10 @@ enum Command {
         /// Skip the browser runs.
         #[arg(long)]
         native_only: bool,
+        /// A GGUF file (natively, beside llama.cpp's prebuilt npm build on the same file), or a
+        /// shipped model by id; the default model if left out.
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Skip llama.cpp and wllama (scripts/bench-peers.sh).
         #[arg(long)]
         no_peers: bool,
@@ -263,8 +267,8 @@ fn main() -> ExitCode {
         Command::Bench { prompt_tokens, gen_tokens, native_only, backend: BackendChoice::Gpu, .. } => {
             bench_gpu(prompt_tokens, gen_tokens, native_only)
         }
-        Command::Bench { prompt_tokens, gen_tokens, native_only, no_peers, .. } => {
-            bench(prompt_tokens, gen_tokens, native_only, no_peers)
+        Command::Bench { prompt_tokens, gen_tokens, native_only, no_peers, model, .. } => {
+            bench(&llm::model_path(model), prompt_tokens, gen_tokens, native_only, no_peers)
         }
         Command::Generate {
             model,
@@ -342,15 +346,33 @@ fn quiet_display_probe() {
     }
 }
 
-fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: bool) -> ExitCode {
+fn bench(
+    model: &std::path::Path,
+    prompt_tokens: usize,
+    gen_tokens: usize,
+    native_only: bool,
+    no_peers: bool,
+) -> ExitCode {
     use hearth::bench;
-    let model = llm::model_path(None);
+    let model_bytes = match std::fs::metadata(model) {
+        Ok(m) => m.len(),
+        Err(e) => {
+            eprintln!("hearth: cannot open the model {}: {e}", model.display());
+            return ExitCode::from(2);
+        }
+    };
+    // The page runs the default model; another file is measured natively.
+    let default = *model == models_dir().join(DEFAULT_MODEL.file);
+    if !default && !native_only {
+        eprintln!("bench: {} is measured natively (the page's bench runs the default model)", model.display());
+    }
+    let native_only = native_only || !default;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     let thread_counts = if cores > 1 { vec![1, cores] } else { vec![1] };
     for &threads in &thread_counts {
         eprintln!("bench: hearth natively, {threads} thread(s)…");
-        match bench::native(&model, prompt_tokens, gen_tokens, threads) {
+        match bench::native(model, prompt_tokens, gen_tokens, threads) {
             Ok(row) => rows.push(row),
             Err(e) => {
                 eprintln!("hearth: {e}");
@@ -393,13 +415,14 @@ fn bench(prompt_tokens: usize, gen_tokens: usize, native_only: bool, no_peers: b
         Vec::new()
     } else {
         eprintln!("bench: llama.cpp and wllama (scripts/bench-peers.sh)…");
-        bench::peers(prompt_tokens, gen_tokens).unwrap_or_else(|e| {
+        bench::peers(prompt_tokens, gen_tokens, (!default).then_some(model)).unwrap_or_else(|e| {
             eprintln!("hearth: {e}");
             Vec::new()
         })
     };
-    say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {}:\n", DEFAULT_MODEL.name));
-    say(&bench::table(&rows, &peers));
+    let name = if default { DEFAULT_MODEL.name.to_owned() } else { model.display().to_string() };
+    say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {name} ({model_bytes} bytes):\n"));
+    say(&bench::table(&rows, &peers, model_bytes));
     ExitCode::SUCCESS
 }
 
@@ -601,7 +624,7 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
         ));
     }
     if !browser_rows.is_empty() {
-        say(&bench::table(&browser_rows, &[]));
+        say(&bench::table(&browser_rows, &[], 0));
     }
     ExitCode::SUCCESS
 }

@@ -197,7 +197,7 @@ fn llama_1b_q8_0_and_q4_k_on_the_cpu_pick_the_float64_tokens() {
 #[test]
 fn qwen2_1b_with_biases_on_the_cpu_picks_the_float64_tokens() {
     let model = medium_model("qwen2-1b-q4_0.gguf");
-    let (prompt, _, done) = greedy(&model, "cpu", 512, PROMPT, 8);
+    let (prompt, _, done) = greedy(&model, "cpu", 512, PROMPT, 12);
     check_against_float64(&model, &prompt, &done, CPU_TOLERANCE);
     check_peak_memory(&done, file_size(&model), kv_bytes(28, 256, 512), q4_0_embedding(1536));
 }
