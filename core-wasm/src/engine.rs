@@ -9,8 +9,9 @@
 //! The model runs on the GPU (WebGPU through wgpu) or the CPU ([`Backend`]). A model on the
 //! GPU keeps no CPU copy of its weights, only the source it was loaded from (a memory-mapped
 //! file, or the page's bytes): if the device is lost mid-generation, the engine loads the
-//! weights onto the CPU from there, replays the conversation so far and the generation goes on. The API is async because a
-//! GPU result can only be awaited on the web; on the CPU nothing ever waits.
+//! weights onto the CPU from there, replays the conversation so far and the generation goes
+//! on. The API is async because a GPU result can only be awaited on the web; on the CPU
+//! nothing ever waits.
 
 use std::borrow::Cow;
 use std::ops::ControlFlow;

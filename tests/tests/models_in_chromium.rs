@@ -149,3 +149,44 @@ async fn a_gguf_opened_from_disk_is_kept_across_reloads() {
     assert_eq!(stored_names(client).await, Vec::<String>::new());
     browser.close().await.expect("close the Chromium session");
 }
+
+/// A model too large for the page (a 70B-shaped file: 39 GB, a sparse file of which only the
+/// header is real) is refused from its header with both numbers before the rest is read.
+/// Served as the default model from a model cache of its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_too_large_for_the_page_is_refused_from_its_header() {
+    let home = tempfile::tempdir().unwrap();
+    let models = home.path().join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    let path = models.join(DEFAULT_MODEL.file);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/medium-models.sh");
+    let out = std::process::Command::new("bash").arg(script).arg("too-large").arg(&path).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let size = std::fs::metadata(&path).unwrap().len();
+    assert!(size > 30_000_000_000, "{size}");
+
+    let mut child = std::process::Command::new(hearth_tests::hearth_binary())
+        .args(["serve", "--port", "0"])
+        .env("HEARTH_HOME", home.path())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let _server = hearth_tests::Process(child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let url = lines
+        .find_map(|l| l.ok()?.strip_prefix("Hearth is serving on ").map(|u| u.trim().to_string()))
+        .expect("hearth serve printed its URL");
+    let started = std::time::Instant::now();
+    let browser = open_in_chromium(&url).await;
+    let status = model_status(&browser).await;
+    let elapsed = started.elapsed();
+    println!("{status} ({elapsed:?})");
+    assert!(status.starts_with("failed"), "{status}");
+    assert!(status.contains("the model needs") && status.contains("GB on the CPU"), "{status}");
+    assert!(status.contains("this page's free wasm32 memory"), "{status}");
+    assert!(status.contains("not even its weights fit"), "{status}");
+    // What was fetched: the header, not 39 GB.
+    assert!(elapsed < Duration::from_secs(120), "took {elapsed:?}");
+    browser.close().await.unwrap();
+}

@@ -249,6 +249,11 @@ impl Engine {
         }
         self.loading.set(true);
         let start = self.now_ms();
+        if let Err(message) = self.check_fits(&source).await {
+            self.loading.set(false);
+            let message = format!("{source}: {message}");
+            return self.post(&EngineEvent::ModelFailed { source, message });
+        }
         let gpu = match (&self.gpu, backend) {
             (Ok(ctx), BackendChoice::Auto) if is_software(ctx.adapter()) => {
                 Err(format!("the only adapter, {:?}, is a software renderer", ctx.adapter().name))
@@ -289,6 +294,46 @@ impl Engine {
             }
             Err(message) => self.post(&EngineEvent::ModelFailed { source, message }),
         }
+    }
+
+    /// Refuses a model this page cannot hold, from its header (see [`crate::model_fit`]), read
+    /// from where the load would read the file: the model cache, the network (a range
+    /// request), or OPFS.
+    async fn check_fits(&self, source: &ModelSource) -> Result<(), String> {
+        let scope = &self.scope;
+        let open = async |want: u64| -> Option<(web_sys::Response, u64)> {
+            match source {
+                ModelSource::Url { url } => {
+                    if !url.starts_with("blob:")
+                        && let Ok(cache) = open_model_cache(scope).await
+                        && let Some(hit) = JsFuture::from(cache.match_with_str(url)).await.ok().filter(|r| !r.is_undefined())
+                    {
+                        let hit: web_sys::Response = hit.unchecked_into();
+                        let total = content_length(&hit)?;
+                        return Some((hit, total));
+                    }
+                    let init = web_sys::RequestInit::new();
+                    let headers = web_sys::Headers::new().ok()?;
+                    headers.set("Range", &format!("bytes=0-{}", want - 1)).ok()?;
+                    init.set_headers(&headers);
+                    let response: web_sys::Response =
+                        JsFuture::from(scope.fetch_with_str_and_init(url, &init)).await.ok()?.unchecked_into();
+                    let total = match response.status() {
+                        // "bytes 0-N/TOTAL"
+                        206 => response.headers().get("content-range").ok()??.rsplit('/').next()?.parse().ok()?,
+                        200 => content_length(&response)?,
+                        _ => return None,
+                    };
+                    Some((response, total))
+                }
+                ModelSource::Stored { name } => {
+                    let file = stored_file(scope, name).await.ok()?;
+                    let head = file.slice_with_f64_and_f64(0.0, want as f64).ok()?;
+                    Some((web_sys::Response::new_with_opt_blob(Some(&head)).ok()?, file.size() as u64))
+                }
+            }
+        };
+        crate::model_fit::check(open, CHAT_CONTEXT).await
     }
 
     /// Generates one token at a time, posting each delta, and yields to the event loop

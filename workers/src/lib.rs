@@ -8,6 +8,8 @@ mod bus_bench;
 mod engine;
 #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
 mod message_agent;
+#[cfg(target_arch = "wasm32")]
+mod model_fit;
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]
 mod thread;
 #[cfg(target_arch = "wasm32")]
@@ -17,6 +19,12 @@ mod workflow;
 
 #[cfg(target_arch = "wasm32")]
 pub use engine::start_engine_worker;
+
+// Counts the runtime's allocations, so a model that cannot fit the page is refused before it
+// is read (model_fit.rs).
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: model_fit::CountingAlloc = model_fit::CountingAlloc;
 #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
 pub use message_agent::MessageAgent;
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]

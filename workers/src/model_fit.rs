@@ -1,0 +1,136 @@
+//! Whether a model fits this page, from the first bytes of its file, before the rest is read:
+//! a model too large for wasm32's 4 GiB is refused with both numbers and the largest context
+//! that would fit, nothing of it is downloaded or copied, and the model loaded already stays.
+//!
+//! The page's memory is counted by the runtime's allocator ([`CountingAlloc`]), so what the
+//! model already loaded holds counts against the new one (both are alive while it loads).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use hearth_core::engine::Backend;
+use hearth_core::gguf::{ByteSource, Gguf, GgufError};
+use hearth_core::memory_plan::{ByteCount, MemoryPlan};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+
+/// Bytes of linear memory a wasm32 module can have.
+const WASM32_LIMIT: u64 = 4 << 30;
+
+/// The system allocator, counting the bytes it has given out and not had back.
+pub struct CountingAlloc;
+
+static ALLOCATED: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; only a counter is kept beside it.
+unsafe impl GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            ALLOCATED.fetch_add(layout.size() as u64, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            ALLOCATED.fetch_sub(layout.size() as u64, Ordering::Relaxed);
+            ALLOCATED.fetch_add(new_size as u64, Ordering::Relaxed);
+        }
+        p
+    }
+}
+
+/// Bytes of wasm memory this page can still allocate.
+fn available() -> u64 {
+    WASM32_LIMIT.saturating_sub(ALLOCATED.load(Ordering::Relaxed))
+}
+
+/// The first bytes of a file of `len` bytes: enough to read its header, not its tensors.
+struct Prefix<'a> {
+    bytes: &'a [u8],
+    len: u64,
+}
+
+impl ByteSource for Prefix<'_> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<(), GgufError> {
+        self.bytes.read_exact_at(offset, buf)
+    }
+}
+
+/// Header bytes read before giving up on a check (Gemma 3's 262k-token header is about 6 MB).
+const PREFIXES: [u64; 2] = [8 << 20, 32 << 20];
+
+/// `Err` with one line when the model whose file starts with `prefix` (of `total` bytes in all)
+/// cannot fit this page at `n_ctx` positions; `Ok(None)` when `prefix` ends inside the header.
+fn check_prefix(prefix: &[u8], total: u64, n_ctx: usize) -> Result<Option<()>, String> {
+    let g = match Gguf::read(&Prefix { bytes: prefix, len: total }) {
+        Ok(g) => g,
+        Err(GgufError::Io(_) | GgufError::Truncated { .. }) if (prefix.len() as u64) < total => return Ok(None),
+        // Whatever else is wrong with the file, the load says it in full.
+        Err(_) => return Ok(Some(())),
+    };
+    // The file is read into wasm memory whole and the CPU's weights point into it (on the GPU
+    // backend too, until weights stream to the device), so the CPU plan is what this page needs.
+    let Ok(plan) = MemoryPlan::new(&g, Backend::Cpu, n_ctx) else { return Ok(Some(())) };
+    let in_use = ByteCount(ALLOCATED.load(Ordering::Relaxed));
+    let limit = format!("this page's free wasm32 memory (4 GiB less {in_use} in use)");
+    plan.check(available(), &limit).map(Some).map_err(|e| e.to_string())
+}
+
+/// Checks that the model fits, reading only its header: `open(n)` gives a response whose body
+/// starts with at least the file's first `n` bytes (or all of it), and the file's size. A
+/// source that cannot be read this way is not checked here (the load reads it and says what
+/// is wrong).
+pub async fn check(
+    mut open: impl AsyncFnMut(u64) -> Option<(web_sys::Response, u64)>,
+    n_ctx: usize,
+) -> Result<(), String> {
+    for want in PREFIXES {
+        let Some((response, total)) = open(want).await else { return Ok(()) };
+        let Some(prefix) = read_prefix(response, want).await else { return Ok(()) };
+        if let Some(()) = check_prefix(&prefix, total, n_ctx)? {
+            return Ok(());
+        }
+        if prefix.len() as u64 >= total {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The first `want` bytes of `response`'s body (fewer if it is shorter); the rest is not read
+/// (the stream is cancelled). `None` if reading fails.
+async fn read_prefix(response: web_sys::Response, want: u64) -> Option<Vec<u8>> {
+    let reader: web_sys::ReadableStreamDefaultReader = response.body()?.get_reader().unchecked_into();
+    let mut bytes = Vec::new();
+    while (bytes.len() as u64) < want {
+        let chunk = JsFuture::from(reader.read()).await.ok()?;
+        if js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).is_ok_and(|d| d.is_truthy()) {
+            break;
+        }
+        let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value")).ok()?;
+        let array: js_sys::Uint8Array = value.dyn_into().ok()?;
+        let start = bytes.len();
+        bytes.resize(start + array.length() as usize, 0);
+        array.copy_to(&mut bytes[start..]);
+    }
+    let _ = JsFuture::from(reader.cancel()).await;
+    bytes.truncate(want as usize);
+    Some(bytes)
+}
