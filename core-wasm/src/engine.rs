@@ -319,7 +319,7 @@ impl Generation {
 
 /// Where the weights are.
 enum Weights {
-    Cpu(Transformer),
+    Cpu(Box<Transformer>),
     /// On the GPU, with the source to load them onto the CPU from if the device is lost.
     Gpu {
         model: Box<GpuTransformer>,
@@ -373,7 +373,7 @@ impl Engine {
             let model = GpuTransformer::load(&g, src, ctx, n_ctx)?;
             Ok(Weights::Gpu { model: Box::new(model), source: Box::new(src.clone()) })
         };
-        let on_cpu = || Transformer::load(&g, src, n_ctx).map(Weights::Cpu);
+        let on_cpu = || Transformer::load(&g, src, n_ctx).map(|m| Weights::Cpu(Box::new(m)));
         let (weights, backend_note) = match (choice, gpu) {
             (BackendChoice::Cpu, _) => (on_cpu()?, None),
             (BackendChoice::Gpu, Err(why)) => return Err(EngineError::NoGpu(why)),
@@ -857,7 +857,7 @@ impl Engine {
         };
         let model = reload(source.as_ref())
             .map_err(|reload| EngineError::FallbackFailed { lost: error.to_string(), reload: Box::new(reload) })?;
-        self.weights = Weights::Cpu(model);
+        self.weights = Weights::Cpu(Box::new(model));
         self.cached.clear();
         self.backend_note = Some(format!("moved to the CPU: {error}"));
         Ok(())

@@ -306,7 +306,8 @@ impl Engine {
                 ModelSource::Url { url } => {
                     if !url.starts_with("blob:")
                         && let Ok(cache) = open_model_cache(scope).await
-                        && let Some(hit) = JsFuture::from(cache.match_with_str(url)).await.ok().filter(|r| !r.is_undefined())
+                        && let Some(hit) =
+                            JsFuture::from(cache.match_with_str(url)).await.ok().filter(|r| !r.is_undefined())
                     {
                         let hit: web_sys::Response = hit.unchecked_into();
                         let total = content_length(&hit)?;
