@@ -10,7 +10,8 @@ f16 scale is set so the dequantised weights have a standard deviation of about g
 The same script always writes the same bytes. The tokenizer and chat template are copied from
 TOKENIZER_MODEL (the default SmolLM2 model). A file is written to NAME.tmp, read back and checked,
 renamed, and only then marked done by NAME.done; a file with a current .done is skipped.
---too-large writes a Llama-3-70B-shaped Q4_0 file (about 39 GB) whose tensor data is a sparse
+--too-large writes a Llama-3.1-405B-shaped Q4_0 file (about 229 GB, more than any machine that
+runs the tests has) whose tensor data is a sparse
 hole: only its header is real, for testing that a loader refuses it before reading the weights.
 """
 import os
@@ -35,8 +36,8 @@ SHAPES = {
                      rope_base=1000000.0, eps=1e-6, biases=True, label="qwen2 1.5B"),
     "llama-3b": dict(arch="llama", dim=3072, layers=28, heads=24, kv_heads=8, ffn=8192,
                      rope_base=500000.0, eps=1e-5, biases=False, label="llama 3B"),
-    "llama-70b": dict(arch="llama", dim=8192, layers=80, heads=64, kv_heads=8, ffn=28672,
-                      rope_base=500000.0, eps=1e-5, biases=False, label="llama 70B (header only)"),
+    "llama-405b": dict(arch="llama", dim=16384, layers=126, heads=128, kv_heads=8, ffn=53248,
+                       rope_base=500000.0, eps=1e-5, biases=False, label="llama 405B (header only)"),
 }
 MODELS = {
     "llama-1b-q4_0.gguf": ("llama-1b", Q.Q4_0),
@@ -197,7 +198,7 @@ def check_model(path, tensors, qtype):
 def main():
     tok_model, out_dir = Path(sys.argv[1]), Path(sys.argv[2])
     if sys.argv[2] == "--too-large":
-        write_model(Path(sys.argv[3]), "too-large", "llama-70b", Q.Q4_0, tokenizer_kvs(tok_model), None, True)
+        write_model(Path(sys.argv[3]), "too-large", "llama-405b", Q.Q4_0, tokenizer_kvs(tok_model), None, True)
         print(sys.argv[3], flush=True)
         return
     names = sys.argv[3:] or list(MODELS)

@@ -8,7 +8,7 @@
 #   medium-models.sh make [NAME...]              write the models that are missing; prints their paths
 #   medium-models.sh reference MODEL TOKENS_JSON  float64 logits of MODEL (a path, or a name in
 #                                                 models/medium) over the token ids (JSON)
-#   medium-models.sh too-large PATH               a 70B-shaped Q4_0 file (~39 GB) that is only a
+#   medium-models.sh too-large PATH               a 405B-shaped Q4_0 file (~229 GB) that is only a
 #                                                 header: its data is a sparse hole
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

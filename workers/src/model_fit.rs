@@ -130,7 +130,8 @@ async fn read_prefix(response: web_sys::Response, want: u64) -> Option<Vec<u8>> 
         bytes.resize(start + array.length() as usize, 0);
         array.copy_to(&mut bytes[start..]);
     }
-    let _ = JsFuture::from(reader.cancel()).await;
+    // Not awaited: the rest of the body is not wanted, whenever the stream lets it go.
+    let _ = reader.cancel();
     bytes.truncate(want as usize);
     Some(bytes)
 }
