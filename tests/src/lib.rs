@@ -83,6 +83,17 @@ pub async fn open_in_chromium(url: &str) -> Browser {
 /// them by whole units.
 pub const GPU_LOGIT_TOLERANCE: f64 = 1.0;
 
+/// `[[id, logit], ...]`: one step's most likely tokens, as the engine and the goldens list them.
+pub fn ranked(step: &serde_json::Value) -> Vec<(u64, f64)> {
+    let pair = |e: &serde_json::Value| (e[0].as_u64().expect("a token id"), e[1].as_f64().expect("a logit"));
+    step.as_array().expect("a list of [id, logit]").iter().map(pair).collect()
+}
+
+/// A completion's or golden case's `top_logits`: [`ranked`] tokens per step.
+pub fn top_logits_of(steps: &serde_json::Value) -> Vec<Vec<(u64, f64)>> {
+    steps.as_array().expect("top_logits").iter().map(ranked).collect()
+}
+
 /// Checks a greedy run on the GPU against a golden case of greedy.json (llama.cpp's tokens and
 /// top logits at each step): every step's top logits within `tolerance` (a token missing from
 /// our top list must lie below our last one, within it), and the same token at each step —
@@ -98,12 +109,7 @@ pub fn check_gpu_greedy(
 ) -> (f64, usize) {
     let prompt = &case["prompt"];
     let ids: Vec<u64> = case["ids"].as_array().expect("ids").iter().filter_map(|v| v.as_u64()).collect();
-    let golden: Vec<Vec<(u64, f64)>> = case["top_logits"]
-        .as_array()
-        .expect("top_logits")
-        .iter()
-        .map(|step| step.as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap())).collect())
-        .collect();
+    let golden = top_logits_of(&case["top_logits"]);
     assert!(tokens.len() <= ids.len() && tokens.len() == top_logits.len(), "{prompt}: token count");
     let mut worst = 0.0f64;
     for step in 0..tokens.len() {

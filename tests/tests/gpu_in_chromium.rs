@@ -40,12 +40,7 @@ async fn greedy_reply_on_webgpu_follows_llama_cpp() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     let tokens: Vec<u64> = done["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
-    let top_logits: Vec<Vec<(u64, f64)>> = done["top_logits"]
-        .as_array()
-        .expect("top logits in the completion")
-        .iter()
-        .map(|step| step.as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap())).collect())
-        .collect();
+    let top_logits = hearth_tests::top_logits_of(&done["top_logits"]);
     let (worst, steps) = check_gpu_greedy(&case, &tokens, &top_logits, GPU_LOGIT_TOLERANCE);
     println!(
         "WebGPU in Chromium: {steps} of {STEPS} steps compared, largest logit difference {worst:.3}; timings {}",

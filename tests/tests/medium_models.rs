@@ -11,7 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use hearth_tests::hearth_binary;
+use hearth_tests::{hearth_binary, ranked, top_logits_of};
 use serde_json::Value;
 
 /// Largest |logit − float64's| allowed on the CPU: Hearth (as llama.cpp) quantises the
@@ -86,12 +86,7 @@ fn greedy(model: &Path, backend: &str, ctx: usize, prompt: &str, tokens: usize) 
 /// within the tolerance could swap them), the token is the reference's; and some step is.
 fn check_against_float64(model: &Path, prompt: &[u64], done: &Value, tolerance: f64) {
     let generated = ids(&done["tokens"]);
-    let ours: Vec<Vec<(u64, f64)>> = done["top_logits"]
-        .as_array()
-        .expect("top_logits")
-        .iter()
-        .map(|step| step.as_array().unwrap().iter().map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap())).collect())
-        .collect();
+    let ours = top_logits_of(&done["top_logits"]);
     assert_eq!(ours.len(), generated.len(), "a top-logits list per step");
     let sequence: Vec<u64> = prompt.iter().chain(&generated[..generated.len() - 1]).copied().collect();
     let out = Command::new("bash")
@@ -105,12 +100,7 @@ fn check_against_float64(model: &Path, prompt: &[u64], done: &Value, tolerance: 
     let (mut clear, mut worst) = (0, 0.0f64);
     for (i, &token) in generated.iter().enumerate() {
         let step = &steps[prompt.len() - 1 + i];
-        let top: Vec<(u64, f64)> = step["top"]
-            .as_array()
-            .expect("top")
-            .iter()
-            .map(|e| (e[0].as_u64().unwrap(), e[1].as_f64().unwrap()))
-            .collect();
+        let top = ranked(&step["top"]);
         for (id, logit) in &top {
             if let Some((_, mine)) = ours[i].iter().find(|(t, _)| t == id) {
                 worst = worst.max((mine - logit).abs());
