@@ -7,7 +7,7 @@ use hearth_core::catalog::{DEFAULT_MODEL, ModelEntry, model_url, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Backend, BackendChoice, Completion};
 use hearth_core::protocol::{
-    Capabilities, EngineEvent, EngineRequest, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
+    Capabilities, EngineEvent, EngineRequest, KernelOutcome, ModelSource, MonitorSample, PAGE_CONTEXT, RuntimeBuild,
 };
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
@@ -37,10 +37,23 @@ pub fn backend_param() -> BackendChoice {
     page_param("backend").and_then(|b| b.parse().ok()).unwrap_or_default()
 }
 
-/// The shipped model the page asks for: `?model=<id>` (e.g. `gemma-3-270m-q4_k_m`), the
-/// default model when absent or unknown.
-pub fn model_param() -> &'static ModelEntry {
-    page_param("model").and_then(|id| shipped_model(&id)).unwrap_or(&DEFAULT_MODEL)
+/// The model the page asks for: `?model=<id>`, a shipped model (e.g. `gemma-3-270m-q4_k_m`) or
+/// else a file the server has under `models/<id>.gguf` for this session (what the launcher's
+/// `--model FILE` serves; `&model-size=` gives its bytes); the default model when absent.
+pub fn model_param() -> ChatModel {
+    let Some(id) = page_param("model").filter(|id| !id.is_empty()) else { return ChatModel::Shipped(&DEFAULT_MODEL) };
+    if let Some(entry) = shipped_model(&id) {
+        return ChatModel::Shipped(entry);
+    }
+    let name = format!("{id}.gguf");
+    let size = page_param("model-size").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let url = format!("models/{}", js_sys::encode_uri_component(&name));
+    ChatModel::Opened { name, size, url }
+}
+
+/// Positions of context the page loads its model with: `?ctx=N`, else [`PAGE_CONTEXT`].
+pub fn context_param() -> usize {
+    page_param("ctx").and_then(|n| n.parse().ok()).filter(|&n| n > 0).unwrap_or(PAGE_CONTEXT)
 }
 
 /// A query parameter of the page's URL.
@@ -90,8 +103,8 @@ pub enum ChatModel {
     Shipped(&'static ModelEntry),
     /// A GGUF file the user added, kept in this browser (OPFS).
     Stored(StoredModel),
-    /// A GGUF file the user opened where there is no OPFS: loaded for this session only,
-    /// through a `blob:` URL.
+    /// A GGUF file read for this session only: one the user opened where there is no OPFS
+    /// (through a `blob:` URL), or one the launcher serves from its command line (`?model=`).
     Opened { name: String, size: u64, url: String },
 }
 
@@ -114,7 +127,7 @@ impl ChatModel {
         match self {
             Self::Shipped(entry) => ModelSource::Url { url: model_url(entry) },
             Self::Stored(model) => ModelSource::Stored { name: model.name.clone() },
-            Self::Opened { url, .. } => ModelSource::Url { url: url.clone() },
+            Self::Opened { url, .. } => ModelSource::Session { url: url.clone() },
         }
     }
 
@@ -228,7 +241,7 @@ impl EngineClient {
             kernels: RwSignal::new(None),
             busy: RwSignal::new(false),
             model: RwSignal::new(ModelState::NotLoaded),
-            selected: RwSignal::new(ChatModel::Shipped(model_param())),
+            selected: RwSignal::new(model_param()),
             backend: RwSignal::new(backend_param()),
             chat: RwSignal::new(ChatState::default()),
             workflow: RwSignal::new(WorkflowRun::restore()),
@@ -362,7 +375,8 @@ impl EngineClient {
     pub fn reload_model(&self) {
         self.model.set(ModelState::Loading { loaded: 0, total: None });
         let source = self.selected.get_untracked().source();
-        self.send(&EngineRequest::LoadModel { source, backend: self.backend.get_untracked() });
+        let (backend, context) = (self.backend.get_untracked(), context_param());
+        self.send(&EngineRequest::LoadModel { source, backend, context });
     }
 }
 

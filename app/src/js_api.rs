@@ -8,6 +8,8 @@
 //!                       (delta) => console.log(delta))     // the completion object
 //! hearth.modelState()                                       // "loading" | "loaded" | …
 //! hearth.backend()                                          // "gpu" | "cpu" once loaded, else ""
+//! hearth.context()                                          // positions of context once loaded, else 0
+//! hearth.monitor()     // the engine's latest monitor sample (memory, GPU buffers, ...), or null
 //! await hearth.runWorkflow(toml, seed, (line) => console.log(line), modules)
 //!                      // each transcript line, as `hearth run` prints it; null when it finished;
 //!                      // modules (optional): { path: Uint8Array }, the custom agents' .wasm files
@@ -24,6 +26,7 @@ use hearth_core::engine::{Backend, GenerateParams, Prompt};
 use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest};
 use js_sys::{Function, Object, Promise, Reflect};
 use leptos::prelude::*;
+use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState, ModelState};
@@ -161,6 +164,22 @@ pub fn install(engine: EngineClient) {
             _ => String::new(),
         })
     };
+    let context = {
+        let model = engine.model;
+        Closure::<dyn Fn() -> usize>::new(move || match model.get_untracked() {
+            ModelState::Loaded { context, .. } => context,
+            _ => 0,
+        })
+    };
+    let monitor = {
+        let samples = engine.monitor;
+        Closure::<dyn Fn() -> JsValue>::new(move || {
+            let json = serde_wasm_bindgen::Serializer::json_compatible();
+            samples
+                .with_untracked(|s| s.back().and_then(|sample| sample.serialize(&json).ok()))
+                .unwrap_or(JsValue::NULL)
+        })
+    };
     for (name, f) in [
         ("tokenize", tokenize.into_js_value()),
         ("generate", generate.into_js_value()),
@@ -168,6 +187,8 @@ pub fn install(engine: EngineClient) {
         ("benchBus", bench_bus.into_js_value()),
         ("modelState", model_state.into_js_value()),
         ("backend", backend.into_js_value()),
+        ("context", context.into_js_value()),
+        ("monitor", monitor.into_js_value()),
     ] {
         let _ = Reflect::set(&api, &name.into(), &f);
     }

@@ -92,6 +92,8 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
     let server = LocalResource::new(move || {
         let url = match selected.get() {
             ChatModel::Shipped(entry) => Some(model_url(entry)),
+            // A file the launcher serves (not a `blob:` of one opened here).
+            ChatModel::Opened { url, .. } if url.starts_with("models/") => Some(url),
             _ => None,
         };
         async move {

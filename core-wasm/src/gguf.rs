@@ -74,6 +74,8 @@ pub enum GgufError {
     WrongType { key: String, expected: &'static str, found: &'static str },
     #[error("reading the model failed: {0}")]
     Io(String),
+    #[error("tensor {tensor:?} needs {bytes} bytes, which this process's memory cannot give")]
+    OutOfMemory { tensor: String, bytes: u64 },
 }
 
 /// Random-access bytes: a native file, a buffer in memory, or (in the browser) an OPFS file
@@ -539,7 +541,12 @@ impl Gguf {
             value: tensor.size,
             limit: usize::MAX as u64,
         })?;
-        let mut bytes = vec![0u8; size];
+        // In a page, memory runs out at 4 GiB: an error naming the tensor, not a trap.
+        let mut bytes = Vec::new();
+        bytes
+            .try_reserve_exact(size)
+            .map_err(|_| GgufError::OutOfMemory { tensor: tensor.name.clone(), bytes: tensor.size })?;
+        bytes.resize(size, 0);
         src.read_exact_at(self.data_offset + tensor.offset, &mut bytes)?;
         Ok(bytes)
     }

@@ -55,9 +55,13 @@ pub struct Capabilities {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum ModelSource {
-    /// A URL relative to the app (a shipped model under `models/`, or a `blob:` URL of a file
-    /// opened for this session only); kept in the model cache ([`crate::catalog::MODEL_CACHE`]).
+    /// A URL relative to the app (a shipped model under `models/`); kept in the model cache
+    /// ([`crate::catalog::MODEL_CACHE`]) so the next start needs no network.
     Url { url: String },
+    /// A URL read for this session only, never cached: a `blob:` URL of a file the user opened
+    /// where there is no OPFS, or a file the launcher serves under `models/` from its command
+    /// line (`hearth --model FILE --engine chromium|servo`).
+    Session { url: String },
     /// A file the user added, in the origin private file system under
     /// [`crate::catalog::OPFS_MODELS_DIR`].
     Stored { name: String },
@@ -66,10 +70,18 @@ pub enum ModelSource {
 impl std::fmt::Display for ModelSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::Url { url } => f.write_str(url),
+            Self::Url { url } | Self::Session { url } => f.write_str(url),
             Self::Stored { name } => write!(f, "{name} (stored in this browser)"),
         }
     }
+}
+
+/// Positions of context a page loads its model with unless told (`?ctx=`): a conversation's
+/// worth, with a KV cache small enough for a 3B model beside its weights in wasm32's 4 GiB.
+pub const PAGE_CONTEXT: usize = 2048;
+
+fn page_context() -> usize {
+    PAGE_CONTEXT
 }
 
 /// Page → engine worker.
@@ -84,6 +96,9 @@ pub enum EngineRequest {
         source: ModelSource,
         #[serde(default)]
         backend: BackendChoice,
+        /// Positions of context (the KV cache's size); at most the model's own.
+        #[serde(default = "page_context")]
+        context: usize,
     },
     /// Complete a prompt or reply to a conversation; the text streams back as
     /// [`EngineEvent::Delta`]s, then [`EngineEvent::Done`] or [`EngineEvent::Failed`].
@@ -153,7 +168,10 @@ pub struct MonitorSample {
     /// The runtime's linear memory: the wasm heap (in the threaded build shared by the engine,
     /// its thread pool and the agents).
     pub wasm_bytes: u64,
-    /// The loaded model file (the CPU backend reads its weights in place).
+    /// Of `wasm_bytes`, what the runtime's allocator has given out and not had back.
+    #[serde(default)]
+    pub heap_bytes: u64,
+    /// The loaded model file.
     pub model_bytes: u64,
     /// Live GPU storage buffers (weights, activations, KV caches), where there is a device.
     pub gpu_bytes: Option<u64>,

@@ -32,6 +32,10 @@ pub trait Completer: Send + Sync + 'static {
         params: GenerateParams,
         deltas: UnboundedSender<String>,
     ) -> BoxFuture<'_, Result<Completion, CompleteError>>;
+    /// In a page, its engine's state ([`page::engine_state`]).
+    fn page_state(&self) -> BoxFuture<'_, Option<serde_json::Value>> {
+        Box::pin(async { None })
+    }
 }
 
 struct Job {
@@ -160,5 +164,9 @@ impl Completer for PageCompleter {
                 .await
                 .map_err(|e| CompleteError::Failed(e.to_string()))
         })
+    }
+
+    fn page_state(&self) -> BoxFuture<'_, Option<serde_json::Value>> {
+        Box::pin(async move { page::engine_state(self.page.lock().await.as_ref()).await.ok() })
     }
 }

@@ -5,14 +5,14 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_core::catalog::{DEFAULT_MODEL, SHIPPED_MODELS, models_dir};
 use hearth_core::engine::BackendChoice;
 use tokio::net::TcpListener;
 
 use crate::completer::{Completer, NativeCompleter, PageCompleter};
 use crate::openai::Api;
 use crate::page::Page;
-use crate::server::{self, ServeOptions};
+use crate::server::{self, ServeOptions, SessionModel};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum EngineKind {
@@ -68,8 +68,46 @@ pub async fn open_page(kind: EngineKind, url: &str) -> Result<Arc<dyn Page>, Str
     }
 }
 
-/// The engine behind a generation: the model natively, or the app's page at `url` (which
-/// serves only the default model).
+/// How a page is told to run `model`: the query it is opened with, and the file the server
+/// serves for it. The default model needs neither; another shipped model is `?model=<id>`,
+/// served from the models folder and kept in the page's model cache; any other file is
+/// served as `/models/<id>.gguf` for this run and read by the page for this session only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PageModel {
+    pub query: String,
+    pub session: Option<SessionModel>,
+}
+
+impl PageModel {
+    pub fn of(model: &Path) -> Result<Self, String> {
+        let size =
+            std::fs::metadata(model).map_err(|e| format!("cannot open the model {}: {e}", model.display()))?.len();
+        let folder = models_dir();
+        if let Some(entry) = SHIPPED_MODELS.into_iter().find(|m| model == folder.join(m.file)) {
+            let query = if *entry == DEFAULT_MODEL { String::new() } else { format!("&model={}", entry.id()) };
+            return Ok(Self { query, session: None });
+        }
+        // Characters a URL path keeps as they are, and never a shipped model's id (whose
+        // cached copy the page would take it for).
+        let mut id: String = model_id(model)
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+            .collect();
+        if id.is_empty() || id.starts_with('.') || SHIPPED_MODELS.iter().any(|m| m.id() == id) {
+            id.insert_str(0, "file-");
+        }
+        let query = format!("&model={id}&model-size={size}");
+        Ok(Self { query, session: Some(SessionModel { name: format!("{id}.gguf"), path: model.to_owned() }) })
+    }
+}
+
+/// The page's URL for a backend choice and a model, at `n_ctx` positions of context.
+pub fn model_page_url(base: &str, backend: BackendChoice, model: &PageModel, n_ctx: usize) -> String {
+    format!("{}{}&ctx={n_ctx}", page_url(base, backend), model.query)
+}
+
+/// The engine behind a generation: the model natively, or the app's page at `url`, whose
+/// server serves `model` (see [`PageModel`]).
 pub async fn completer(
     kind: EngineKind,
     model: &Path,
@@ -85,14 +123,7 @@ pub async fn completer(
             .map_err(|e| e.to_string())?;
         return Ok(Arc::new(native));
     }
-    if model != models_dir().join(DEFAULT_MODEL.file) {
-        return Err(format!(
-            "--engine {} runs the page's model, the default {}; --model works with --engine native",
-            kind.name(),
-            DEFAULT_MODEL.name
-        ));
-    }
-    let page = open_page(kind, &page_url(url, backend)).await?;
+    let page = open_page(kind, &model_page_url(url, backend, &PageModel::of(model)?, n_ctx)).await?;
     let completer = PageCompleter::start(page).await.map_err(|e| e.to_string())?;
     Ok(Arc::new(completer))
 }
@@ -103,10 +134,15 @@ pub fn model_id(model: &Path) -> String {
     name.strip_suffix(".gguf").unwrap_or(&name).to_string()
 }
 
-/// Serves the app (and `api`, if given) on `listener` in the background; its URL.
-pub fn serve_in_background(listener: TcpListener, api: Option<Arc<Api>>) -> Result<String, String> {
+/// Serves the app (and `api`, if given, and a model from the command line) on `listener` in
+/// the background; its URL.
+pub fn serve_in_background(
+    listener: TcpListener,
+    api: Option<Arc<Api>>,
+    session_model: Option<SessionModel>,
+) -> Result<String, String> {
     let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
-    let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None };
+    let options = ServeOptions::new(session_model);
     tokio::spawn(server::serve(listener, options, api, std::future::pending()));
     Ok(url)
 }

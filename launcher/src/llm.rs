@@ -160,6 +160,11 @@ struct JsonCompletion<'a> {
     /// The most the process that ran the model had resident at once, where known.
     #[serde(skip_serializing_if = "Option::is_none")]
     peak_rss_bytes: Option<u64>,
+    /// In a page: what its engine worker holds (its latest monitor sample: `wasm_bytes`, the
+    /// most its linear memory has grown to; `heap_bytes`, in use in it; `gpu_bytes`, its GPU
+    /// buffers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    page_memory: Option<&'a serde_json::Value>,
 }
 
 /// The most memory this process has had resident at once: Linux's `VmHWM`.
@@ -171,12 +176,13 @@ pub fn peak_rss() -> Option<u64> {
 }
 
 /// `completion` as the one line `hearth generate --json` prints, with its speeds, where it ran,
-/// and (natively) its context and the process's peak memory.
+/// its context, and natively the process's peak memory, in a page its engine's memory.
 pub fn completion_json(
     completion: &Completion,
     backend: &str,
     context: Option<usize>,
     peak_rss_bytes: Option<u64>,
+    page_memory: Option<&serde_json::Value>,
 ) -> String {
     let t = completion.timings;
     let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
@@ -187,6 +193,7 @@ pub fn completion_json(
         backend,
         context,
         peak_rss_bytes,
+        page_memory,
     };
     serde_json::to_string(&record).expect("a completion serialises")
 }
@@ -233,7 +240,7 @@ pub fn generate(
             Backend::Cpu => "cpu",
             Backend::Gpu => "gpu",
         };
-        writeln!(out, "{}", completion_json(&completion, backend, Some(engine.context_size()), peak_rss()))
+        writeln!(out, "{}", completion_json(&completion, backend, Some(engine.context_size()), peak_rss(), None))
             .map_err(CliError::Output)?;
     } else {
         writeln!(out).map_err(CliError::Output)?;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
-use hearth::engines::{self, EngineKind};
+use hearth::engines::{self, EngineKind, PageModel};
 use hearth::openai::Api;
 use hearth::server::{self, ServeOptions};
 use hearth::{assets, llm};
@@ -17,6 +17,7 @@ use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{BackendChoice, GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat};
 use hearth_core::kernels::gpu::GpuOptions;
+use hearth_core::protocol::PAGE_CONTEXT;
 use hearth_core::sampler::SamplerConfig;
 
 #[derive(Parser)]
@@ -43,15 +44,16 @@ enum Command {
         /// Where the API's engine runs: servo when this hearth has it built in, else chromium.
         #[arg(long, requires = "headless")]
         engine: Option<EngineKind>,
-        /// A GGUF file or shipped model id, for --engine native; the default model if left out.
+        /// A GGUF file, or a shipped model by id; the default model if left out.
         #[arg(long, requires = "headless")]
         model: Option<PathBuf>,
         /// auto: a hardware GPU when there is one and the model fits, else the CPU.
         #[arg(long, default_value = "auto", requires = "headless")]
         backend: BackendChoice,
-        /// Positions of context, for --engine native; at most the model's own.
-        #[arg(long, default_value_t = llm::DEFAULT_CONTEXT, requires = "headless")]
-        ctx: usize,
+        /// Positions of context (the KV cache's size); at most the model's own. 4096 natively
+        /// and 2048 in a page if left out.
+        #[arg(long, requires = "headless")]
+        ctx: Option<usize>,
         /// Serve the app from this folder (a dist/ built by scripts/build-app.sh), read at each
         /// request, instead of the copy embedded in this binary.
         #[arg(long)]
@@ -109,9 +111,10 @@ enum Command {
         /// special tokens that llama.cpp and vLLM read it as.
         #[arg(long)]
         no_special: bool,
-        /// Positions of context (the KV cache's size); at most the model's own. Natively only.
-        #[arg(long, default_value_t = llm::DEFAULT_CONTEXT)]
-        ctx: usize,
+        /// Positions of context (the KV cache's size); at most the model's own. 4096 natively
+        /// and 2048 in a page if left out.
+        #[arg(long)]
+        ctx: Option<usize>,
         /// With --json: the N most likely tokens and their logits at each step.
         #[arg(long, default_value_t = 0)]
         top_logits: usize,
@@ -128,7 +131,7 @@ enum Command {
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
         /// native: the core without a web engine; chromium or servo: the app's page in that
-        /// engine (the default model only).
+        /// engine (which reads --model's file from this hearth, for this session only).
         #[arg(long, default_value = "native")]
         engine: EngineKind,
     },
@@ -151,9 +154,10 @@ enum Command {
         /// Replaces the workflow's seed.
         #[arg(long)]
         seed: Option<u64>,
-        /// Positions of context (the KV cache's size); at most the model's own. Natively only.
-        #[arg(long, default_value_t = llm::DEFAULT_CONTEXT)]
-        ctx: usize,
+        /// Positions of context (the KV cache's size); at most the model's own. 4096 natively
+        /// and 2048 in a page if left out.
+        #[arg(long)]
+        ctx: Option<usize>,
         #[arg(long, default_value = "auto")]
         backend: BackendChoice,
         /// The bus between the hub and the agents: shared memory rings, or message passing (in
@@ -164,7 +168,7 @@ enum Command {
         #[arg(long, default_value_t = 0, hide = true)]
         jitter_ms: u64,
         /// native: the core on threads; chromium or servo: the app's page in that engine, each
-        /// agent in a Web Worker over the shared-memory bus (the default model only).
+        /// agent in a Web Worker over the shared-memory bus.
         #[arg(long, default_value = "native")]
         engine: EngineKind,
     },
@@ -178,8 +182,8 @@ enum Command {
         /// Skip the browser runs.
         #[arg(long)]
         native_only: bool,
-        /// A GGUF file (natively, beside llama.cpp's prebuilt npm build on the same file), or a
-        /// shipped model by id; the default model if left out.
+        /// A GGUF file (natively and in Chromium, beside llama.cpp's prebuilt npm build on the
+        /// same file), or a shipped model by id; the default model if left out.
         #[arg(long)]
         model: Option<PathBuf>,
         /// Skip llama.cpp and wllama (scripts/bench-peers.sh).
@@ -228,11 +232,9 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve { port, open, headless, engine, model, backend, ctx, app_dir } => {
-            let api = headless.then(|| ApiEngine {
-                kind: engine.unwrap_or_else(EngineKind::default_headless),
-                model,
-                n_ctx: ctx,
-                backend,
+            let api = headless.then(|| {
+                let kind = engine.unwrap_or_else(EngineKind::default_headless);
+                ApiEngine { kind, model, n_ctx: context(ctx, kind), backend }
             });
             serve(port, open, api, app_dir)
         }
@@ -245,8 +247,8 @@ fn main() -> ExitCode {
                 Err(e) => fail(&e),
             }
         }
-        Command::Run { workflow, model, seed, backend, engine, bus, .. } if engine != EngineKind::Native => {
-            run_in_page(engine, &workflow, model, seed, backend, bus)
+        Command::Run { workflow, model, seed, ctx, backend, engine, bus, .. } if engine != EngineKind::Native => {
+            run_in_page(engine, &workflow, &llm::model_path(model), context(ctx, engine), seed, backend, bus)
         }
         Command::Run { workflow, model, seed, ctx, backend, bus, jitter_ms, .. } => {
             let transport = match bus {
@@ -255,6 +257,7 @@ fn main() -> ExitCode {
             };
             let options = RunOptions { transport, jitter: Jitter { max_ms: jitter_ms } };
             let mut out = std::io::stdout().lock();
+            let ctx = context(ctx, EngineKind::Native);
             match llm::run_workflow(&workflow, &llm::model_path(model), ctx, seed, backend, options, &mut out) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
@@ -314,16 +317,23 @@ fn main() -> ExitCode {
                 top_logits,
                 ..Default::default()
             };
+            let (model, ctx) = (llm::model_path(model), context(ctx, engine));
             if engine != EngineKind::Native {
-                return generate_in_page(engine, model, &prompt, chat, params, backend, json);
+                return generate_in_page(engine, &model, ctx, &prompt, chat, params, backend, json);
             }
             let mut out = std::io::stdout().lock();
-            match llm::generate(&llm::model_path(model), ctx, &prompt, chat, &params, backend, json, &mut out) {
+            match llm::generate(&model, ctx, &prompt, chat, &params, backend, json, &mut out) {
                 Ok(_) => ExitCode::SUCCESS,
                 Err(e) => fail(&e),
             }
         }
     }
+}
+
+/// `--ctx`, or the engine's own default: [`llm::DEFAULT_CONTEXT`] natively, and in a page
+/// [`PAGE_CONTEXT`] (its wasm32 memory holds the KV cache beside the weights).
+fn context(ctx: Option<usize>, engine: EngineKind) -> usize {
+    ctx.unwrap_or(if engine == EngineKind::Native { llm::DEFAULT_CONTEXT } else { PAGE_CONTEXT })
 }
 
 /// Mesa's Vulkan drivers probe for a Wayland display when an adapter is opened, and without
@@ -361,12 +371,14 @@ fn bench(
             return ExitCode::from(2);
         }
     };
-    // The page runs the default model; another file is measured natively.
     let default = *model == models_dir().join(DEFAULT_MODEL.file);
-    if !default && !native_only {
-        eprintln!("bench: {} is measured natively (the page's bench runs the default model)", model.display());
-    }
-    let native_only = native_only || !default;
+    let page_model = match PageModel::of(model) {
+        Ok(page_model) => page_model,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut rows = Vec::new();
     let thread_counts = if cores > 1 { vec![1, cores] } else { vec![1] };
@@ -391,11 +403,12 @@ fn bench(
         let result: Result<(), String> = runtime.block_on(async {
             let listener = server::bind(0).await.map_err(|e| e.to_string())?;
             let url = format!("http://{}/", listener.local_addr().map_err(|e| e.to_string())?);
-            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None };
+            let options = ServeOptions::new(page_model.session.clone());
             let server = tokio::spawn(server::serve(listener, options, None, std::future::pending()));
+            let model = &page_model.query;
             let mut runs: Vec<(String, usize)> =
-                thread_counts.iter().map(|&t| (format!("build=threaded&threads={t}"), t)).collect();
-            runs.push(("build=single".to_string(), 1));
+                thread_counts.iter().map(|&t| (format!("build=threaded&threads={t}{model}"), t)).collect();
+            runs.push((format!("build=single{model}"), 1));
             for (query, threads) in runs {
                 eprintln!("bench: hearth in Chromium, {query}…");
                 match bench::chromium(&url, &query, threads, prompt_tokens, gen_tokens).await {
@@ -554,7 +567,7 @@ fn bus_in_chromium() -> Result<Vec<hearth_core::protocol::BusFigures>, String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
     runtime.block_on(async {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
-        let url = engines::serve_in_background(listener, None)?;
+        let url = engines::serve_in_background(listener, None, None)?;
         let page = engines::open_page(EngineKind::Chromium, &engines::page_url(&url, BackendChoice::Cpu)).await?;
         hearth::page::wait_for_model(page.as_ref(), Duration::from_secs(300)).await.map_err(|e| e.to_string())?;
         let figures = hearth::page::run(
@@ -601,7 +614,7 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
             let Ok(listener) = server::bind(0).await else { return };
             let Ok(addr) = listener.local_addr() else { return };
             let url = format!("http://{addr}/");
-            let options = ServeOptions { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None };
+            let options = ServeOptions::new(None);
             let server = tokio::spawn(server::serve(listener, options, None, std::future::pending()));
             eprintln!("bench: hearth in Chromium on WebGPU…");
             match bench::chromium(&url, "backend=gpu", 1, prompt_tokens, gen_tokens).await {
@@ -654,7 +667,7 @@ fn open_window(backend: BackendChoice) -> ExitCode {
     };
     let url = runtime.block_on(async {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
-        engines::serve_in_background(listener, None)
+        engines::serve_in_background(listener, None, None)
     });
     let result = url.and_then(|url| {
         say(&format!("Hearth is serving on {url}; opening it in a window"));
@@ -688,7 +701,7 @@ fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
     };
     let result: Result<serde_json::Value, String> = runtime.block_on(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
-        let url = engines::serve_in_background(listener, None)?;
+        let url = engines::serve_in_background(listener, None, None)?;
         let page = engines::open_page(engine, &engines::page_url(&url, backend)).await?;
         let loaded = hearth::page::wait_for_model(page.as_ref(), std::time::Duration::from_secs(600)).await;
         let mut report = hearth::page::capabilities(page.as_ref()).await.map_err(|e| e.to_string())?;
@@ -713,9 +726,11 @@ fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
 
 /// `hearth generate --engine chromium|servo`: the app served on a free loopback port, opened in
 /// the web engine, and the prompt completed by the engine in its page.
+#[allow(clippy::too_many_arguments)]
 fn generate_in_page(
     engine: EngineKind,
-    model: Option<PathBuf>,
+    model: &std::path::Path,
+    n_ctx: usize,
     prompt: &str,
     chat: bool,
     params: GenerateParams,
@@ -732,9 +747,8 @@ fn generate_in_page(
     let prompt = if chat { Prompt::Chat(vec![ChatMessage::new("user", prompt)]) } else { Prompt::Text(prompt.into()) };
     let result: Result<(), String> = runtime.block_on(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
-        let url = engines::serve_in_background(listener, None)?;
-        let completer =
-            engines::completer(engine, &llm::model_path(model), llm::DEFAULT_CONTEXT, backend, &url).await?;
+        let url = engines::serve_in_background(listener, None, PageModel::of(model)?.session)?;
+        let completer = engines::completer(engine, model, n_ctx, backend, &url).await?;
         let (deltas, mut text) = tokio::sync::mpsc::unbounded_channel::<String>();
         let printer = tokio::spawn(async move {
             while let Some(delta) = text.recv().await {
@@ -749,7 +763,12 @@ fn generate_in_page(
         let done = done.map_err(|e| match e {
             hearth::completer::CompleteError::Invalid(m) | hearth::completer::CompleteError::Failed(m) => m,
         })?;
-        say(&if json { llm::completion_json(&done, completer.backend(), None, None) } else { String::new() });
+        if json {
+            let state = completer.page_state().await.unwrap_or_default();
+            let context = state["context"].as_u64().map(|c| c as usize);
+            let memory = state.get("monitor").filter(|m| !m.is_null());
+            say(&llm::completion_json(&done, completer.backend(), context, None, memory));
+        }
         Ok(())
     });
     match result {
@@ -767,7 +786,8 @@ fn generate_in_page(
 fn run_in_page(
     engine: EngineKind,
     workflow: &std::path::Path,
-    model: Option<PathBuf>,
+    model: &std::path::Path,
+    n_ctx: usize,
     seed: Option<u64>,
     backend: BackendChoice,
     bus: BusKind,
@@ -805,14 +825,13 @@ fn run_in_page(
             }
         }
     }
-    if model.is_some() {
-        eprintln!(
-            "hearth: --engine {} runs the page's model, the default {}; --model works with --engine native",
-            engine.name(),
-            DEFAULT_MODEL.name
-        );
-        return ExitCode::from(2);
-    }
+    let page_model = match PageModel::of(model) {
+        Ok(page_model) => page_model,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(e) => {
@@ -822,9 +841,9 @@ fn run_in_page(
     };
     let result: Result<(), String> = runtime.block_on(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
-        let url = engines::serve_in_background(listener, None)?;
+        let url = engines::serve_in_background(listener, None, page_model.session.clone())?;
         // The page's bus follows its runtime build: message passing is the single-threaded one.
-        let mut page_url = engines::page_url(&url, backend);
+        let mut page_url = engines::model_page_url(&url, backend, &page_model, n_ctx);
         if bus == BusKind::Messages {
             page_url.push_str("&build=single");
         }
@@ -901,7 +920,18 @@ fn serve(port: u16, open: bool, api: Option<ApiEngine>, app_dir: Option<PathBuf>
         if open && let Err(e) = webbrowser::open(&url) {
             eprintln!("hearth: could not open a browser ({e}); open {url} yourself");
         }
-        let options = ServeOptions { models_dir, cross_origin_isolation: true, app_dir };
+        // The API's page reads a model from the command line through this server.
+        let page_model = match api.as_ref().filter(|api| api.kind != EngineKind::Native) {
+            Some(api) => match PageModel::of(&llm::model_path(api.model.clone())) {
+                Ok(page_model) => page_model.session,
+                Err(e) => {
+                    eprintln!("hearth: {e}");
+                    return ExitCode::from(2);
+                }
+            },
+            None => None,
+        };
+        let options = ServeOptions { models_dir, cross_origin_isolation: true, app_dir, session_model: page_model };
         let shutdown = async {
             // Ctrl-C or SIGTERM: stop serving, so what was opened (a browser) is closed.
             #[cfg(unix)]

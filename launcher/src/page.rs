@@ -117,6 +117,13 @@ pub async fn capabilities(page: &dyn Page) -> Result<Value, PageError> {
     .await
 }
 
+/// The page's engine: `context`, the positions of context its model was loaded with, and
+/// `monitor`, its latest monitor sample (see `MonitorSample`: its wasm memory, heap and GPU
+/// buffers), or null before the first.
+pub async fn engine_state(page: &dyn Page) -> Result<Value, PageError> {
+    page.eval("return { context: hearth.context(), monitor: hearth.monitor() };", Value::Null).await
+}
+
 /// Generates in the page through `window.hearth.generate`, sending the text to `deltas` as it
 /// streams. A closed `deltas` (the reader went away) leaves the generation to finish in the
 /// page; its result is dropped.

@@ -19,13 +19,14 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
+use hearth_core::catalog::models_dir;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use thiserror::Error;
 use tokio::net::TcpListener;
-use tower_http::services::ServeDir;
+use tower_http::services::{ServeDir, ServeFile};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use crate::assets;
@@ -48,6 +49,24 @@ pub struct ServeOptions {
     /// Serve the app from this folder (a `dist/` built by scripts/build-app.sh), read at each
     /// request, rather than the copy embedded in the binary.
     pub app_dir: Option<PathBuf>,
+    /// A model file from the command line, served under `/models/` beside the models folder.
+    pub session_model: Option<SessionModel>,
+}
+
+impl ServeOptions {
+    /// The models folder and the embedded app, isolated: what every command serves.
+    pub fn new(session_model: Option<SessionModel>) -> Self {
+        Self { models_dir: models_dir(), cross_origin_isolation: true, app_dir: None, session_model }
+    }
+}
+
+/// A model file served as `/models/<name>` for this run only: `--model FILE` with a page
+/// engine, whatever folder the file is in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionModel {
+    /// The name the page asks for, `<id>.gguf`, of characters a URL path keeps as they are.
+    pub name: String,
+    pub path: PathBuf,
 }
 
 /// Binds 127.0.0.1 (never 0.0.0.0). Port 0 picks a free port.
@@ -72,7 +91,12 @@ pub fn router(options: ServeOptions, api: Option<Arc<Api>>) -> Router {
             )
         }),
     };
-    Router::new()
+    let mut router = Router::new();
+    if let Some(model) = &options.session_model {
+        // A static route wins over the models folder's wildcard.
+        router = router.route_service(&format!("/models/{}", model.name), ServeFile::new(&model.path));
+    }
+    router
         .nest("/v1", api)
         .nest_service("/models", models)
         .fallback(move |request| serve_asset(app_dir.clone(), request))

@@ -7,6 +7,8 @@ use std::process::{Command, Stdio};
 
 pub use hearth::chromium::Process;
 
+pub mod medium;
+
 /// The `hearth` binary built beside this test (scripts/build-app.sh builds it).
 pub fn hearth_binary() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");

@@ -88,6 +88,7 @@ async fn page_without_isolation_falls_back_to_single_threaded() {
         models_dir: models.path().to_path_buf(),
         cross_origin_isolation: false,
         app_dir: None,
+        session_model: None,
     };
     let server = tokio::spawn(hearth::server::serve(listener, options, None, std::future::pending()));
     let browser = open_in_chromium(&url).await;
@@ -139,6 +140,7 @@ async fn an_update_waits_for_the_next_start() {
         models_dir: models.path().to_path_buf(),
         cross_origin_isolation: true,
         app_dir: Some(app.path().to_path_buf()),
+        session_model: None,
     };
     let server = tokio::spawn(hearth::server::serve(listener, options, None, std::future::pending()));
     let browser = open_in_chromium(&url).await;

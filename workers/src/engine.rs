@@ -12,6 +12,8 @@ use hearth_core::protocol::{
     Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
 };
 use hearth_core::tokenizer::Tokenizer;
+
+use crate::blob_source::BlobSource;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
@@ -19,9 +21,6 @@ use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
 
 /// How often the engine reports to the monitor.
 const MONITOR_INTERVAL_MS: i32 = 500;
-
-/// Positions of context the chat model is loaded with.
-const CHAT_CONTEXT: usize = 2048;
 
 const BUILD: RuntimeBuild =
     if cfg!(feature = "threads") { RuntimeBuild::Threaded } else { RuntimeBuild::SingleThreaded };
@@ -133,12 +132,7 @@ async fn browser_adapter_label(gpu: &JsValue) -> Option<String> {
 
 impl Engine {
     pub(crate) fn post(&self, event: &EngineEvent) {
-        match serde_wasm_bindgen::to_value(event) {
-            Ok(value) => {
-                let _ = self.scope.post_message(&value);
-            }
-            Err(e) => web_sys::console::error_1(&format!("engine worker: cannot encode {event:?}: {e}").into()),
-        }
+        post_event(&self.scope, event);
     }
 
     fn post_monitor_sample(&self) {
@@ -150,6 +144,7 @@ impl Engine {
             .ok()
             .and_then(|v| v.as_f64())
             .unwrap_or(0.0) as u64;
+        sample.heap_bytes = crate::model_fit::allocated();
         sample.gpu_bytes = self.gpu.as_ref().ok().map(|gpu| gpu.storage_bytes());
         sample.gpu_queue = self.gpu.as_ref().ok().map(|gpu| gpu.sample_queue());
         sample.cpu_busy = cpu::pool::busy();
@@ -194,7 +189,7 @@ impl Engine {
                 let event = self.run_kernels().await;
                 self.post(&event);
             }
-            EngineRequest::LoadModel { source, backend } => self.load_model(source, backend).await,
+            EngineRequest::LoadModel { source, backend, context } => self.load_model(source, backend, context).await,
             EngineRequest::Generate { id, prompt, params } => self.generate(id, prompt, *params).await,
             EngineRequest::Stop { id } => {
                 if self.replying.get() == Some(id) {
@@ -238,9 +233,9 @@ impl Engine {
         }
     }
 
-    /// Streams the model file into wasm memory and loads it onto `backend`; the CPU's
-    /// weights stay in that one buffer (no second copy).
-    async fn load_model(&self, source: ModelSource, backend: BackendChoice) {
+    /// Reads the model file (from the model cache, the network or OPFS) and loads it onto
+    /// `backend` tensor by tensor (see [`BlobSource`]).
+    async fn load_model(&self, source: ModelSource, backend: BackendChoice, n_ctx: usize) {
         if self.busy() {
             return self.post(&EngineEvent::ModelFailed {
                 source,
@@ -249,7 +244,7 @@ impl Engine {
         }
         self.loading.set(true);
         let start = self.now_ms();
-        if let Err(message) = self.check_fits(&source).await {
+        if let Err(message) = self.check_fits(&source, n_ctx).await {
             self.loading.set(false);
             let message = format!("{source}: {message}");
             return self.post(&EngineEvent::ModelFailed { source, message });
@@ -263,12 +258,16 @@ impl Engine {
         let read =
             read_model(&self.scope, &source, |loaded, total| self.post(&EngineEvent::ModelProgress { loaded, total }))
                 .await;
-        let result = read.and_then(|(bytes, from_cache)| {
-            let size = bytes.len() as u64;
-            Llm::load_on(&SharedBytes::new(bytes), CHAT_CONTEXT, worker_clock, backend, gpu)
-                .map(|llm| (llm, size, from_cache))
-                .map_err(|e| (format!("{source}: {e}"), from_cache))
-        });
+        let result = match read {
+            Ok((blob, from_cache)) => {
+                let size = blob.size() as u64;
+                self.load_blob(blob, n_ctx, backend, gpu)
+                    .await
+                    .map(|llm| (llm, size, from_cache))
+                    .map_err(|e| (format!("{source}: {e}"), from_cache))
+            }
+            Err(e) => Err(e),
+        };
         // A cached copy that does not load is dropped, so the next try fetches it afresh.
         let result = match result {
             Err((message, true)) => {
@@ -296,15 +295,47 @@ impl Engine {
         }
     }
 
+    /// Loads the model in `blob` a tensor at a time through a [`BlobSource`]; where this
+    /// engine has no `FileReaderSync`, from the whole file read into memory, where the CPU's
+    /// weights then stay (no second copy).
+    async fn load_blob(
+        &self,
+        blob: web_sys::Blob,
+        n_ctx: usize,
+        backend: BackendChoice,
+        gpu: Result<Rc<GpuContext>, String>,
+    ) -> Result<Llm, String> {
+        let total = blob.size() as u64;
+        let Ok(src) = BlobSource::new(blob.clone()) else {
+            let bytes = JsFuture::from(blob.array_buffer()).await.map_err(|e| js_error_text(&e))?;
+            let bytes = js_sys::Uint8Array::new(&bytes);
+            let mut copy = Vec::new();
+            copy.try_reserve_exact(bytes.length() as usize).map_err(|_| no_room(total, None))?;
+            copy.resize(bytes.length() as usize, 0);
+            bytes.copy_to(&mut copy);
+            return Llm::load_on(&SharedBytes::new(copy), n_ctx, worker_clock, backend, gpu).map_err(|e| e.to_string());
+        };
+        let (scope, reported) = (self.scope.clone(), Cell::new(0u64));
+        src.report_progress(move |loaded| {
+            if loaded - reported.get() >= PROGRESS_STEP || loaded == total {
+                reported.set(loaded);
+                post_event(&scope, &EngineEvent::ModelProgress { loaded, total: Some(total) });
+            }
+        });
+        let llm = Llm::load_on(&src, n_ctx, worker_clock, backend, gpu);
+        src.stop_reporting();
+        llm.map_err(|e| e.to_string())
+    }
+
     /// Refuses a model this page cannot hold, from its header (see [`crate::model_fit`]), read
     /// from where the load would read the file: the model cache, the network (a range
     /// request), or OPFS.
-    async fn check_fits(&self, source: &ModelSource) -> Result<(), String> {
+    async fn check_fits(&self, source: &ModelSource, n_ctx: usize) -> Result<(), String> {
         let scope = &self.scope;
         let open = async |want: u64| -> Option<(web_sys::Response, u64)> {
             match source {
-                ModelSource::Url { url } => {
-                    if !url.starts_with("blob:")
+                ModelSource::Url { url } | ModelSource::Session { url } => {
+                    if matches!(source, ModelSource::Url { .. })
                         && let Ok(cache) = open_model_cache(scope).await
                         && let Some(hit) =
                             JsFuture::from(cache.match_with_str(url)).await.ok().filter(|r| !r.is_undefined())
@@ -334,7 +365,7 @@ impl Engine {
                 }
             }
         };
-        crate::model_fit::check(open, CHAT_CONTEXT).await
+        crate::model_fit::check(open, n_ctx).await
     }
 
     /// Generates one token at a time, posting each delta, and yields to the event loop
@@ -442,6 +473,19 @@ impl Engine {
     }
 }
 
+/// Posts `event` to the page.
+fn post_event(scope: &DedicatedWorkerGlobalScope, event: &EngineEvent) {
+    match serde_wasm_bindgen::to_value(event) {
+        Ok(value) => {
+            let _ = scope.post_message(&value);
+        }
+        Err(e) => web_sys::console::error_1(&format!("engine worker: cannot encode {event:?}: {e}").into()),
+    }
+}
+
+/// Bytes read between two progress reports: often enough for a progress bar.
+const PROGRESS_STEP: u64 = 4 << 20;
+
 /// `performance.now()` of this worker, for the engine's timings.
 fn worker_clock() -> f64 {
     js_sys::global().unchecked_into::<web_sys::WorkerGlobalScope>().performance().map_or(0.0, |p| p.now())
@@ -475,23 +519,18 @@ async fn open_model_cache(scope: &DedicatedWorkerGlobalScope) -> Result<web_sys:
     Ok(cache.unchecked_into())
 }
 
-/// Reads the model file at `source`, reporting progress. Returns the bytes and whether they
-/// came from the model cache; an error says whether it did too.
+/// Reads the model file at `source`, reporting the download's progress. Returns it as a
+/// `Blob` (outside wasm memory) and whether it came from the model cache; an error says
+/// whether it did too.
 async fn read_model(
     scope: &DedicatedWorkerGlobalScope,
     source: &ModelSource,
     mut progress: impl FnMut(u64, Option<u64>),
-) -> Result<(Vec<u8>, bool), (String, bool)> {
+) -> Result<(web_sys::Blob, bool), (String, bool)> {
     match source {
-        ModelSource::Url { url } => read_url(scope, url, &mut progress).await,
-        ModelSource::Stored { name } => {
-            let file = stored_file(scope, name).await.map_err(|e| (e, false))?;
-            let response = web_sys::Response::new_with_opt_blob(Some(&file))
-                .map_err(|e| (format!("{source}: {}", js_error_text(&e)), false))?;
-            let total = Some(file.size() as u64);
-            let bytes = read_body(response, &source.to_string(), total, &mut progress).await.map_err(|e| (e, false))?;
-            Ok((bytes, false))
-        }
+        ModelSource::Url { url } => read_url(scope, url, true, &mut progress).await,
+        ModelSource::Session { url } => read_url(scope, url, false, &mut progress).await,
+        ModelSource::Stored { name } => Ok((stored_file(scope, name).await.map_err(|e| (e, false))?.into(), false)),
     }
 }
 
@@ -507,22 +546,21 @@ async fn stored_file(scope: &DedicatedWorkerGlobalScope, name: &str) -> Result<w
     Ok(JsFuture::from(handle.get_file()).await.map_err(missing)?.unchecked_into())
 }
 
-/// Reads the model file at `url`: from the page's model cache when it holds the file, else from
-/// the network, streaming a copy into the cache as it arrives (the cache keeps only a complete
-/// body), so the next start needs no network. `blob:` URLs (files opened for this session
-/// only) are not cached.
+/// Reads the model file at `url`. With `cached`, from the page's model cache when it holds the
+/// file, else from the network, then kept in the cache so the next start needs no network;
+/// without, from the network (or the `blob:` URL) only.
 async fn read_url(
     scope: &DedicatedWorkerGlobalScope,
     url: &str,
+    cached: bool,
     progress: &mut impl FnMut(u64, Option<u64>),
-) -> Result<(Vec<u8>, bool), (String, bool)> {
-    let cache = if url.starts_with("blob:") { Err("not cached".to_string()) } else { open_model_cache(scope).await };
+) -> Result<(web_sys::Blob, bool), (String, bool)> {
+    let cache = if cached { open_model_cache(scope).await } else { Err("read for this session only".to_string()) };
     if let Ok(cache) = &cache {
         let hit = JsFuture::from(cache.match_with_str(url)).await.ok().filter(|r| !r.is_undefined());
         if let Some(response) = hit {
             let response: web_sys::Response = response.unchecked_into();
-            let total = content_length(&response);
-            return read_body(response, url, total, progress).await.map(|b| (b, true)).map_err(|e| (e, true));
+            return response_blob(&response, url).await.map(|b| (b, true)).map_err(|e| (e, true));
         }
     }
     let fetched: Result<web_sys::Response, String> = match JsFuture::from(scope.fetch_with_str(url)).await {
@@ -533,55 +571,67 @@ async fn read_url(
     if !response.ok() {
         return Err((format!("{url}: the server answered {} {}", response.status(), response.status_text()), false));
     }
-    let stored = match (&cache, response.clone()) {
-        (Ok(cache), Ok(copy)) => Some(JsFuture::from(cache.put_with_str(url, &copy))),
-        _ => None,
+    // A file opened here is in the browser already; a download is read with its progress.
+    let blob = if url.starts_with("blob:") {
+        response_blob(&response, url).await
+    } else {
+        read_body(response, url, progress).await
     };
-    let total = content_length(&response);
-    let bytes = read_body(response, url, total, progress).await.map_err(|e| (e, false))?;
-    // Not being able to keep a copy (no quota, say) costs only the next start's download.
-    if let Some(stored) = stored
-        && let Err(e) = stored.await
-    {
-        web_sys::console::warn_1(&format!("{url} was not kept in the model cache: {}", js_error_text(&e)).into());
+    let blob = blob.map_err(|e| (e, false))?;
+    if let Ok(cache) = &cache {
+        let headers = web_sys::Headers::new().map_err(|e| (js_error_text(&e), false))?;
+        // What the header check reads a cached copy's size from.
+        let _ = headers.set("content-length", &blob.size().to_string());
+        let init = web_sys::ResponseInit::new();
+        init.set_headers(&headers);
+        let copy = web_sys::Response::new_with_opt_blob_and_init(Some(&blob), &init);
+        // Not being able to keep a copy (no quota, say) costs only the next start's download.
+        if let Err(e) = match copy {
+            Ok(copy) => JsFuture::from(cache.put_with_str(url, &copy)).await.map(drop),
+            Err(e) => Err(e),
+        } {
+            web_sys::console::warn_1(&format!("{url} was not kept in the model cache: {}", js_error_text(&e)).into());
+        }
     }
-    Ok((bytes, false))
+    Ok((blob, false))
+}
+
+/// A response's whole body as a `Blob`.
+async fn response_blob(response: &web_sys::Response, url: &str) -> Result<web_sys::Blob, String> {
+    let read = response.blob().map_err(|e| format!("{url}: {}", js_error_text(&e)))?;
+    let blob = JsFuture::from(read).await.map_err(|e| format!("{url}: reading failed: {}", js_error_text(&e)))?;
+    Ok(blob.unchecked_into())
 }
 
 fn content_length(response: &web_sys::Response) -> Option<u64> {
     response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok())
 }
 
-/// Reads a response's body into memory, reporting progress as chunks arrive. The buffer is
-/// allocated once, exactly, when `total` is known (Content-Length, a file's size), so a model
-/// never needs room for two buffers while one doubles; it grows only past `total` (a wrong
-/// hint). An allocation the page's memory cannot give is an error naming the sizes, not a
-/// trap, so the worker and the model already loaded survive it. `url` names it in errors.
+/// The error for a model file of `total` bytes that wasm memory cannot hold `wanted` of.
+fn no_room(total: u64, wanted: Option<u64>) -> String {
+    let wanted = wanted.unwrap_or(total);
+    format!(
+        "the model is {total} bytes but this page's wasm memory could not hold {wanted} bytes for it \
+         (wasm32 stops at 4 GiB, and other allocations share it)"
+    )
+}
+
+/// Reads a response's body as it arrives, reporting progress, into a `Blob`: the chunks stay
+/// in the browser's memory, never in wasm memory. `url` names it in errors.
 async fn read_body(
     response: web_sys::Response,
     url: &str,
-    total: Option<u64>,
     progress: &mut impl FnMut(u64, Option<u64>),
-) -> Result<Vec<u8>, String> {
+) -> Result<web_sys::Blob, String> {
+    let total = content_length(&response);
     let body = response.body().ok_or_else(|| format!("{url}: the response has no body"))?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
-    let mut bytes = Vec::new();
-    let no_room = |wanted: u64| {
-        format!(
-            "{url}: the model is {} but this page's wasm memory could not hold {wanted} bytes for it \
-             (wasm32 stops at 4 GiB, and other allocations share it)",
-            total.map_or_else(|| "of unknown size".to_owned(), |t| format!("{t} bytes")),
-        )
-    };
-    if let Some(total) = total {
-        let exact = usize::try_from(total).map_err(|_| no_room(total))?;
-        bytes.try_reserve_exact(exact).map_err(|_| no_room(total))?;
-    }
-    let mut reported = 0u64;
+    let chunks = js_sys::Array::new();
+    let (mut loaded, mut reported) = (0u64, 0u64);
     loop {
         let chunk = JsFuture::from(reader.read())
             .await
-            .map_err(|e| format!("{url}: reading failed after {} bytes: {}", bytes.len(), js_error_text(&e)))?;
+            .map_err(|e| format!("{url}: reading failed after {loaded} bytes: {}", js_error_text(&e)))?;
         let done = js_sys::Reflect::get(&chunk, &JsValue::from_str("done")).is_ok_and(|d| d.is_truthy());
         if done {
             break;
@@ -589,20 +639,15 @@ async fn read_body(
         let value = js_sys::Reflect::get(&chunk, &JsValue::from_str("value"))
             .map_err(|_| format!("{url}: a chunk without bytes"))?;
         let array: js_sys::Uint8Array = value.dyn_into().map_err(|_| format!("{url}: a chunk that is not bytes"))?;
-        let start = bytes.len();
-        let len = array.length() as usize;
-        bytes.try_reserve(len).map_err(|_| no_room((start + len) as u64))?;
-        bytes.resize(start + len, 0);
-        array.copy_to(&mut bytes[start..]);
-        let loaded = bytes.len() as u64;
-        // Every 4 MiB is often enough for a progress bar.
-        if loaded - reported >= 4 << 20 {
+        loaded += array.length() as u64;
+        chunks.push(&array);
+        if loaded - reported >= PROGRESS_STEP {
             progress(loaded, total);
             reported = loaded;
         }
     }
-    progress(bytes.len() as u64, total);
-    Ok(bytes)
+    progress(loaded, total);
+    web_sys::Blob::new_with_u8_array_sequence(&chunks).map_err(|e| format!("{url}: {}", js_error_text(&e)))
 }
 
 fn js_error_text(e: &JsValue) -> String {

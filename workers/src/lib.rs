@@ -2,6 +2,8 @@
 //! threaded or single-threaded build of this crate and call in here; everything else lives in
 //! hearth-core. Natively this crate is empty.
 
+#[cfg(target_arch = "wasm32")]
+mod blob_source;
 #[cfg(all(target_arch = "wasm32", feature = "threads"))]
 mod bus_bench;
 #[cfg(target_arch = "wasm32")]

@@ -53,9 +53,14 @@ unsafe impl GlobalAlloc for CountingAlloc {
     }
 }
 
+/// Bytes the runtime's allocator has given out and not had back.
+pub fn allocated() -> u64 {
+    ALLOCATED.load(Ordering::Relaxed)
+}
+
 /// Bytes of wasm memory this page can still allocate.
 fn available() -> u64 {
-    WASM32_LIMIT.saturating_sub(ALLOCATED.load(Ordering::Relaxed))
+    WASM32_LIMIT.saturating_sub(allocated())
 }
 
 /// The first bytes of a file of `len` bytes: enough to read its header, not its tensors.
