@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_tests::{hearth_binary, servo_binary};
 use serde_json::Value;
 
@@ -24,13 +25,19 @@ fn json_of_with(bin: &PathBuf, args: &[&str], env: &[(&str, &str)]) -> Value {
 
 /// The greedy completion of a fixed prompt: (text, backend).
 fn completion(bin: &PathBuf, engine: &str, backend: &str) -> (String, String) {
-    completion_with(bin, engine, backend, &[])
+    completion_with(bin, engine, backend, &[], &[])
 }
 
-/// [`completion`] with environment variables set.
-fn completion_with(bin: &PathBuf, engine: &str, backend: &str, env: &[(&str, &str)]) -> (String, String) {
+/// [`completion`] with more arguments, and environment variables set.
+fn completion_with(
+    bin: &PathBuf,
+    engine: &str,
+    backend: &str,
+    more: &[&str],
+    env: &[(&str, &str)],
+) -> (String, String) {
     let args = ["generate", "--engine", engine, "--backend", backend, "--json", "--max-tokens", "8"];
-    let done = json_of_with(bin, &[&args[..], &["--prompt", "The capital of France is"]].concat(), env);
+    let done = json_of_with(bin, &[&args[..], more, &["--prompt", "The capital of France is"]].concat(), env);
     (done["text"].as_str().expect("text").to_string(), done["backend"].as_str().unwrap_or_default().to_string())
 }
 
@@ -45,6 +52,16 @@ fn chromium_reports_isolation_threads_and_webgpu() {
     assert_eq!(report["backend"], "cpu");
 }
 
+/// A copy of the default model outside the models folder, under a name a URL must escape:
+/// what `--model FILE` hands the page (the launcher serves it for the session).
+fn model_elsewhere() -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("my model (copy).gguf");
+    std::fs::copy(models_dir().join(DEFAULT_MODEL.file), &copy).unwrap();
+    let copy = copy.to_str().unwrap().to_owned();
+    (dir, copy)
+}
+
 #[test]
 fn generating_in_chromium_gives_the_native_text() {
     let bin = hearth_binary();
@@ -52,6 +69,9 @@ fn generating_in_chromium_gives_the_native_text() {
     let (page, backend) = completion(&bin, "chromium", "cpu");
     assert_eq!(backend, "cpu");
     assert_eq!(page, native, "the page's greedy text against the native engine's");
+    let (_dir, model) = model_elsewhere();
+    let (page, _) = completion_with(&bin, "chromium", "cpu", &["--model", &model, "--ctx", "256"], &[]);
+    assert_eq!(page, native, "the page's greedy text on --model {model}");
 }
 
 /// scripts/test.sh builds the Servo binary first (from the persistent cache: minutes).
@@ -71,9 +91,16 @@ fn servo_runs_the_app_and_generates_on_webgpu() {
     // WebGPU does not pass it on).
     let shader_f16 = report["adapter"]["shaderF16"].as_bool().expect("the probe says whether there is shader-f16");
     let env: &[(&str, &str)] = if shader_f16 { &[] } else { &[("HEARTH_SHADER_F16", "off")] };
-    let (native, _) = completion_with(&hearth_binary(), "native", "gpu", env);
+    let (native, _) = completion_with(&hearth_binary(), "native", "gpu", &[], env);
     println!("servo: {page:?}, native GPU: {native:?}");
     assert_eq!(page, native, "Servo's greedy text on WebGPU against native wgpu's");
+
+    // Any file, with --model: the launcher serves it to Servo's page for the session.
+    let (_dir, model) = model_elsewhere();
+    let (page, backend) = completion_with(&servo, "servo", "cpu", &["--model", &model], &[]);
+    let (native, _) = completion(&hearth_binary(), "native", "cpu");
+    assert_eq!(backend, "cpu");
+    assert_eq!(page, native, "Servo's greedy text on --model {model} against the native CPU's");
 }
 
 /// With Hearth's patches Servo posts shared memory to workers: the threaded build runs there,
