@@ -219,6 +219,9 @@ pub struct EngineClient {
     pub kernels: RwSignal<Option<(KernelOutcome, KernelOutcome)>>,
     pub busy: RwSignal<bool>,
     pub model: RwSignal<ModelState>,
+    /// What the model being loaded (or loaded last) needs in memory, read from its header
+    /// before its weights.
+    pub plan: RwSignal<Option<String>>,
     /// The model the chat runs (picked in the model card, or `?model=`).
     pub selected: RwSignal<ChatModel>,
     /// The backend picked in the chat's settings (or `?backend=`).
@@ -241,6 +244,7 @@ impl EngineClient {
             kernels: RwSignal::new(None),
             busy: RwSignal::new(false),
             model: RwSignal::new(ModelState::NotLoaded),
+            plan: RwSignal::new(None),
             selected: RwSignal::new(model_param()),
             backend: RwSignal::new(backend_param()),
             chat: RwSignal::new(ChatState::default()),
@@ -281,6 +285,7 @@ impl EngineClient {
                     // The chat needs the model; fetch it as soon as the engine can take it.
                     engine.reload_model();
                 }
+                Ok(EngineEvent::ModelPlan { plan, .. }) => engine.plan.set(Some(plan)),
                 Ok(EngineEvent::ModelProgress { loaded, total }) => model.set(ModelState::Loading { loaded, total }),
                 Ok(EngineEvent::ModelLoaded { bytes, context, ms, backend, backend_note, from_cache, .. }) => {
                     model.set(ModelState::Loaded { bytes, context, ms, backend, note: backend_note, from_cache })
@@ -374,6 +379,7 @@ impl EngineClient {
     /// Loads the selected model onto the selected backend, in place of the one loaded.
     pub fn reload_model(&self) {
         self.model.set(ModelState::Loading { loaded: 0, total: None });
+        self.plan.set(None);
         let source = self.selected.get_untracked().source();
         let (backend, context) = (self.backend.get_untracked(), context_param());
         self.send(&EngineRequest::LoadModel { source, backend, context });

@@ -70,7 +70,7 @@ fn megabytes(bytes: u64) -> String {
 
 #[component]
 pub fn ModelCard(engine: EngineClient) -> impl IntoView {
-    let (selected, chat, model) = (engine.selected, engine.chat, engine.model);
+    let (selected, chat, model, plan) = (engine.selected, engine.chat, engine.model, engine.plan);
     let busy = move || chat.with(|c| c.reply.is_some()) || model.with(|m| matches!(m, ModelState::Loading { .. }));
     let stored = RwSignal::new(Vec::<StoredModel>::new());
     // Why added files cannot be kept here, if they cannot.
@@ -154,8 +154,13 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
                 if let Err(why) = model_files::check_gguf(&file).await {
                     return adding.set(Adding::Failed(why));
                 }
-                if let Err(why) = model_files::available().await {
-                    // No OPFS: the file is read from memory, for this session only.
+                let stored = match model_files::available().await {
+                    Ok(()) => model_files::room_for(&name, total).await,
+                    Err(why) => Err(why),
+                };
+                if let Err(why) = stored {
+                    // No OPFS, or no room in it: the file is read from where it is, for this
+                    // session only.
                     match web_sys::Url::create_object_url_with_blob(&file) {
                         Ok(url) => {
                             adding.set(Adding::Done(format!("{name}, for this session only ({why})")));
@@ -249,6 +254,10 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
                         let size = selected.get().size();
                         format!("{} ({size} bytes)", megabytes(size))
                     }}</td>
+                </tr>
+                <tr>
+                    <th>"memory"</th>
+                    <td id="model-plan">{move || plan.get().unwrap_or_else(|| "read from its header as it loads".into())}</td>
                 </tr>
                 <tr><th>"server"</th><td id="model-server">{move || server.get().unwrap_or_else(|| "checking…".into())}</td></tr>
                 <tr><th>"browser cache"</th><td id="model-cached">{move || cached.get().unwrap_or_else(|| "checking…".into())}</td></tr>

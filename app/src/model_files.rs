@@ -50,6 +50,38 @@ pub async fn available() -> Result<(), String> {
     models_folder().await.map(|_| ())
 }
 
+/// Whether this origin may store `size` more bytes: asks the browser to keep its storage
+/// (`persist()`: not evicted under pressure), then compares with what `estimate()` leaves of
+/// the quota. An error names both numbers; where the browser does not say, the copy is tried.
+pub async fn room_for(name: &str, size: u64) -> Result<(), String> {
+    let Some(navigator) = web_sys::window().map(|w| w.navigator()) else { return Ok(()) };
+    let storage = navigator.storage();
+    let call = |method: &str| -> Option<js_sys::Promise> {
+        let f: js_sys::Function = js_sys::Reflect::get(&storage, &JsValue::from_str(method)).ok()?.dyn_into().ok()?;
+        f.call0(&storage).ok()?.dyn_into().ok()
+    };
+    if let Some(persist) = call("persist") {
+        // Refused or granted, the copy goes on; a persistent origin's quota is larger.
+        let _ = wait(persist).await;
+    }
+    let Some(estimate) = call("estimate") else { return Ok(()) };
+    let Ok(estimate) = wait(estimate).await else { return Ok(()) };
+    let number = |key| js_sys::Reflect::get(&estimate, &JsValue::from_str(key)).ok().and_then(|v| v.as_f64());
+    let (Some(quota), Some(usage)) = (number("quota"), number("usage")) else { return Ok(()) };
+    let free = (quota - usage).max(0.0) as u64;
+    if size > free {
+        let mb = |b: u64| format!("{:.0} MB", b as f64 / 1e6);
+        return Err(format!(
+            "{name} is {} but this browser lets this app store {} more (quota {}, {} used)",
+            mb(size),
+            mb(free),
+            mb(quota as u64),
+            mb(usage as u64)
+        ));
+    }
+    Ok(())
+}
+
 /// The models kept in this browser, by name.
 pub async fn list() -> Result<Vec<StoredModel>, String> {
     let folder = models_folder().await?;

@@ -66,8 +66,29 @@ pub struct MemoryPlan {
     pub weights: u64,
     pub kv_cache: u64,
     pub scratch: u64,
+    /// The largest tensor's bytes in the file: what a loader that goes a tensor at a time
+    /// (a page loading onto the GPU) holds at once.
+    pub largest_tensor: u64,
     /// KV cache bytes per position of context.
     kv_per_position: u64,
+}
+
+impl fmt::Display for MemoryPlan {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match self.backend {
+            Backend::Cpu => "CPU",
+            Backend::Gpu => "GPU",
+        };
+        write!(
+            f,
+            "{} on the {backend} at {} positions of context ({} of weights, {} of KV cache, {} of scratch)",
+            ByteCount(self.total()),
+            self.n_ctx,
+            ByteCount(self.weights),
+            ByteCount(self.kv_cache),
+            ByteCount(self.scratch)
+        )
+    }
 }
 
 /// Contexts smaller than this are not offered as a way to fit a model: a chat would not fit.
@@ -96,7 +117,9 @@ impl MemoryPlan {
         let chunk = PREFILL_CHUNK as u64;
         let widths = (8 * c.dim + c.q_dim() + 2 * c.kv_dim() + 3 * c.ffn_dim) as u64;
         let scratch = chunk * widths * 4 + 2 * c.vocab_size as u64 * 4;
-        Ok(Self { backend, n_ctx, weights, kv_cache: kv_per_position * n_ctx as u64, scratch, kv_per_position })
+        let largest_tensor = g.tensors.iter().map(|t| t.size).max().unwrap_or(0);
+        let kv_cache = kv_per_position * n_ctx as u64;
+        Ok(Self { backend, n_ctx, weights, kv_cache, scratch, largest_tensor, kv_per_position })
     }
 
     pub fn total(&self) -> u64 {
@@ -144,6 +167,7 @@ mod tests {
             weights,
             kv_cache: kv_per_position * n_ctx as u64,
             scratch: 1000,
+            largest_tensor: 0,
             kv_per_position,
         }
     }
@@ -160,6 +184,10 @@ mod tests {
             "the model needs 2.01 GB on the CPU at 4096 positions of context (1.60 GB of weights, \
              410 MB of KV cache, 1 kB of scratch) but this machine's available memory is 1.70 GB; \
              at most 999 positions of context would fit"
+        );
+        assert_eq!(
+            p.to_string(),
+            "2.01 GB on the CPU at 4096 positions of context (1.60 GB of weights, 410 MB of KV cache, 1 kB of scratch)"
         );
         let e = p.check(1_000_000_000, "memory").unwrap_err();
         assert_eq!(e.max_context, None);

@@ -228,6 +228,12 @@ pub enum EngineEvent {
         gpu: KernelOutcome,
         cpu: KernelOutcome,
     },
+    /// What the model being loaded needs in memory, from its header, before its weights are
+    /// read (see [`crate::memory_plan::MemoryPlan`]'s display).
+    ModelPlan {
+        source: ModelSource,
+        plan: String,
+    },
     /// Bytes of the model read so far, and the total when the server said it.
     ModelProgress {
         loaded: u64,

@@ -1,8 +1,9 @@
 //! The models view in headless Chromium: a GGUF file opened through the file input is copied
 //! into the browser (OPFS) with a progress bar, loads and generates llama.cpp's greedy tokens,
 //! is listed after a reload and runs from there, and is gone once deleted; a file that is not
-//! GGUF is refused before anything is copied, and a truncated one fails to load with an error
-//! naming it, without taking the app down.
+//! GGUF is refused before anything is copied, one larger than the browser's storage quota runs
+//! for the session only, and a truncated one fails to load with an error naming it, without
+//! taking the app down. The card shows what a model needs in memory, from its header.
 
 use std::path::Path;
 use std::time::Duration;
@@ -96,6 +97,24 @@ async fn a_gguf_opened_from_disk_is_kept_across_reloads() {
     let client = &browser.client;
     assert!(model_status(&browser).await.starts_with(DEFAULT_MODEL.name));
     assert_eq!(stored_names(client).await, Vec::<String>::new(), "a fresh browser stores nothing");
+    // The card says what the model needs, from its header.
+    let plan = client.find(Locator::Id("model-plan")).await.unwrap().text().await.unwrap();
+    assert!(plan.contains("on the CPU at 2048 positions of context"), "{plan}");
+
+    // Larger than this browser lets the app store (a 405B-shaped header in a 226 GB sparse
+    // file): offered for this session only, straight from the picked file, and then refused
+    // from its header; nothing is stored, and the model loaded before still answers.
+    let huge = files.path().join("huge-405b.gguf");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/medium-models.sh");
+    let out = std::process::Command::new("bash").arg(script).arg("too-large").arg(&huge).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (state, text, _) = add_file(&browser, &huge).await;
+    assert_eq!(state, "done", "{text}");
+    assert!(text.contains("for this session only") && text.contains("lets this app store"), "{text}");
+    let status = model_status(&browser).await;
+    assert!(status.starts_with("failed") && status.contains("not even its weights fit"), "{status}");
+    assert_eq!(stored_names(client).await, Vec::<String>::new());
+    check_greedy(&browser, "the model loaded before the refused one").await;
 
     // Not GGUF: refused by name, nothing kept, the loaded model untouched.
     let (state, text, _) = add_file(&browser, &not_gguf).await;

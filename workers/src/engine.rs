@@ -244,17 +244,22 @@ impl Engine {
         }
         self.loading.set(true);
         let start = self.now_ms();
-        if let Err(message) = self.check_fits(&source, n_ctx).await {
-            self.loading.set(false);
-            let message = format!("{source}: {message}");
-            return self.post(&EngineEvent::ModelFailed { source, message });
-        }
         let gpu = match (&self.gpu, backend) {
             (Ok(ctx), BackendChoice::Auto) if is_software(ctx.adapter()) => {
                 Err(format!("the only adapter, {:?}, is a software renderer", ctx.adapter().name))
             }
             (gpu, _) => gpu.clone(),
         };
+        let planned = if backend != BackendChoice::Cpu && gpu.is_ok() { Backend::Gpu } else { Backend::Cpu };
+        match self.check_fits(&source, n_ctx, planned).await {
+            Ok(Some(plan)) => self.post(&EngineEvent::ModelPlan { source: source.clone(), plan: plan.to_string() }),
+            Ok(None) => {}
+            Err(message) => {
+                self.loading.set(false);
+                let message = format!("{source}: {message}");
+                return self.post(&EngineEvent::ModelFailed { source, message });
+            }
+        }
         let read =
             read_model(&self.scope, &source, |loaded, total| self.post(&EngineEvent::ModelProgress { loaded, total }))
                 .await;
@@ -330,7 +335,12 @@ impl Engine {
     /// Refuses a model this page cannot hold, from its header (see [`crate::model_fit`]), read
     /// from where the load would read the file: the model cache, the network (a range
     /// request), or OPFS.
-    async fn check_fits(&self, source: &ModelSource, n_ctx: usize) -> Result<(), String> {
+    async fn check_fits(
+        &self,
+        source: &ModelSource,
+        n_ctx: usize,
+        backend: Backend,
+    ) -> Result<Option<hearth_core::memory_plan::MemoryPlan>, String> {
         let scope = &self.scope;
         let open = async |want: u64| -> Option<(web_sys::Response, u64)> {
             match source {
@@ -365,7 +375,7 @@ impl Engine {
                 }
             }
         };
-        crate::model_fit::check(open, n_ctx).await
+        crate::model_fit::check(open, n_ctx, backend).await
     }
 
     /// Generates one token at a time, posting each delta, and yields to the event loop

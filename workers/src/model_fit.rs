@@ -81,42 +81,65 @@ impl ByteSource for Prefix<'_> {
 /// Header bytes read before giving up on a check (Gemma 3's 262k-token header is about 6 MB).
 const PREFIXES: [u64; 2] = [8 << 20, 32 << 20];
 
-/// `Err` with one line when the model whose file starts with `prefix` (of `total` bytes in all)
-/// cannot fit this page at `n_ctx` positions; `Ok(None)` when `prefix` ends inside the header.
-fn check_prefix(prefix: &[u8], total: u64, n_ctx: usize) -> Result<Option<()>, String> {
-    let g = match Gguf::read(&Prefix { bytes: prefix, len: total }) {
-        Ok(g) => g,
-        Err(GgufError::Io(_) | GgufError::Truncated { .. }) if (prefix.len() as u64) < total => return Ok(None),
-        // Whatever else is wrong with the file, the load says it in full.
-        Err(_) => return Ok(Some(())),
-    };
-    // The file is read into wasm memory whole and the CPU's weights point into it (on the GPU
-    // backend too, until weights stream to the device), so the CPU plan is what this page needs.
-    let Ok(plan) = MemoryPlan::new(&g, Backend::Cpu, n_ctx) else { return Ok(Some(())) };
-    let in_use = ByteCount(ALLOCATED.load(Ordering::Relaxed));
-    let limit = format!("this page's free wasm32 memory (4 GiB less {in_use} in use)");
-    plan.check(available(), &limit).map(Some).map_err(|e| e.to_string())
+/// What reading a prefix of the file told.
+enum Checked {
+    /// The prefix ends inside the header.
+    NeedMore,
+    /// The model fits (or the load will say what is wrong with the file), with its plan where
+    /// the header could be read.
+    Fits(Option<MemoryPlan>),
 }
 
-/// Checks that the model fits, reading only its header: `open(n)` gives a response whose body
-/// starts with at least the file's first `n` bytes (or all of it), and the file's size. A
-/// source that cannot be read this way is not checked here (the load reads it and says what
-/// is wrong).
+/// `Err` with one line when the model whose file starts with `prefix` (of `total` bytes in all)
+/// cannot fit this page at `n_ctx` positions on `backend`. On the CPU the whole plan is in wasm
+/// memory; onto the GPU the weights go a tensor at a time, so wasm memory holds at most two
+/// copies of the largest (read, and rearranged for upload). WebGPU tells nothing of the
+/// device's memory: there the load says what did not fit.
+fn check_prefix(prefix: &[u8], total: u64, n_ctx: usize, backend: Backend) -> Result<Checked, String> {
+    let g = match Gguf::read(&Prefix { bytes: prefix, len: total }) {
+        Ok(g) => g,
+        Err(GgufError::Io(_) | GgufError::Truncated { .. }) if (prefix.len() as u64) < total => {
+            return Ok(Checked::NeedMore);
+        }
+        // Whatever else is wrong with the file, the load says it in full.
+        Err(_) => return Ok(Checked::Fits(None)),
+    };
+    let Ok(plan) = MemoryPlan::new(&g, backend, n_ctx) else { return Ok(Checked::Fits(None)) };
+    let in_use = ByteCount(allocated());
+    let limit = format!("this page's free wasm32 memory (4 GiB less {in_use} in use)");
+    match backend {
+        Backend::Cpu => plan.check(available(), &limit).map_err(|e| e.to_string())?,
+        Backend::Gpu if 2 * plan.largest_tensor > available() => {
+            return Err(format!(
+                "loading onto the GPU holds the model's largest tensor twice ({}) but {limit} is {}",
+                ByteCount(2 * plan.largest_tensor),
+                ByteCount(available())
+            ));
+        }
+        Backend::Gpu => {}
+    }
+    Ok(Checked::Fits(Some(plan)))
+}
+
+/// Checks that the model fits on `backend`, reading only its header: `open(n)` gives a
+/// response whose body starts with at least the file's first `n` bytes (or all of it), and the
+/// file's size. Returns its plan where the header could be read. A source that cannot be read
+/// this way is not checked here (the load reads it and says what is wrong).
 pub async fn check(
     mut open: impl AsyncFnMut(u64) -> Option<(web_sys::Response, u64)>,
     n_ctx: usize,
-) -> Result<(), String> {
+    backend: Backend,
+) -> Result<Option<MemoryPlan>, String> {
     for want in PREFIXES {
-        let Some((response, total)) = open(want).await else { return Ok(()) };
-        let Some(prefix) = read_prefix(response, want).await else { return Ok(()) };
-        if let Some(()) = check_prefix(&prefix, total, n_ctx)? {
-            return Ok(());
-        }
-        if prefix.len() as u64 >= total {
-            break;
+        let Some((response, total)) = open(want).await else { return Ok(None) };
+        let Some(prefix) = read_prefix(response, want).await else { return Ok(None) };
+        match check_prefix(&prefix, total, n_ctx, backend)? {
+            Checked::Fits(plan) => return Ok(plan),
+            Checked::NeedMore if prefix.len() as u64 >= total => break,
+            Checked::NeedMore => {}
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 /// The first `want` bytes of `response`'s body (fewer if it is shorter); the rest is not read
