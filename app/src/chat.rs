@@ -118,6 +118,19 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
             engine.reload_model();
         }
     };
+    // Loads the model again with the context picked in the settings (its KV cache's size).
+    let set_context = {
+        let engine = engine.clone();
+        move |ev: leptos::ev::Event| {
+            if let Ok(n) = event_target_value(&ev).parse::<usize>().map(|n| n.max(1))
+                && n != engine.context.get_untracked()
+            {
+                engine.context.set(n);
+                engine.reload_model();
+            }
+        }
+    };
+    let context = engine.context;
     let stats = move || {
         chat.with(|c| {
             c.last.as_ref().map(|done| {
@@ -179,7 +192,13 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                         <option value="cpu" selected=move || initial_backend == BackendChoice::Cpu>"CPU"</option>
                     </select>
                 </label>
-                <label>"temperature "
+                <label>"context "
+                    <input id="chat-context" type="number" min="256" step="256" disabled=replying
+                        title="Positions of context (the KV cache's size); changing it loads the model again"
+                        prop:value=move || context.get().to_string()
+                        on:change=set_context/>
+                </label>
+                <label>" temperature "
                     <input id="chat-temperature" type="number" min="0" max="2" step="0.1"
                         prop:value=move || temperature.get().to_string()
                         on:change=move |ev| temperature.set(event_target_value(&ev).parse().unwrap_or(0.0))/>

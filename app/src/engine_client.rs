@@ -226,6 +226,8 @@ pub struct EngineClient {
     pub selected: RwSignal<ChatModel>,
     /// The backend picked in the chat's settings (or `?backend=`).
     pub backend: RwSignal<BackendChoice>,
+    /// Positions of context the model is loaded with: the chat's settings (or `?ctx=`).
+    pub context: RwSignal<usize>,
     pub chat: RwSignal<ChatState>,
     /// The workflow the engine runs or ran last.
     pub workflow: RwSignal<WorkflowRun>,
@@ -247,6 +249,7 @@ impl EngineClient {
             plan: RwSignal::new(None),
             selected: RwSignal::new(model_param()),
             backend: RwSignal::new(backend_param()),
+            context: RwSignal::new(context_param()),
             chat: RwSignal::new(ChatState::default()),
             workflow: RwSignal::new(WorkflowRun::restore()),
             monitor: RwSignal::new(VecDeque::new()),
@@ -381,7 +384,7 @@ impl EngineClient {
         self.model.set(ModelState::Loading { loaded: 0, total: None });
         self.plan.set(None);
         let source = self.selected.get_untracked().source();
-        let (backend, context) = (self.backend.get_untracked(), context_param());
+        let (backend, context) = (self.backend.get_untracked(), self.context.get_untracked());
         self.send(&EngineRequest::LoadModel { source, backend, context });
     }
 }

@@ -104,7 +104,7 @@ async fn single_threaded_build_chats_like_llama_cpp() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_stop_button_ends_a_reply() {
+async fn the_stop_button_ends_a_reply_and_the_context_is_a_setting() {
     let (_server, url) = hearth_serve();
     let browser = open_in_chromium(&url).await;
     let client = &browser.client;
@@ -133,6 +133,14 @@ async fn the_stop_button_ends_a_reply() {
         .parse()
         .unwrap();
     assert!(tokens < 1000, "stopped early: {stats}");
+
+    // The context is a setting too: the model loads again with a KV cache of that size.
+    set_setting(client, "chat-context", "512").await;
+    wait_for_model(client).await;
+    let context = client.execute("return hearth.context();", vec![]).await.unwrap();
+    assert_eq!(context, 512, "the model's context after the setting changed");
+    let plan = client.find(Locator::Id("model-plan")).await.unwrap().text().await.unwrap();
+    assert!(plan.contains("at 512 positions of context"), "{plan}");
     browser.close().await.expect("close the Chromium session");
 }
 
