@@ -10,6 +10,8 @@
 //! hearth.backend()                                          // "gpu" | "cpu" once loaded, else ""
 //! hearth.context()                                          // positions of context once loaded, else 0
 //! hearth.monitor()     // the engine's latest monitor sample (memory, GPU buffers, ...), or null
+//! hearth.destroyGpu()  // destroys the engine's WebGPU device (as a driver reset does): the
+//!                      // model moves to the CPU at its next step
 //! await hearth.runWorkflow(toml, seed, (line) => console.log(line), modules)
 //!                      // each transcript line, as `hearth run` prints it; null when it finished;
 //!                      // modules (optional): { path: Uint8Array }, the custom agents' .wasm files
@@ -180,6 +182,10 @@ pub fn install(engine: EngineClient) {
                 .unwrap_or(JsValue::NULL)
         })
     };
+    let destroy_gpu = {
+        let engine = engine.clone();
+        Closure::<dyn Fn()>::new(move || engine.send(&EngineRequest::DestroyGpu))
+    };
     for (name, f) in [
         ("tokenize", tokenize.into_js_value()),
         ("generate", generate.into_js_value()),
@@ -189,6 +195,7 @@ pub fn install(engine: EngineClient) {
         ("backend", backend.into_js_value()),
         ("context", context.into_js_value()),
         ("monitor", monitor.into_js_value()),
+        ("destroyGpu", destroy_gpu.into_js_value()),
     ] {
         let _ = Reflect::set(&api, &name.into(), &f);
     }

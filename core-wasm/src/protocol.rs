@@ -108,6 +108,10 @@ pub enum EngineRequest {
     /// The loaded model's token ids for `text`, with special tokens parsed and BOS/EOS added
     /// as the model asks when `special`; answered by [`EngineEvent::Tokens`].
     Tokenize { id: u32, text: String, special: bool },
+    /// Destroy the engine's WebGPU device, as a driver reset or a crashed GPU process does:
+    /// the model moves to the CPU, reloaded from where it was read (the model cache or OPFS).
+    /// For trying that path; the device does not come back.
+    DestroyGpu,
     /// Run the workflow in `toml` (see [`crate::agents::Workflow`]) on the loaded model, each
     /// agent in a Web Worker of its own over the shared-memory bus; `seed` replaces the
     /// workflow's; `modules` are the custom agents' wasm files it names. Its transcript streams

@@ -89,5 +89,27 @@ async fn greedy_reply_on_webgpu_follows_llama_cpp() {
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(again["tokens"], done["tokens"], "the same reply after profiling");
+
+    // The device is lost: the model is reloaded onto the CPU from the browser's model cache (the
+    // page kept no copy of it) and the reply is llama.cpp's, which the CPU matches exactly.
+    let moved = browser
+        .run(
+            "hearth.destroyGpu(); return await hearth.generate(args[0], args[1]);",
+            json!([{"text": case["prompt"]}, params]),
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("after the device was lost: {e}"));
+    assert_eq!(moved["tokens"], case["ids"], "the CPU's reply after the device was lost");
+    let status = browser
+        .run(
+            "while (hearth.backend() !== 'cpu') await new Promise(r => setTimeout(r, 50));              return document.getElementById('model-status').textContent;",
+            Value::Null,
+            WAIT,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    println!("after the device was lost: {status}");
+    assert!(status.as_str().unwrap().contains("moved to the CPU"), "the app says so: {status}");
     browser.close().await.unwrap();
 }

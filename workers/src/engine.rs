@@ -223,6 +223,11 @@ impl Engine {
             EngineRequest::BenchBus { id } => {
                 self.post(&EngineEvent::Failed { id, message: "the shared-memory bus needs the threaded build".into() })
             }
+            EngineRequest::DestroyGpu => {
+                if let Ok(gpu) = &self.gpu {
+                    gpu.destroy();
+                }
+            }
             EngineRequest::Tokenize { id, text, special } => {
                 let event = match self.tokenizer.borrow().as_ref() {
                     Some(tokenizer) => EngineEvent::Tokens { id, ids: tokenizer.encode(&text, special, special) },
