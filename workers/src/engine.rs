@@ -12,12 +12,12 @@ use hearth_core::protocol::{
     Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
 };
 use hearth_core::tokenizer::Tokenizer;
-
-use crate::blob_source::BlobSource;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent};
+
+use crate::blob_source::BlobSource;
 
 /// How often the engine reports to the monitor.
 const MONITOR_INTERVAL_MS: i32 = 500;
