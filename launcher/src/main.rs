@@ -330,6 +330,25 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs `job` on an async runtime of its own: success, or its error as one line and exit
+/// status 2.
+fn run_async(job: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(job) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hearth: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `--ctx`, or the engine's own default: [`llm::DEFAULT_CONTEXT`] natively, and in a page
 /// [`PAGE_CONTEXT`] (its wasm32 memory holds the KV cache beside the weights).
 fn context(ctx: Option<usize>, engine: EngineKind) -> usize {
@@ -692,14 +711,7 @@ fn open_window(backend: BackendChoice) -> ExitCode {
 
 /// `hearth probe`: the page's capabilities once its model has loaded.
 fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("hearth: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<serde_json::Value, String> = runtime.block_on(async move {
+    run_async(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
         let url = engines::serve_in_background(listener, None, None)?;
         let page = engines::open_page(engine, &engines::page_url(&url, backend)).await?;
@@ -710,18 +722,9 @@ fn probe(engine: EngineKind, backend: BackendChoice) -> ExitCode {
             Ok(backend) => report["backend"] = backend.into(),
             Err(e) => report["model_error"] = e.to_string().into(),
         }
-        Ok(report)
-    });
-    match result {
-        Ok(report) => {
-            say(&report.to_string());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            ExitCode::from(2)
-        }
-    }
+        say(&report.to_string());
+        Ok(())
+    })
 }
 
 /// `hearth generate --engine chromium|servo`: the app served on a free loopback port, opened in
@@ -737,15 +740,8 @@ fn generate_in_page(
     backend: BackendChoice,
     json: bool,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("hearth: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let prompt = if chat { Prompt::Chat(vec![ChatMessage::new("user", prompt)]) } else { Prompt::Text(prompt.into()) };
-    let result: Result<(), String> = runtime.block_on(async move {
+    run_async(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
         let url = engines::serve_in_background(listener, None, PageModel::of(model)?.session)?;
         let completer = engines::completer(engine, model, n_ctx, backend, &url).await?;
@@ -770,14 +766,7 @@ fn generate_in_page(
             say(&llm::completion_json(&done, completer.backend(), context, None, memory));
         }
         Ok(())
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }
 
 /// `hearth run --engine chromium|servo`: the app served on a free loopback port, opened in the
@@ -832,14 +821,7 @@ fn run_in_page(
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("hearth: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result: Result<(), String> = runtime.block_on(async move {
+    run_async(async move {
         let listener = server::bind(0).await.map_err(|e| e.to_string())?;
         let url = engines::serve_in_background(listener, None, page_model.session.clone())?;
         // The page's bus follows its runtime build: message passing is the single-threaded one.
@@ -856,14 +838,7 @@ fn run_in_page(
         let limit = Duration::from_secs(3600);
         let run = hearth::page::run_workflow(page.as_ref(), &toml, seed, &modules, &mut print, limit).await;
         run.map_err(|e| format!("{}: {e}", workflow.display()))
-    });
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            ExitCode::from(2)
-        }
-    }
+    })
 }
 
 /// `hearth serve`: the app on loopback; with `api`, the OpenAI-compatible API too, answered by
