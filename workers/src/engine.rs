@@ -320,7 +320,7 @@ impl Engine {
             let bytes = JsFuture::from(blob.array_buffer()).await.map_err(|e| js_error_text(&e))?;
             let bytes = js_sys::Uint8Array::new(&bytes);
             let mut copy = Vec::new();
-            copy.try_reserve_exact(bytes.length() as usize).map_err(|_| no_room(total, None))?;
+            copy.try_reserve_exact(bytes.length() as usize).map_err(|_| no_room(total))?;
             copy.resize(bytes.length() as usize, 0);
             bytes.copy_to(&mut copy);
             return Llm::load_on(&SharedBytes::new(copy), n_ctx, worker_clock, backend, gpu).map_err(|e| e.to_string());
@@ -622,11 +622,10 @@ fn content_length(response: &web_sys::Response) -> Option<u64> {
     response.headers().get("content-length").ok().flatten().and_then(|v| v.parse::<u64>().ok())
 }
 
-/// The error for a model file of `total` bytes that wasm memory cannot hold `wanted` of.
-fn no_room(total: u64, wanted: Option<u64>) -> String {
-    let wanted = wanted.unwrap_or(total);
+/// The error for a model file of `total` bytes that wasm memory cannot hold whole.
+fn no_room(total: u64) -> String {
     format!(
-        "the model is {total} bytes but this page's wasm memory could not hold {wanted} bytes for it \
+        "the model is {total} bytes but this page's wasm memory could not hold it \
          (wasm32 stops at 4 GiB, and other allocations share it)"
     )
 }
