@@ -525,7 +525,7 @@ fn quantize_blocks<B>(x: &[f32], block: fn(f32, [i8; 32], i32) -> B) -> Result<V
         return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
     }
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c") {
+    if crate::cpu::SimdLevel::detected().has_avx2() {
         // SAFETY: the CPU has AVX2 and F16C, checked just above.
         return Ok(unsafe { quantize_blocks_avx2(x, block) });
     }

@@ -109,7 +109,7 @@ mod avx2 {
 
     /// Whether the CPU has AVX2 and F16C.
     pub(super) fn available() -> bool {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
+        super::super::SimdLevel::detected().has_avx2()
     }
 
     /// Whether the AVX2 kernels run for heads of `head_dim`: [`available`], and the head is

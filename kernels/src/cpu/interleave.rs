@@ -43,14 +43,7 @@ fn block_parts(format: QuantFormat) -> Option<(usize, usize)> {
 
 /// Whether this CPU has kernels for the interleaved layout (so it is worth producing).
 fn has_kernels() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    super::SimdLevel::detected().has_avx2()
 }
 
 /// Rearranges `data` (`rows` plain rows of `cols` values of `format`) in place into the layout

@@ -94,7 +94,7 @@ pub fn expf_ggml(x: f32) -> f32 {
 /// operations lane by lane, so the same bits), the rest one at a time.
 fn expf_ggml_all(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
+    if super::SimdLevel::detected().has_avx2() {
         // SAFETY: the CPU has AVX2, checked just above.
         return unsafe { avx2::expf_ggml_all(v) };
     }

@@ -19,7 +19,7 @@ pub(super) const ROWS: usize = 8;
 
 /// One f16 (little-endian bytes) as f32, by F16C: exact, as every f16 is an f32.
 #[target_feature(enable = "avx2,f16c")]
-fn half(bits: [u8; 2]) -> f32 {
+pub(super) fn half(bits: [u8; 2]) -> f32 {
     _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bits)))))
 }
 
@@ -34,7 +34,7 @@ fn halves(bits: [[u8; 2]; ROWS]) -> __m256 {
 /// them is one contiguous run, fetched a slice per block while this group is computed.
 /// Prefetching never faults, so `from` may point past the matrix.
 #[target_feature(enable = "avx2,f16c")]
-fn prefetch(from: *const u8, len: usize) {
+pub(super) fn prefetch(from: *const u8, len: usize) {
     for line in (0..len).step_by(64) {
         _mm_prefetch::<_MM_HINT_T0>(from.wrapping_add(line).cast());
     }

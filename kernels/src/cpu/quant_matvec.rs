@@ -10,10 +10,13 @@
 use half::f16;
 use rayon::prelude::*;
 
+use super::SimdLevel;
 use super::interleave::{GROUP, RowLayout, deinterleave_group};
 use super::pool;
 #[cfg(target_arch = "x86_64")]
 use super::quant_avx2;
+#[cfg(target_arch = "x86_64")]
+use super::quant_avx512;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::quant_simd128;
 use crate::KernelError;
@@ -478,12 +481,6 @@ fn rows_portable_any(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &
     rows_portable(format, rest, row_bytes, xs, out_rest)
 }
 
-/// Whether [`rows_avx2`] may run: the CPU has AVX2 and F16C (checked once, then cached).
-#[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("f16c")
-}
-
 /// Eight rows' dot products with `x` by the AVX2 kernel for the format and layout; `group`
 /// holds the rows, `ahead` is where the next group starts (to prefetch).
 #[cfg(target_arch = "x86_64")]
@@ -570,19 +567,118 @@ fn split<B, const R: usize>(all: &[B]) -> [&[B]; R] {
     std::array::from_fn(|r| &all[r * per_row..(r + 1) * per_row])
 }
 
+/// The tokens of `xs` in tiles of [`quant_avx512::TOKENS`], then one at a time: `(first, tile)`.
+#[cfg(target_arch = "x86_64")]
+fn token_tiles<B>(xs: &[&[B]]) -> impl Iterator<Item = (usize, usize)> {
+    let whole = xs.len() / quant_avx512::TOKENS * quant_avx512::TOKENS;
+    (0..whole).step_by(quant_avx512::TOKENS).map(|t| (t, quant_avx512::TOKENS)).chain((whole..xs.len()).map(|t| (t, 1)))
+}
+
+/// The blocks of every activation vector, which must all be `B`'s format.
+#[cfg(target_arch = "x86_64")]
+fn activation_blocks<B>(
+    xs: &[Activations],
+    format: QuantFormat,
+    blocks_of: fn(&Activations) -> Option<&[B]>,
+) -> Result<Vec<&[B]>, KernelError> {
+    xs.iter().map(|x| blocks_of(x).ok_or(KernelError::UnsupportedFormat(format))).collect()
+}
+
+/// The pairs of interleaved groups of `pairs` against every vector of `xs` by an
+/// [`quant_avx512`] kernel, tiles of tokens at a time, into `out` (`[row][x]`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c")]
+fn pairs_avx512<B>(
+    pairs: &[u8],
+    pair_bytes: usize,
+    xs: &[&[B]],
+    out: &mut [f32],
+    tile: quant_avx512::Kernel<B, { quant_avx512::TOKENS }>,
+    one: quant_avx512::Kernel<B, 1>,
+) {
+    let n = xs.len();
+    for (pair, out_pair) in pairs.chunks_exact(pair_bytes).zip(out.chunks_exact_mut(quant_avx512::ROWS * n)) {
+        // The next pair starts where this one ends.
+        let ahead = pair.as_ptr_range().end;
+        for (t0, len) in token_tiles(xs) {
+            // SAFETY: this function's own target features are the kernels' (the callers checked
+            // the CPU has them).
+            let ys = unsafe {
+                if len == quant_avx512::TOKENS {
+                    tile(pair, std::array::from_fn(|i| xs[t0 + i]), ahead).to_vec()
+                } else {
+                    one(pair, [xs[t0]], ahead).to_vec()
+                }
+            };
+            for (i, y) in ys.iter().enumerate() {
+                for (r, &v) in y.iter().enumerate() {
+                    out_pair[r * n + t0 + i] = v;
+                }
+            }
+        }
+    }
+}
+
+/// [`rows_avx2`] with whole pairs of interleaved groups in [`quant_avx512`]; the group left
+/// over (if any), plain layouts and other formats take the AVX2 path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c")]
+fn rows_avx512(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
+    use quant_avx512 as k;
+    let RowsOf { format, layout, row_bytes } = rows_of;
+    let quantised = matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q8_0);
+    if !quantised || layout != RowLayout::Interleaved {
+        return rows_avx2(rows_of, w_block, xs, out);
+    }
+    let pair_bytes = k::ROWS * row_bytes;
+    let pairs = w_block.len() / pair_bytes;
+    let (w_pairs, w_rest) = w_block.split_at(pairs * pair_bytes);
+    let (out_pairs, out_rest) = out.split_at_mut(pairs * k::ROWS * xs.len());
+    fn q8_0(x: &Activations) -> Option<&[BlockQ8_0]> {
+        if let Activations::Q8_0(b) = x { Some(b) } else { None }
+    }
+    fn q8_1(x: &Activations) -> Option<&[BlockQ8_1]> {
+        if let Activations::Q8_1(b) = x { Some(b) } else { None }
+    }
+    match format {
+        QuantFormat::Q4_0 => {
+            let xq = activation_blocks(xs, format, q8_0)?;
+            pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q4_0_q8_0, k::q4_0_q8_0);
+        }
+        QuantFormat::Q4_1 => {
+            let xq = activation_blocks(xs, format, q8_1)?;
+            pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q4_1_q8_1, k::q4_1_q8_1);
+        }
+        _ => {
+            let xq = activation_blocks(xs, format, q8_0)?;
+            pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q8_0_q8_0, k::q8_0_q8_0);
+        }
+    }
+    rows_avx2(rows_of, w_rest, xs, out_rest)
+}
+
 fn dot_rows(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2() {
-        // SAFETY: the CPU has AVX2 and F16C, checked just above.
-        return unsafe { rows_avx2(rows_of, w_block, xs, out) };
-    }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        rows_simd128(rows_of, w_block, xs, out)
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        rows_portable_any(rows_of, w_block, xs, out)
+    dot_rows_at(SimdLevel::detected(), rows_of, w_block, xs, out)
+}
+
+/// [`dot_rows`] by the kernels of `level`, which this CPU must have.
+fn dot_rows_at(
+    level: SimdLevel,
+    rows_of: RowsOf,
+    w_block: &[u8],
+    xs: &[Activations],
+    out: &mut [f32],
+) -> Result<(), KernelError> {
+    match level {
+        // SAFETY: `level` is one this CPU has (see `SimdLevel::available`).
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512Vnni => unsafe { rows_avx512(rows_of, w_block, xs, out) },
+        // SAFETY: as above.
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => unsafe { rows_avx2(rows_of, w_block, xs, out) },
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        SimdLevel::Simd128 => rows_simd128(rows_of, w_block, xs, out),
+        _ => rows_portable_any(rows_of, w_block, xs, out),
     }
 }
 
@@ -807,13 +903,15 @@ mod tests {
 
     #[test]
     fn simd_rows_are_bit_identical_to_the_portable_dot() {
-        // Row counts with and without a partial group of SIMD rows; several vectors (prefill).
+        // Row counts with and without a partial group or pair of groups of SIMD rows; several
+        // vectors (prefill), a whole tile of tokens and some left over. Every kernel level this
+        // CPU has runs, not only the best.
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for format in [QuantFormat::Q4_0, QuantFormat::Q4_1, QuantFormat::Q8_0] {
-            for (rows, blocks) in [(8, 1), (29, 7), (64, 18), (5, 3)] {
+            for (rows, blocks) in [(8, 1), (29, 7), (64, 18), (5, 3), (40, 2)] {
                 let cols = blocks * 32;
                 let w = random_weights(format, rows * blocks, &mut rng);
-                let xs: Vec<Activations> = (0..3).map(|_| random_activations(format, blocks, &mut rng)).collect();
+                let xs: Vec<Activations> = (0..6).map(|_| random_activations(format, blocks, &mut rng)).collect();
                 let mut interleaved = w.clone();
                 crate::cpu::interleave::interleave_rows_always(format, &mut interleaved, rows, cols).unwrap();
                 let row_bytes = w.len() / rows;
@@ -823,14 +921,20 @@ mod tests {
                 rows_portable_any(rows_of, &interleaved, &xs, &mut portable).unwrap();
                 let portable: Vec<f32> =
                     (0..rows * xs.len()).map(|i| portable[i % rows * xs.len() + i / rows]).collect();
-                for (layout, got) in [
-                    ("plain", matmul_quant(format, &w, rows, cols, &xs).unwrap()),
-                    (
-                        "interleaved",
-                        matmul_quant_layout(format, RowLayout::Interleaved, &interleaved, rows, cols, &xs).unwrap(),
-                    ),
-                    ("interleaved, portable", portable),
-                ] {
+                let mut runs = vec![("interleaved, portable".to_string(), portable)];
+                for level in SimdLevel::available() {
+                    for (layout, data) in [(RowLayout::Plain, &w), (RowLayout::Interleaved, &interleaved)] {
+                        let mut by_row = vec![0.0; rows * xs.len()];
+                        for (out, w_block) in
+                            by_row.chunks_mut(ROWS_PER_TASK * xs.len()).zip(data.chunks(ROWS_PER_TASK * row_bytes))
+                        {
+                            dot_rows_at(level, RowsOf { format, layout, row_bytes }, w_block, &xs, out).unwrap();
+                        }
+                        runs.push((format!("{level} {layout:?}"), by_vector(by_row, rows, xs.len())));
+                    }
+                }
+                runs.push(("matmul_quant".into(), matmul_quant(format, &w, rows, cols, &xs).unwrap()));
+                for (layout, got) in runs {
                     for (t, x) in xs.iter().enumerate() {
                         for (r, row) in w.chunks_exact(row_bytes).enumerate() {
                             let want = dot_row(format, row, x).unwrap();
