@@ -3,7 +3,8 @@
 #   native: unit tests, launcher tests (real `hearth serve`), GPU kernels on lavapipe,
 #           end-to-end tests driving the app in headless Chromium (both runtime builds) and in
 #           headless Servo (WebGPU on lavapipe);
-#   wasm:   the kernel tests again, on WebGPU inside a Chromium worker.
+#   wasm:   the kernel tests again, on WebGPU inside a Chromium worker;
+#   aarch64: the CPU kernel tests and a golden model test under qemu (scripts/test-aarch64.sh).
 # Ends with one line "tests: N passed, N failed" summed over every test binary.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -45,6 +46,7 @@ cargo test --release --tests 2>&1 | tee -a "$log" || status=1
 # The runner's timeout is per test binary; building the GPU pipelines on SwiftShader is slow.
 WASM_BINDGEN_TEST_TIMEOUT=900 RUSTFLAGS="-C target-feature=+simd128" cargo test --release --tests -p hearth-kernels \
   --target wasm32-unknown-unknown --target-dir target/wasm-single 2>&1 | tee -a "$log" || status=1
+bash scripts/test-aarch64.sh 2>&1 | tee -a "$log" || status=1
 
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed/) p += $(i-1); if ($i ~ /^failed/) f += $(i-1) } }
      END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

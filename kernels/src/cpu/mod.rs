@@ -12,6 +12,8 @@ pub(crate) mod quant_avx2;
 #[cfg(target_arch = "x86_64")]
 mod quant_avx512;
 mod quant_matvec;
+#[cfg(target_arch = "aarch64")]
+mod quant_neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod quant_simd128;
 mod simd_level;

@@ -17,6 +17,8 @@ use super::pool;
 use super::quant_avx2;
 #[cfg(target_arch = "x86_64")]
 use super::quant_avx512;
+#[cfg(target_arch = "aarch64")]
+use super::quant_neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use super::quant_simd128;
 use crate::KernelError;
@@ -530,29 +532,30 @@ fn rows_avx2(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32
     rows_portable(format, w_rest, row_bytes, xs, out_rest)
 }
 
-/// [`rows_portable`] with the quantised formats four rows at a time in [`quant_simd128`]
-/// (file layout only: wasm never interleaves).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn rows_simd128(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
-    use quant_simd128::ROWS;
+/// [`rows_portable`] with the quantised formats `R` rows at a time by `group` (one vector's
+/// dot products with `R` rows in the file's layout); other formats and layouts take the
+/// portable loop.
+#[cfg(any(target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
+#[inline(always)]
+fn rows_in_groups<const R: usize>(
+    rows_of: RowsOf,
+    w_block: &[u8],
+    xs: &[Activations],
+    out: &mut [f32],
+    group: impl Fn(QuantFormat, &[u8], &Activations) -> Result<[f32; R], KernelError>,
+) -> Result<(), KernelError> {
     let RowsOf { format, layout, row_bytes } = rows_of;
     let quantised = matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q8_0);
     if !quantised || layout != RowLayout::Plain {
         return rows_portable_any(rows_of, w_block, xs, out);
     }
     let n = xs.len();
-    let groups = w_block.len() / (ROWS * row_bytes);
-    let (w_groups, w_rest) = w_block.split_at(groups * ROWS * row_bytes);
-    let (out_groups, out_rest) = out.split_at_mut(groups * ROWS * n);
-    for (w_group, out_group) in w_groups.chunks_exact(ROWS * row_bytes).zip(out_groups.chunks_exact_mut(ROWS * n)) {
+    let groups = w_block.len() / (R * row_bytes);
+    let (w_groups, w_rest) = w_block.split_at(groups * R * row_bytes);
+    let (out_groups, out_rest) = out.split_at_mut(groups * R * n);
+    for (w_group, out_group) in w_groups.chunks_exact(R * row_bytes).zip(out_groups.chunks_exact_mut(R * n)) {
         for (t, x) in xs.iter().enumerate() {
-            let y = match (format, x) {
-                (QuantFormat::Q4_0, Activations::Q8_0(xq)) => quant_simd128::q4_0_q8_0(split(blocks(w_group)?), xq),
-                (QuantFormat::Q4_1, Activations::Q8_1(xq)) => quant_simd128::q4_1_q8_1(split(blocks(w_group)?), xq),
-                (QuantFormat::Q8_0, Activations::Q8_0(xq)) => quant_simd128::q8_0_q8_0(split(blocks(w_group)?), xq),
-                (format, _) => return Err(KernelError::UnsupportedFormat(format)),
-            };
-            for (r, v) in y.into_iter().enumerate() {
+            for (r, v) in group(format, w_group, x)?.into_iter().enumerate() {
                 out_group[r * n + t] = v;
             }
         }
@@ -560,8 +563,38 @@ fn rows_simd128(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [
     rows_portable(format, w_rest, row_bytes, xs, out_rest)
 }
 
+/// [`rows_in_groups`] by the four-row kernels of [`quant_simd128`] (wasm never interleaves).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+fn rows_simd128(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
+    use quant_simd128 as k;
+    rows_in_groups(rows_of, w_block, xs, out, |format, w_group, x| {
+        Ok(match (format, x) {
+            (QuantFormat::Q4_0, Activations::Q8_0(xq)) => k::q4_0_q8_0(split(blocks(w_group)?), xq),
+            (QuantFormat::Q4_1, Activations::Q8_1(xq)) => k::q4_1_q8_1(split(blocks(w_group)?), xq),
+            (QuantFormat::Q8_0, Activations::Q8_0(xq)) => k::q8_0_q8_0(split(blocks(w_group)?), xq),
+            (format, _) => return Err(KernelError::UnsupportedFormat(format)),
+        })
+    })
+}
+
+/// [`rows_in_groups`] by the four-row `sdot` kernels of [`quant_neon`].
+#[cfg(target_arch = "aarch64")]
+#[target_feature(enable = "neon,dotprod")]
+fn rows_neon(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
+    use quant_neon as k;
+    rows_in_groups(rows_of, w_block, xs, out, |format, w_group, x| {
+        // The closure inherits this function's target features, which are the kernels'.
+        Ok(match (format, x) {
+            (QuantFormat::Q4_0, Activations::Q8_0(xq)) => k::q4_0_q8_0(split(blocks(w_group)?), xq),
+            (QuantFormat::Q4_1, Activations::Q8_1(xq)) => k::q4_1_q8_1(split(blocks(w_group)?), xq),
+            (QuantFormat::Q8_0, Activations::Q8_0(xq)) => k::q8_0_q8_0(split(blocks(w_group)?), xq),
+            (format, _) => return Err(KernelError::UnsupportedFormat(format)),
+        })
+    })
+}
+
 /// `all` (whole rows of equal length) as `R` rows.
-#[cfg(any(target_arch = "x86_64", all(target_arch = "wasm32", target_feature = "simd128")))]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
 fn split<B, const R: usize>(all: &[B]) -> [&[B]; R] {
     let per_row = all.len() / R;
     std::array::from_fn(|r| &all[r * per_row..(r + 1) * per_row])
@@ -678,6 +711,9 @@ fn dot_rows_at(
         SimdLevel::Avx2 => unsafe { rows_avx2(rows_of, w_block, xs, out) },
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
         SimdLevel::Simd128 => rows_simd128(rows_of, w_block, xs, out),
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        SimdLevel::NeonDotprod => unsafe { rows_neon(rows_of, w_block, xs, out) },
         _ => rows_portable_any(rows_of, w_block, xs, out),
     }
 }

@@ -40,6 +40,8 @@ impl SimdLevel {
 
     /// Every level this CPU can run, worst first (tests check each against the portable one).
     pub fn available() -> Vec<Self> {
+        // Only targets with SIMD levels add to it.
+        #[allow(unused_mut)]
         let mut levels = vec![Self::Portable];
         #[cfg(target_arch = "x86_64")]
         {
