@@ -14,6 +14,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hearth_core::engine::{BackendChoice, Completion, Engine, GenerateParams, Prompt, native_clock};
+use hearth_core::kernels::cpu::SimdLevel;
 use hearth_core::kernels::gpu::{GpuContext, GpuOptions};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -82,6 +83,26 @@ fn decode_params(gen_tokens: usize) -> GenerateParams {
     GenerateParams { max_tokens: gen_tokens + 1, ignore_eos: true, ..GenerateParams::default() }
 }
 
+/// This machine's CPU as the table's heading names it: its model, and the SIMD extensions
+/// that decide which kernels run (Hearth's and the peers'), from /proc/cpuinfo where there
+/// is one.
+pub fn cpu_description() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.split(':').next().is_some_and(|k| k.trim() == name))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_owned())
+    };
+    let model = field("model name").unwrap_or_else(|| std::env::consts::ARCH.to_owned());
+    let flags = field("flags").or_else(|| field("Features")).unwrap_or_default();
+    const NOTABLE: [&str; 9] =
+        ["avx2", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_int8", "asimddp", "i8mm"];
+    let has: Vec<&str> = NOTABLE.into_iter().filter(|f| flags.split_whitespace().any(|g| g == *f)).collect();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("{model}, {cores} cores ({}); Hearth's CPU kernels: {}", has.join(" "), SimdLevel::detected())
+}
+
 /// Hearth natively on `threads` threads.
 pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: usize) -> Result<Figures, BenchError> {
     let file = MappedFile::open(model).map_err(|e| BenchError::Open(model.display().to_string(), e))?;
@@ -91,7 +112,8 @@ pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: us
     pool.install(|| {
         let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
         let (_, t) = timed_run(&mut engine, prompt_tokens, gen_tokens)?;
-        Ok(Figures { peak_rss_bytes: crate::llm::peak_rss(), ..figures("hearth", "native", threads, &t, gen_tokens) })
+        let place = format!("native, {}", SimdLevel::detected());
+        Ok(Figures { peak_rss_bytes: crate::llm::peak_rss(), ..figures("hearth", &place, threads, &t, gen_tokens) })
     })
 }
 

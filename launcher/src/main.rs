@@ -453,7 +453,8 @@ fn bench(
         })
     };
     let name = if default { DEFAULT_MODEL.name.to_owned() } else { model.display().to_string() };
-    say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {name} ({model_bytes} bytes):\n"));
+    say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {name} ({model_bytes} bytes)"));
+    say(&format!("on {}:\n", bench::cpu_description()));
     say(&bench::table(&rows, &peers, model_bytes));
     ExitCode::SUCCESS
 }
