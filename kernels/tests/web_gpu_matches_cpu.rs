@@ -75,7 +75,8 @@ fn quantised_matvec_is_bit_identical_to_the_portable_dot_in_wasm() {
                 block[2 * f..2 * f + 2].copy_from_slice(&half::f16::from_f32(v).to_le_bytes());
             }
         }
-        let xs: Vec<Activations> = (0..2)
+        // Six vectors: a whole tile of tokens for the prefill kernels and two left over.
+        let xs: Vec<Activations> = (0..6)
             .map(|t| {
                 let x: Vec<f32> = (0..cols).map(|i| ((i * 7919 + t * 104_729) % 2003) as f32 / 400.0 - 2.5).collect();
                 Activations::for_weights(format, &x).unwrap()

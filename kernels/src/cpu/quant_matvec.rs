@@ -59,6 +59,16 @@ impl Activations {
         })
     }
 
+    /// The Q8_0 blocks, if these are.
+    fn q8_0(&self) -> Option<&[BlockQ8_0]> {
+        if let Self::Q8_0(b) = self { Some(b) } else { None }
+    }
+
+    /// The Q8_1 blocks, if these are.
+    fn q8_1(&self) -> Option<&[BlockQ8_1]> {
+        if let Self::Q8_1(b) = self { Some(b) } else { None }
+    }
+
     fn len(&self) -> usize {
         match self {
             Self::F32(v) => v.len(),
@@ -532,9 +542,9 @@ fn rows_avx2(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32
     rows_portable(format, w_rest, row_bytes, xs, out_rest)
 }
 
-/// [`rows_portable`] with the quantised formats `R` rows at a time by `group` (one vector's
-/// dot products with `R` rows in the file's layout); other formats and layouts take the
-/// portable loop.
+/// [`rows_portable`] with the quantised formats `R` rows at a time by `group` (the dot
+/// products of `R` rows in the file's layout with every vector, into `[row][x]`); other
+/// formats and layouts take the portable loop.
 #[cfg(any(target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
 #[inline(always)]
 fn rows_in_groups<const R: usize>(
@@ -542,11 +552,10 @@ fn rows_in_groups<const R: usize>(
     w_block: &[u8],
     xs: &[Activations],
     out: &mut [f32],
-    group: impl Fn(QuantFormat, &[u8], &Activations) -> Result<[f32; R], KernelError>,
+    group: impl Fn(&[u8], &mut [f32]) -> Result<(), KernelError>,
 ) -> Result<(), KernelError> {
     let RowsOf { format, layout, row_bytes } = rows_of;
-    let quantised = matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q8_0);
-    if !quantised || layout != RowLayout::Plain {
+    if layout != RowLayout::Plain {
         return rows_portable_any(rows_of, w_block, xs, out);
     }
     let n = xs.len();
@@ -554,11 +563,7 @@ fn rows_in_groups<const R: usize>(
     let (w_groups, w_rest) = w_block.split_at(groups * R * row_bytes);
     let (out_groups, out_rest) = out.split_at_mut(groups * R * n);
     for (w_group, out_group) in w_groups.chunks_exact(R * row_bytes).zip(out_groups.chunks_exact_mut(R * n)) {
-        for (t, x) in xs.iter().enumerate() {
-            for (r, v) in group(format, w_group, x)?.into_iter().enumerate() {
-                out_group[r * n + t] = v;
-            }
-        }
+        group(w_group, out_group)?;
     }
     rows_portable(format, w_rest, row_bytes, xs, out_rest)
 }
@@ -567,14 +572,31 @@ fn rows_in_groups<const R: usize>(
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 fn rows_simd128(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
     use quant_simd128 as k;
-    rows_in_groups(rows_of, w_block, xs, out, |format, w_group, x| {
-        Ok(match (format, x) {
-            (QuantFormat::Q4_0, Activations::Q8_0(xq)) => k::q4_0_q8_0(split(blocks(w_group)?), xq),
-            (QuantFormat::Q4_1, Activations::Q8_1(xq)) => k::q4_1_q8_1(split(blocks(w_group)?), xq),
-            (QuantFormat::Q8_0, Activations::Q8_0(xq)) => k::q8_0_q8_0(split(blocks(w_group)?), xq),
-            (format, _) => return Err(KernelError::UnsupportedFormat(format)),
-        })
-    })
+    let format = rows_of.format;
+    match format {
+        QuantFormat::Q4_0 => {
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
+            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
+                k::q4_0_q8_0(split(blocks(w)?), &xq, out);
+                Ok(())
+            })
+        }
+        QuantFormat::Q4_1 => {
+            let xq = activation_blocks(xs, format, Activations::q8_1)?;
+            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
+                k::q4_1_q8_1(split(blocks(w)?), &xq, out);
+                Ok(())
+            })
+        }
+        QuantFormat::Q8_0 => {
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
+            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
+                k::q8_0_q8_0(split(blocks(w)?), &xq, out);
+                Ok(())
+            })
+        }
+        _ => rows_portable_any(rows_of, w_block, xs, out),
+    }
 }
 
 /// [`rows_in_groups`] by the four-row `sdot` kernels of [`quant_neon`].
@@ -582,15 +604,32 @@ fn rows_simd128(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [
 #[target_feature(enable = "neon,dotprod")]
 fn rows_neon(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
     use quant_neon as k;
-    rows_in_groups(rows_of, w_block, xs, out, |format, w_group, x| {
-        // The closure inherits this function's target features, which are the kernels'.
-        Ok(match (format, x) {
-            (QuantFormat::Q4_0, Activations::Q8_0(xq)) => k::q4_0_q8_0(split(blocks(w_group)?), xq),
-            (QuantFormat::Q4_1, Activations::Q8_1(xq)) => k::q4_1_q8_1(split(blocks(w_group)?), xq),
-            (QuantFormat::Q8_0, Activations::Q8_0(xq)) => k::q8_0_q8_0(split(blocks(w_group)?), xq),
-            (format, _) => return Err(KernelError::UnsupportedFormat(format)),
-        })
-    })
+    let format = rows_of.format;
+    // The closures inherit this function's target features, which are the kernels'.
+    match format {
+        QuantFormat::Q4_0 => {
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
+            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
+                k::q4_0_q8_0(split(blocks(w)?), &xq, out);
+                Ok(())
+            })
+        }
+        QuantFormat::Q4_1 => {
+            let xq = activation_blocks(xs, format, Activations::q8_1)?;
+            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
+                k::q4_1_q8_1(split(blocks(w)?), &xq, out);
+                Ok(())
+            })
+        }
+        QuantFormat::Q8_0 => {
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
+            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
+                k::q8_0_q8_0(split(blocks(w)?), &xq, out);
+                Ok(())
+            })
+        }
+        _ => rows_portable_any(rows_of, w_block, xs, out),
+    }
 }
 
 /// `all` (whole rows of equal length) as `R` rows.
@@ -608,7 +647,7 @@ fn token_tiles<B>(xs: &[&[B]]) -> impl Iterator<Item = (usize, usize)> {
 }
 
 /// The blocks of every activation vector, which must all be `B`'s format.
-#[cfg(target_arch = "x86_64")]
+#[cfg(any(target_arch = "x86_64", target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
 fn activation_blocks<B>(
     xs: &[Activations],
     format: QuantFormat,
@@ -667,23 +706,17 @@ fn rows_avx512(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f
     let pairs = w_block.len() / pair_bytes;
     let (w_pairs, w_rest) = w_block.split_at(pairs * pair_bytes);
     let (out_pairs, out_rest) = out.split_at_mut(pairs * k::ROWS * xs.len());
-    fn q8_0(x: &Activations) -> Option<&[BlockQ8_0]> {
-        if let Activations::Q8_0(b) = x { Some(b) } else { None }
-    }
-    fn q8_1(x: &Activations) -> Option<&[BlockQ8_1]> {
-        if let Activations::Q8_1(b) = x { Some(b) } else { None }
-    }
     match format {
         QuantFormat::Q4_0 => {
-            let xq = activation_blocks(xs, format, q8_0)?;
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
             pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q4_0_q8_0, k::q4_0_q8_0);
         }
         QuantFormat::Q4_1 => {
-            let xq = activation_blocks(xs, format, q8_1)?;
+            let xq = activation_blocks(xs, format, Activations::q8_1)?;
             pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q4_1_q8_1, k::q4_1_q8_1);
         }
         _ => {
-            let xq = activation_blocks(xs, format, q8_0)?;
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
             pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q8_0_q8_0, k::q8_0_q8_0);
         }
     }

@@ -76,10 +76,28 @@ fn column<B: Copy>(rows: &[&[B]; ROWS], b: usize) -> [B; ROWS] {
     rows.map(|r| r[b])
 }
 
-/// Row `r`'s dot with `x`, `llama.cpp ggml_vec_dot_q4_1_q8_1`: per block
-/// `acc += (d_w d_x) Σ q_w q_x + m_w s_x`. Each row holds `x.len()` blocks.
+/// Writes `one(x)` (four rows' values) for each vector `x` of `xs` into `out` (`[row][x]`).
+#[inline(always)]
+fn each_token<B>(xs: &[&[B]], out: &mut [f32], one: impl Fn(&[B]) -> [f32; ROWS]) {
+    let n = xs.len();
+    for (t, x) in xs.iter().enumerate() {
+        for (r, v) in one(x).into_iter().enumerate() {
+            out[r * n + t] = v;
+        }
+    }
+}
+
+/// The dot products of four rows with each vector of `xs`, into `out` (`[row][x]`), as
+/// `llama.cpp ggml_vec_dot_q4_1_q8_1`: per block `acc += (d_w d_x) Σ q_w q_x + m_w s_x`. Each
+/// row holds as many blocks as each vector.
 #[target_feature(enable = "neon,dotprod")]
-pub(super) fn q4_1_q8_1(rows: [&[BlockQ4_1]; ROWS], x: &[BlockQ8_1]) -> [f32; ROWS] {
+pub(super) fn q4_1_q8_1(rows: [&[BlockQ4_1]; ROWS], xs: &[&[BlockQ8_1]], out: &mut [f32]) {
+    each_token(xs, out, |x| q4_1_q8_1_one(rows, x))
+}
+
+/// [`q4_1_q8_1`] with one vector.
+#[target_feature(enable = "neon,dotprod")]
+fn q4_1_q8_1_one(rows: [&[BlockQ4_1]; ROWS], x: &[BlockQ8_1]) -> [f32; ROWS] {
     assert!(rows.iter().all(|r| r.len() == x.len()), "rows and x differ in length");
     let mut acc = vdupq_n_f32(0.0);
     for (b, xb) in x.iter().enumerate() {
@@ -95,7 +113,13 @@ pub(super) fn q4_1_q8_1(rows: [&[BlockQ4_1]; ROWS], x: &[BlockQ8_1]) -> [f32; RO
 
 /// As [`q4_1_q8_1`] for `ggml_vec_dot_q4_0_q8_0`: per block `acc += (Σ (q_w - 8) q_x · d_w) · d_x`.
 #[target_feature(enable = "neon,dotprod")]
-pub(super) fn q4_0_q8_0(rows: [&[BlockQ4_0]; ROWS], x: &[BlockQ8_0]) -> [f32; ROWS] {
+pub(super) fn q4_0_q8_0(rows: [&[BlockQ4_0]; ROWS], xs: &[&[BlockQ8_0]], out: &mut [f32]) {
+    each_token(xs, out, |x| q4_0_q8_0_one(rows, x))
+}
+
+/// [`q4_0_q8_0`] with one vector.
+#[target_feature(enable = "neon,dotprod")]
+fn q4_0_q8_0_one(rows: [&[BlockQ4_0]; ROWS], x: &[BlockQ8_0]) -> [f32; ROWS] {
     assert!(rows.iter().all(|r| r.len() == x.len()), "rows and x differ in length");
     let mut acc = vdupq_n_f32(0.0);
     for (b, xb) in x.iter().enumerate() {
@@ -110,7 +134,13 @@ pub(super) fn q4_0_q8_0(rows: [&[BlockQ4_0]; ROWS], x: &[BlockQ8_0]) -> [f32; RO
 
 /// As [`q4_1_q8_1`] for `ggml_vec_dot_q8_0_q8_0`: per block `acc += Σ q_w q_x · (d_w d_x)`.
 #[target_feature(enable = "neon,dotprod")]
-pub(super) fn q8_0_q8_0(rows: [&[BlockQ8_0]; ROWS], x: &[BlockQ8_0]) -> [f32; ROWS] {
+pub(super) fn q8_0_q8_0(rows: [&[BlockQ8_0]; ROWS], xs: &[&[BlockQ8_0]], out: &mut [f32]) {
+    each_token(xs, out, |x| q8_0_q8_0_one(rows, x))
+}
+
+/// [`q8_0_q8_0`] with one vector.
+#[target_feature(enable = "neon,dotprod")]
+fn q8_0_q8_0_one(rows: [&[BlockQ8_0]; ROWS], x: &[BlockQ8_0]) -> [f32; ROWS] {
     assert!(rows.iter().all(|r| r.len() == x.len()), "rows and x differ in length");
     let mut acc = vdupq_n_f32(0.0);
     for (b, xb) in x.iter().enumerate() {
