@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Measures the peers Hearth is compared against, on the default model (or --model's GGUF file)
-# and bench/prompt.txt: native llama.cpp (llama-cpp-python, 1 thread) and wllama in headless
-# Chromium (1 and 2 threads); with --only llama.cpp-node, native llama.cpp through the prebuilt
-# binaries of the npm package node-llama-cpp (CPU, 1 thread and every core). Prints one JSON
+# and bench/prompt.txt: native llama.cpp built from source (llama-cpp-python, 1 thread), native
+# llama.cpp through the prebuilt binaries of the npm package node-llama-cpp (CPU, 1 thread and
+# every core; it picks the best CPU variant at run time, so it is the llama.cpp to beat), and
+# wllama in headless Chromium (1 and 2 threads); --only picks one. Prints one JSON
 # object per peer run on stdout (an {"peer","error"} one where a peer cannot run); progress goes
 # to stderr. `hearth bench` runs this and prints ratios.
 # Usage: scripts/bench-peers.sh [--prompt-tokens N] [--gen-tokens M] [--model PATH]
@@ -25,7 +26,7 @@ while [[ $# -gt 0 ]]; do
 done
 llama_node_peer="llama.cpp (node-llama-cpp 3.22.1, CPU)" # the version package-lock.json pins
 case "$only" in
-  "") peers=(llama.cpp wllama) ;;
+  "") peers=(llama.cpp "$llama_node_peer" wllama) ;;
   llama.cpp|wllama) peers=("$only") ;;
   llama.cpp-node) peers=("$llama_node_peer") ;;
   *) echo "bench-peers: --only takes llama.cpp, wllama or llama.cpp-node" >&2; exit 2 ;;
@@ -130,7 +131,7 @@ run_llama_node() { # llama.cpp's prebuilt CPU binaries through node-llama-cpp, a
 }
 
 case "$only" in
-  "") run_llama; run_wllama ;;
+  "") run_llama; run_llama_node; run_wllama ;;
   llama.cpp) run_llama ;;
   wllama) run_wllama ;;
   llama.cpp-node) run_llama_node ;;

@@ -271,7 +271,8 @@ pub struct PeerLine {
     pub error: Option<String>,
 }
 
-/// Runs scripts/bench-peers.sh (llama.cpp natively, wllama in Chromium) on the default model,
+/// Runs scripts/bench-peers.sh (llama.cpp natively from source and prebuilt, wllama in
+/// Chromium) on the default model,
 /// or on `model` with llama.cpp's prebuilt npm build (node-llama-cpp) alone.
 pub fn peers(prompt_tokens: usize, gen_tokens: usize, model: Option<&Path>) -> Result<Vec<PeerLine>, String> {
     let mut args =
@@ -300,9 +301,12 @@ pub fn peers(prompt_tokens: usize, gen_tokens: usize, model: Option<&Path>) -> R
 /// and each run's peak resident memory over the size of the model file (`model_bytes`).
 pub fn table(hearth: &[Figures], peers: &[PeerLine], model_bytes: u64) -> String {
     let ok = |p: &&PeerLine| p.error.is_none();
+    // The ratios are against node-llama-cpp's prebuilt build where it ran (it picks the best
+    // CPU variant at run time), else against any llama.cpp.
     let llama_at = |threads| {
-        let native = |p: &&PeerLine| p.peer.starts_with("llama.cpp") && p.threads == threads;
-        peers.iter().filter(ok).find(native)
+        let at = |p: &&PeerLine| p.peer.starts_with("llama.cpp") && p.threads == threads;
+        let prebuilt = |p: &&PeerLine| at(p) && p.peer.contains("node-llama-cpp");
+        peers.iter().filter(ok).find(prebuilt).or_else(|| peers.iter().filter(ok).find(at))
     };
     let memory =
         |peak: Option<u64>| peak.map_or(String::new(), |b| format!("{:.2}", b as f64 / model_bytes.max(1) as f64));
@@ -345,4 +349,46 @@ pub fn table(hearth: &[Figures], peers: &[PeerLine], model_bytes: u64) -> String
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(peer: &str, threads: usize, prefill: f64, decode: f64) -> PeerLine {
+        PeerLine {
+            peer: peer.into(),
+            version: String::new(),
+            place: "native".into(),
+            threads,
+            prefill_tok_s: prefill,
+            decode_tok_s: decode,
+            peak_rss_bytes: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn ratios_are_against_the_prebuilt_llama_cpp_at_the_same_threads() {
+        let hearth = Figures {
+            engine: "hearth".into(),
+            place: "native, avx2".into(),
+            threads: 2,
+            prefill_tok_s: 300.0,
+            decode_tok_s: 90.0,
+            peak_rss_bytes: None,
+        };
+        let peers = [
+            peer("llama.cpp", 1, 100.0, 50.0),
+            peer("llama.cpp (node-llama-cpp 3.22.1, CPU)", 1, 150.0, 45.0),
+            peer("llama.cpp (node-llama-cpp 3.22.1, CPU)", 2, 200.0, 60.0),
+        ];
+        let table = table(std::slice::from_ref(&hearth), &peers, 0);
+        let line = table.lines().find(|l| l.starts_with("| hearth |")).unwrap();
+        assert!(line.contains("| 1.50× | 1.50× |"), "{line}");
+        // Without the prebuilt build, the other llama.cpp at 1 thread.
+        let table = super::table(&[hearth], &peers[..1], 0);
+        let line = table.lines().find(|l| l.starts_with("| hearth |")).unwrap();
+        assert!(line.contains("| 3.00× | 1.80× |"), "{line}");
+    }
 }
