@@ -17,6 +17,10 @@ use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 /// Rows a kernel here takes at once: one per f32 lane of a 256-bit register.
 pub(super) const ROWS: usize = 8;
 
+/// Tokens a prefill tile of the interleaved kernels takes at once: each block's quant bytes
+/// are loaded and unpacked once for all of them.
+pub(super) const TOKENS: usize = 4;
+
 /// One f16 (little-endian bytes) as f32, by F16C: exact, as every f16 is an f32.
 #[target_feature(enable = "avx2,f16c")]
 pub(super) fn half(bits: [u8; 2]) -> f32 {
@@ -83,19 +87,27 @@ fn transpose_nibbles(qs: [[u8; 16]; ROWS]) -> [__m256i; 4] {
 /// Activation bytes `4j..4j + 4` in every 32-bit lane.
 #[target_feature(enable = "avx2,f16c")]
 fn broadcast4(x: &[i8; 32], j: usize) -> __m256i {
-    let b = |i: usize| x[4 * j + i] as u8;
-    _mm256_set1_epi32(i32::from_le_bytes([b(0), b(1), b(2), b(3)]))
+    // One 32-bit load, where four byte loads would be assembled.
+    let quad: [i8; 4] = x[4 * j..4 * j + 4].try_into().expect("4 bytes");
+    _mm256_set1_epi32(i32::from_le_bytes(bytemuck::cast(quad)))
 }
 
-/// Lane `r`: Σ nibble · x over the 32 values of row `r`'s block, from [`transpose_nibbles`].
-/// The i16 sums cannot overflow: each holds 8 products of at most 15 · 128.
+/// The low and high nibbles (bytes 0..16) of the four quant vectors of eight rows' Q4 blocks
+/// (from [`transpose_nibbles`], or as the interleaved layout stores them).
 #[target_feature(enable = "avx2,f16c")]
-fn nibble_sums(t: [__m256i; 4], x: &[i8; 32]) -> __m256i {
+fn unpack(t: [__m256i; 4]) -> ([__m256i; 4], [__m256i; 4]) {
     let mask = _mm256_set1_epi8(0x0f);
+    (t.map(|v| _mm256_and_si256(v, mask)), t.map(|v| _mm256_and_si256(_mm256_srli_epi16::<4>(v), mask)))
+}
+
+/// Lane `r`: Σ nibble · x over the 32 values of row `r`'s block, from [`unpack`]. The i16
+/// sums cannot overflow: each holds 8 products of at most 15 · 128.
+#[target_feature(enable = "avx2,f16c")]
+fn nibble_sums(lo: &[__m256i; 4], hi: &[__m256i; 4], x: &[i8; 32]) -> __m256i {
     let mut acc = _mm256_setzero_si256();
-    for (j, v) in t.into_iter().enumerate() {
-        let lo = _mm256_maddubs_epi16(_mm256_and_si256(v, mask), broadcast4(x, j));
-        let hi = _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16::<4>(v), mask), broadcast4(x, j + 4));
+    for j in 0..4 {
+        let lo = _mm256_maddubs_epi16(lo[j], broadcast4(x, j));
+        let hi = _mm256_maddubs_epi16(hi[j], broadcast4(x, j + 4));
         acc = _mm256_add_epi16(acc, _mm256_add_epi16(lo, hi));
     }
     _mm256_madd_epi16(acc, _mm256_set1_epi16(1))
@@ -132,7 +144,8 @@ pub(super) fn q4_1_q8_1(rows: [&[BlockQ4_1]; ROWS], x: &[BlockQ8_1], ahead: *con
         let step = ROWS * size_of::<BlockQ4_1>();
         prefetch(ahead.wrapping_add(b * step), step);
         let w = column(&rows, b);
-        let sums = nibble_sums(transpose_nibbles(w.map(|wb| wb.qs)), &xb.qs);
+        let (lo, hi) = unpack(transpose_nibbles(w.map(|wb| wb.qs)));
+        let sums = nibble_sums(&lo, &hi, &xb.qs);
         let (d, m) = scales_dm(w.map(|wb| [wb.d[0], wb.d[1], wb.m[0], wb.m[1]]));
         let dd = _mm256_mul_ps(d, _mm256_set1_ps(half(xb.d)));
         let ms = _mm256_mul_ps(m, _mm256_set1_ps(half(xb.s)));
@@ -152,8 +165,8 @@ pub(super) fn q4_0_q8_0(rows: [&[BlockQ4_0]; ROWS], x: &[BlockQ8_0], ahead: *con
         // Σ (q - 8) x = Σ q x - 8 Σ x: the nibbles stay unsigned for `maddubs`.
         let x_sum = _mm256_set1_epi32(xb.qs.iter().map(|&q| i32::from(q)).sum());
         let w = column(&rows, b);
-        let sums =
-            _mm256_sub_epi32(nibble_sums(transpose_nibbles(w.map(|wb| wb.qs)), &xb.qs), _mm256_slli_epi32::<3>(x_sum));
+        let (lo, hi) = unpack(transpose_nibbles(w.map(|wb| wb.qs)));
+        let sums = _mm256_sub_epi32(nibble_sums(&lo, &hi, &xb.qs), _mm256_slli_epi32::<3>(x_sum));
         let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), halves(w.map(|wb| wb.d)));
         acc = _mm256_add_ps(acc, _mm256_mul_ps(scaled, _mm256_set1_ps(half(xb.d))));
     }
@@ -190,59 +203,98 @@ fn quads(group_block: &[u8], offset: usize) -> __m256i {
     bytemuck::cast::<[u8; 32], __m256i>(group_block[offset..][..32].try_into().unwrap())
 }
 
-/// [`q4_1_q8_1`] on one group of eight rows in the interleaved layout (`group` holds
-/// `x.len()` group blocks): the same arithmetic, with the transposes done once at load.
+/// Checks that each of `xs` has as many blocks as `group` holds group blocks of `step` bytes,
+/// and returns that number.
+fn group_blocks<B, const T: usize>(group: &[u8], xs: &[&[B]; T], step: usize) -> usize {
+    let blocks = xs[0].len();
+    assert!(xs.iter().all(|x| x.len() == blocks), "activation vectors differ in length");
+    assert_eq!(group.len(), blocks * step, "group and x differ in length");
+    blocks
+}
+
+/// [`q4_1_q8_1`] on one group of eight rows in the interleaved layout (`group` holds as many
+/// group blocks as each of `xs`) with each of `T` vectors: the same arithmetic, with the
+/// transposes done once at load and each block's nibbles unpacked once for all the vectors.
 #[target_feature(enable = "avx2,f16c")]
-pub(super) fn q4_1_q8_1_interleaved(group: &[u8], x: &[BlockQ8_1], ahead: *const u8) -> [f32; ROWS] {
+pub(super) fn q4_1_q8_1_interleaved<const T: usize>(
+    group: &[u8],
+    xs: [&[BlockQ8_1]; T],
+    ahead: *const u8,
+) -> [[f32; ROWS]; T] {
     const STEP: usize = ROWS * size_of::<BlockQ4_1>();
-    assert_eq!(group.len(), x.len() * STEP, "group and x differ in length");
-    let mut acc = _mm256_setzero_ps();
-    for (b, (gb, xb)) in group.chunks_exact(STEP).zip(x).enumerate() {
+    group_blocks(group, &xs, STEP);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for (b, gb) in group.chunks_exact(STEP).enumerate() {
         prefetch(ahead.wrapping_add(b * STEP), STEP);
-        let sums = nibble_sums(std::array::from_fn(|j| quads(gb, 32 + 32 * j)), &xb.qs);
-        let dd = _mm256_mul_ps(field(gb, 0), _mm256_set1_ps(half(xb.d)));
-        let ms = _mm256_mul_ps(field(gb, 1), _mm256_set1_ps(half(xb.s)));
-        acc = _mm256_add_ps(acc, _mm256_add_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(sums)), ms));
+        let (lo, hi) = unpack(std::array::from_fn(|j| quads(gb, 32 + 32 * j)));
+        let (d, m) = (field(gb, 0), field(gb, 1));
+        for (acc, x) in acc.iter_mut().zip(xs) {
+            let xb = &x[b];
+            let sums = nibble_sums(&lo, &hi, &xb.qs);
+            let dd = _mm256_mul_ps(d, _mm256_set1_ps(half(xb.d)));
+            let ms = _mm256_mul_ps(m, _mm256_set1_ps(half(xb.s)));
+            *acc = _mm256_add_ps(*acc, _mm256_add_ps(_mm256_mul_ps(dd, _mm256_cvtepi32_ps(sums)), ms));
+        }
     }
-    bytemuck::cast(acc)
+    acc.map(bytemuck::cast)
 }
 
 /// [`q4_0_q8_0`] on one interleaved group, as [`q4_1_q8_1_interleaved`].
 #[target_feature(enable = "avx2,f16c")]
-pub(super) fn q4_0_q8_0_interleaved(group: &[u8], x: &[BlockQ8_0], ahead: *const u8) -> [f32; ROWS] {
+pub(super) fn q4_0_q8_0_interleaved<const T: usize>(
+    group: &[u8],
+    xs: [&[BlockQ8_0]; T],
+    ahead: *const u8,
+) -> [[f32; ROWS]; T] {
     const STEP: usize = ROWS * size_of::<BlockQ4_0>();
-    assert_eq!(group.len(), x.len() * STEP, "group and x differ in length");
-    let mut acc = _mm256_setzero_ps();
-    for (b, (gb, xb)) in group.chunks_exact(STEP).zip(x).enumerate() {
+    group_blocks(group, &xs, STEP);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for (b, gb) in group.chunks_exact(STEP).enumerate() {
         prefetch(ahead.wrapping_add(b * STEP), STEP);
-        // Σ (q - 8) x = Σ q x - 8 Σ x: the nibbles stay unsigned for `maddubs`.
-        let x_sum = _mm256_set1_epi32(xb.qs.iter().map(|&q| i32::from(q)).sum());
-        let sums = _mm256_sub_epi32(
-            nibble_sums(std::array::from_fn(|j| quads(gb, 16 + 32 * j)), &xb.qs),
-            _mm256_slli_epi32::<3>(x_sum),
-        );
-        let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), field(gb, 0));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(scaled, _mm256_set1_ps(half(xb.d))));
+        let (lo, hi) = unpack(std::array::from_fn(|j| quads(gb, 16 + 32 * j)));
+        let d = field(gb, 0);
+        for (acc, x) in acc.iter_mut().zip(xs) {
+            let xb = &x[b];
+            // Σ (q - 8) x = Σ q x - 8 Σ x: the nibbles stay unsigned for `maddubs`.
+            let x_sum = _mm256_set1_epi32(xb.qs.iter().map(|&q| i32::from(q)).sum());
+            let sums = _mm256_sub_epi32(nibble_sums(&lo, &hi, &xb.qs), _mm256_slli_epi32::<3>(x_sum));
+            let scaled = _mm256_mul_ps(_mm256_cvtepi32_ps(sums), d);
+            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(scaled, _mm256_set1_ps(half(xb.d))));
+        }
     }
-    bytemuck::cast(acc)
+    acc.map(bytemuck::cast)
 }
 
-/// [`q8_0_q8_0`] on one interleaved group: vector `j` holds bytes `4j..4j + 4` of each row.
+/// [`q8_0_q8_0`] on one interleaved group (vector `j` holds bytes `4j..4j + 4` of each row),
+/// as [`q4_1_q8_1_interleaved`]: `|w|` is taken once per block for all the vectors.
 #[target_feature(enable = "avx2,f16c")]
-pub(super) fn q8_0_q8_0_interleaved(group: &[u8], x: &[BlockQ8_0], ahead: *const u8) -> [f32; ROWS] {
+pub(super) fn q8_0_q8_0_interleaved<const T: usize>(
+    group: &[u8],
+    xs: [&[BlockQ8_0]; T],
+    ahead: *const u8,
+) -> [[f32; ROWS]; T] {
     const STEP: usize = ROWS * size_of::<BlockQ8_0>();
-    assert_eq!(group.len(), x.len() * STEP, "group and x differ in length");
-    let mut acc = _mm256_setzero_ps();
-    for (b, (gb, xb)) in group.chunks_exact(STEP).zip(x).enumerate() {
+    group_blocks(group, &xs, STEP);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); T];
+    for (b, gb) in group.chunks_exact(STEP).enumerate() {
         prefetch(ahead.wrapping_add(b * STEP), STEP);
-        let mut sums = _mm256_setzero_si256();
-        for j in 0..8 {
-            sums = _mm256_add_epi32(sums, dot_i8_i8(quads(gb, 16 + 32 * j), broadcast4(&xb.qs, j)));
+        let w: [__m256i; 8] = std::array::from_fn(|j| quads(gb, 16 + 32 * j));
+        let abs = w.map(|w| _mm256_abs_epi8(w));
+        let d = field(gb, 0);
+        for (acc, x) in acc.iter_mut().zip(xs) {
+            let xb = &x[b];
+            // As [`dot_i8_i8`], with `|w|` shared.
+            let mut sums = _mm256_setzero_si256();
+            for j in 0..8 {
+                let signed = _mm256_sign_epi8(broadcast4(&xb.qs, j), w[j]);
+                sums = _mm256_add_epi32(sums, _mm256_madd_epi16(_mm256_maddubs_epi16(abs[j], signed), ones));
+            }
+            let dd = _mm256_mul_ps(d, _mm256_set1_ps(half(xb.d)));
+            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), dd));
         }
-        let dd = _mm256_mul_ps(field(gb, 0), _mm256_set1_ps(half(xb.d)));
-        acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(sums), dd));
     }
-    bytemuck::cast(acc)
+    acc.map(bytemuck::cast)
 }
 
 /// One block of llama.cpp's `quantize_row_q8_0_ref` (see [`crate::quant::quantize_q8_0`]):

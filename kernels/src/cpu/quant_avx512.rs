@@ -30,10 +30,6 @@ pub(super) const ROWS: usize = 2 * GROUP;
 /// the 32 vector registers.
 pub(super) const TOKENS: usize = 4;
 
-/// A kernel here for `T` tokens of activation blocks `B`: (pair, tokens, where to prefetch) →
-/// each token's sixteen row sums. `unsafe` because it needs the CPU features named above.
-pub(super) type Kernel<B, const T: usize> = unsafe fn(&[u8], [&[B]; T], *const u8) -> [[f32; ROWS]; T];
-
 /// Sixteen f16 fields at `at` of the two groups' block pieces `a` and `b` as f32 lanes.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c")]
 fn field(a: &[u8], b: &[u8], at: usize) -> __m512 {
@@ -54,8 +50,9 @@ fn quads(a: &[u8], b: &[u8], at: usize) -> __m512i {
 /// Activation bytes `4j..4j + 4` in every 32-bit lane.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c")]
 fn broadcast4(x: &[i8; 32], j: usize) -> __m512i {
-    let b = |i: usize| x[4 * j + i] as u8;
-    _mm512_set1_epi32(i32::from_le_bytes([b(0), b(1), b(2), b(3)]))
+    // One 32-bit load, where four byte loads would be assembled.
+    let quad: [i8; 4] = x[4 * j..4 * j + 4].try_into().expect("4 bytes");
+    _mm512_set1_epi32(i32::from_le_bytes(bytemuck::cast(quad)))
 }
 
 /// Σ x over a block of activations, exact in i32.

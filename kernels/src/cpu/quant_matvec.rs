@@ -493,22 +493,18 @@ fn rows_portable_any(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &
     rows_portable(format, rest, row_bytes, xs, out_rest)
 }
 
-/// Eight rows' dot products with `x` by the AVX2 kernel for the format and layout; `group`
-/// holds the rows, `ahead` is where the next group starts (to prefetch).
+/// Eight rows' dot products with `x` by the AVX2 kernel for the format, rows in the file's
+/// layout; `group` holds the rows, `ahead` is where the next group starts (to prefetch).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
-fn group_avx2(
-    rows_of: RowsOf,
+fn plain_group_avx2(
+    format: QuantFormat,
     group: &[u8],
     x: &Activations,
     ahead: *const u8,
 ) -> Result<[f32; quant_avx2::ROWS], KernelError> {
     use quant_avx2 as k;
-    let interleaved = rows_of.layout == RowLayout::Interleaved;
-    Ok(match (rows_of.format, x) {
-        (QuantFormat::Q4_0, Activations::Q8_0(xq)) if interleaved => k::q4_0_q8_0_interleaved(group, xq, ahead),
-        (QuantFormat::Q4_1, Activations::Q8_1(xq)) if interleaved => k::q4_1_q8_1_interleaved(group, xq, ahead),
-        (QuantFormat::Q8_0, Activations::Q8_0(xq)) if interleaved => k::q8_0_q8_0_interleaved(group, xq, ahead),
+    Ok(match (format, x) {
         (QuantFormat::Q4_0, Activations::Q8_0(xq)) => k::q4_0_q8_0(split(blocks(group)?), xq, ahead),
         (QuantFormat::Q4_1, Activations::Q8_1(xq)) => k::q4_1_q8_1(split(blocks(group)?), xq, ahead),
         (QuantFormat::Q8_0, Activations::Q8_0(xq)) => k::q8_0_q8_0(split(blocks(group)?), xq, ahead),
@@ -516,26 +512,66 @@ fn group_avx2(
     })
 }
 
-/// [`rows_portable`] with the quantised formats eight rows at a time in [`quant_avx2`];
-/// leftover rows and float formats take the portable loop, compiled for AVX2 as well.
+/// [`rows_portable`] with the quantised formats eight rows at a time in [`quant_avx2`]
+/// (interleaved groups a tile of tokens at a time); leftover rows and float formats take the
+/// portable loop, compiled for AVX2 as well.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,f16c")]
 fn rows_avx2(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
-    use quant_avx2::ROWS;
-    let RowsOf { format, row_bytes, .. } = rows_of;
+    use quant_avx2 as k;
+    let RowsOf { format, layout, row_bytes } = rows_of;
     if !matches!(format, QuantFormat::Q4_0 | QuantFormat::Q4_1 | QuantFormat::Q8_0) {
         return rows_portable(format, w_block, row_bytes, xs, out);
     }
     let n = xs.len();
-    let groups = w_block.len() / (ROWS * row_bytes);
-    let (w_groups, w_rest) = w_block.split_at(groups * ROWS * row_bytes);
-    let (out_groups, out_rest) = out.split_at_mut(groups * ROWS * n);
-    for (w_group, out_group) in w_groups.chunks_exact(ROWS * row_bytes).zip(out_groups.chunks_exact_mut(ROWS * n)) {
-        // The next group starts where this one ends.
-        let ahead = w_group.as_ptr_range().end;
-        for (t, x) in xs.iter().enumerate() {
-            for (r, v) in group_avx2(rows_of, w_group, x, ahead)?.into_iter().enumerate() {
-                out_group[r * n + t] = v;
+    let group_bytes = k::ROWS * row_bytes;
+    let groups = w_block.len() / group_bytes;
+    let (w_groups, w_rest) = w_block.split_at(groups * group_bytes);
+    let (out_groups, out_rest) = out.split_at_mut(groups * k::ROWS * n);
+    match (layout, format) {
+        (RowLayout::Interleaved, QuantFormat::Q4_0) => {
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
+            by_token_tiles(
+                w_groups,
+                group_bytes,
+                &xq,
+                out_groups,
+                k::q4_0_q8_0_interleaved::<{ k::TOKENS }>,
+                k::q4_0_q8_0_interleaved::<1>,
+            );
+        }
+        (RowLayout::Interleaved, QuantFormat::Q4_1) => {
+            let xq = activation_blocks(xs, format, Activations::q8_1)?;
+            by_token_tiles(
+                w_groups,
+                group_bytes,
+                &xq,
+                out_groups,
+                k::q4_1_q8_1_interleaved::<{ k::TOKENS }>,
+                k::q4_1_q8_1_interleaved::<1>,
+            );
+        }
+        (RowLayout::Interleaved, _) => {
+            let xq = activation_blocks(xs, format, Activations::q8_0)?;
+            by_token_tiles(
+                w_groups,
+                group_bytes,
+                &xq,
+                out_groups,
+                k::q8_0_q8_0_interleaved::<{ k::TOKENS }>,
+                k::q8_0_q8_0_interleaved::<1>,
+            );
+        }
+        (RowLayout::Plain, _) => {
+            for (w_group, out_group) in w_groups.chunks_exact(group_bytes).zip(out_groups.chunks_exact_mut(k::ROWS * n))
+            {
+                // The next group starts where this one ends.
+                let ahead = w_group.as_ptr_range().end;
+                for (t, x) in xs.iter().enumerate() {
+                    for (r, v) in plain_group_avx2(format, w_group, x, ahead)?.into_iter().enumerate() {
+                        out_group[r * n + t] = v;
+                    }
+                }
             }
         }
     }
@@ -639,13 +675,6 @@ fn split<B, const R: usize>(all: &[B]) -> [&[B]; R] {
     std::array::from_fn(|r| &all[r * per_row..(r + 1) * per_row])
 }
 
-/// The tokens of `xs` in tiles of [`quant_avx512::TOKENS`], then one at a time: `(first, tile)`.
-#[cfg(target_arch = "x86_64")]
-fn token_tiles<B>(xs: &[&[B]]) -> impl Iterator<Item = (usize, usize)> {
-    let whole = xs.len() / quant_avx512::TOKENS * quant_avx512::TOKENS;
-    (0..whole).step_by(quant_avx512::TOKENS).map(|t| (t, quant_avx512::TOKENS)).chain((whole..xs.len()).map(|t| (t, 1)))
-}
-
 /// The blocks of every activation vector, which must all be `B`'s format.
 #[cfg(any(target_arch = "x86_64", target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
 fn activation_blocks<B>(
@@ -656,37 +685,43 @@ fn activation_blocks<B>(
     xs.iter().map(|x| blocks_of(x).ok_or(KernelError::UnsupportedFormat(format))).collect()
 }
 
-/// The pairs of interleaved groups of `pairs` against every vector of `xs` by an
-/// [`quant_avx512`] kernel, tiles of tokens at a time, into `out` (`[row][x]`).
+/// An x86 row kernel for `T` vectors of activation blocks `B`: (`R` rows' bytes, the vectors,
+/// where to prefetch) → each vector's `R` row values. `unsafe`: it needs its CPU features.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,f16c")]
-fn pairs_avx512<B>(
-    pairs: &[u8],
-    pair_bytes: usize,
+type TileKernel<B, const R: usize, const T: usize> = unsafe fn(&[u8], [&[B]; T], *const u8) -> [[f32; R]; T];
+
+/// Every group of `R` rows (`group_bytes` each) of `groups` against every vector of `xs`, into
+/// `out` (`[row][x]`): whole tiles of `T` vectors by `tile`, the vectors left over by `one`.
+/// The callers have the kernels' CPU features (checked through [`SimdLevel`]).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn by_token_tiles<B, const R: usize, const T: usize>(
+    groups: &[u8],
+    group_bytes: usize,
     xs: &[&[B]],
     out: &mut [f32],
-    tile: quant_avx512::Kernel<B, { quant_avx512::TOKENS }>,
-    one: quant_avx512::Kernel<B, 1>,
+    tile: TileKernel<B, R, T>,
+    one: TileKernel<B, R, 1>,
 ) {
     let n = xs.len();
-    for (pair, out_pair) in pairs.chunks_exact(pair_bytes).zip(out.chunks_exact_mut(quant_avx512::ROWS * n)) {
-        // The next pair starts where this one ends.
-        let ahead = pair.as_ptr_range().end;
-        for (t0, len) in token_tiles(xs) {
-            // SAFETY: this function's own target features are the kernels' (the callers checked
-            // the CPU has them).
-            let ys = unsafe {
-                if len == quant_avx512::TOKENS {
-                    tile(pair, std::array::from_fn(|i| xs[t0 + i]), ahead).to_vec()
-                } else {
-                    one(pair, [xs[t0]], ahead).to_vec()
-                }
-            };
+    let whole = n / T * T;
+    for (group, out_group) in groups.chunks_exact(group_bytes).zip(out.chunks_exact_mut(R * n)) {
+        // The next group starts where this one ends.
+        let ahead = group.as_ptr_range().end;
+        let mut write = |t0: usize, ys: &[[f32; R]]| {
             for (i, y) in ys.iter().enumerate() {
                 for (r, &v) in y.iter().enumerate() {
-                    out_pair[r * n + t0 + i] = v;
+                    out_group[r * n + t0 + i] = v;
                 }
             }
+        };
+        for t0 in (0..whole).step_by(T) {
+            // SAFETY: the callers checked the CPU has the kernels' features.
+            write(t0, &unsafe { tile(group, std::array::from_fn(|i| xs[t0 + i]), ahead) });
+        }
+        for (t0, &x) in xs.iter().enumerate().skip(whole) {
+            // SAFETY: as above.
+            write(t0, &unsafe { one(group, [x], ahead) });
         }
     }
 }
@@ -709,15 +744,15 @@ fn rows_avx512(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f
     match format {
         QuantFormat::Q4_0 => {
             let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q4_0_q8_0, k::q4_0_q8_0);
+            by_token_tiles(w_pairs, pair_bytes, &xq, out_pairs, k::q4_0_q8_0::<{ k::TOKENS }>, k::q4_0_q8_0::<1>);
         }
         QuantFormat::Q4_1 => {
             let xq = activation_blocks(xs, format, Activations::q8_1)?;
-            pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q4_1_q8_1, k::q4_1_q8_1);
+            by_token_tiles(w_pairs, pair_bytes, &xq, out_pairs, k::q4_1_q8_1::<{ k::TOKENS }>, k::q4_1_q8_1::<1>);
         }
         _ => {
             let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            pairs_avx512(w_pairs, pair_bytes, &xq, out_pairs, k::q8_0_q8_0, k::q8_0_q8_0);
+            by_token_tiles(w_pairs, pair_bytes, &xq, out_pairs, k::q8_0_q8_0::<{ k::TOKENS }>, k::q8_0_q8_0::<1>);
         }
     }
     rows_avx2(rows_of, w_rest, xs, out_rest)
