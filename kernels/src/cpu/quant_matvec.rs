@@ -60,11 +60,21 @@ impl Activations {
     }
 
     /// The Q8_0 blocks, if these are.
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
     fn q8_0(&self) -> Option<&[BlockQ8_0]> {
         if let Self::Q8_0(b) = self { Some(b) } else { None }
     }
 
     /// The Q8_1 blocks, if these are.
+    #[cfg(any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
     fn q8_1(&self) -> Option<&[BlockQ8_1]> {
         if let Self::Q8_1(b) = self { Some(b) } else { None }
     }
@@ -529,39 +539,7 @@ fn rows_avx2(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32
     let (w_groups, w_rest) = w_block.split_at(groups * group_bytes);
     let (out_groups, out_rest) = out.split_at_mut(groups * k::ROWS * n);
     match (layout, format) {
-        (RowLayout::Interleaved, QuantFormat::Q4_0) => {
-            let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            by_token_tiles(
-                w_groups,
-                group_bytes,
-                &xq,
-                out_groups,
-                k::q4_0_q8_0_interleaved::<{ k::TOKENS }>,
-                k::q4_0_q8_0_interleaved::<1>,
-            );
-        }
-        (RowLayout::Interleaved, QuantFormat::Q4_1) => {
-            let xq = activation_blocks(xs, format, Activations::q8_1)?;
-            by_token_tiles(
-                w_groups,
-                group_bytes,
-                &xq,
-                out_groups,
-                k::q4_1_q8_1_interleaved::<{ k::TOKENS }>,
-                k::q4_1_q8_1_interleaved::<1>,
-            );
-        }
-        (RowLayout::Interleaved, _) => {
-            let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            by_token_tiles(
-                w_groups,
-                group_bytes,
-                &xq,
-                out_groups,
-                k::q8_0_q8_0_interleaved::<{ k::TOKENS }>,
-                k::q8_0_q8_0_interleaved::<1>,
-            );
-        }
+        (RowLayout::Interleaved, _) => interleaved_tiles(format, w_groups, group_bytes, xs, out_groups, &AVX2_TILES)?,
         (RowLayout::Plain, _) => {
             for (w_group, out_group) in w_groups.chunks_exact(group_bytes).zip(out_groups.chunks_exact_mut(k::ROWS * n))
             {
@@ -578,91 +556,76 @@ fn rows_avx2(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32
     rows_portable(format, w_rest, row_bytes, xs, out_rest)
 }
 
-/// [`rows_portable`] with the quantised formats `R` rows at a time by `group` (the dot
-/// products of `R` rows in the file's layout with every vector, into `[row][x]`); other
-/// formats and layouts take the portable loop.
+/// The four-row kernels of [`quant_simd128`] or [`quant_neon`]: four rows in the file's layout
+/// against every vector, into `[row][x]`. `unsafe` where they need CPU features.
 #[cfg(any(target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
-#[inline(always)]
-fn rows_in_groups<const R: usize>(
+struct FourRowKernels {
+    q4_0: FourRowKernel<BlockQ4_0, BlockQ8_0>,
+    q4_1: FourRowKernel<BlockQ4_1, BlockQ8_1>,
+    q8_0: FourRowKernel<BlockQ8_0, BlockQ8_0>,
+}
+
+/// One of [`FourRowKernels`]: weight blocks `W`, activation blocks `B`.
+#[cfg(any(target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
+type FourRowKernel<W, B> = unsafe fn([&[W]; 4], &[&[B]], &mut [f32]);
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const SIMD128_KERNELS: FourRowKernels =
+    FourRowKernels { q4_0: quant_simd128::q4_0_q8_0, q4_1: quant_simd128::q4_1_q8_1, q8_0: quant_simd128::q8_0_q8_0 };
+
+#[cfg(target_arch = "aarch64")]
+const NEON_KERNELS: FourRowKernels =
+    FourRowKernels { q4_0: quant_neon::q4_0_q8_0, q4_1: quant_neon::q4_1_q8_1, q8_0: quant_neon::q8_0_q8_0 };
+
+/// [`rows_portable`] with the quantised formats four rows at a time by `kernels` (rows in the
+/// file's layout: these CPUs never interleave); other formats and layouts take the portable loop.
+///
+/// # Safety
+/// This CPU has the features `kernels` need.
+#[cfg(any(target_arch = "aarch64", all(target_arch = "wasm32", target_feature = "simd128")))]
+unsafe fn rows_by_four(
     rows_of: RowsOf,
     w_block: &[u8],
     xs: &[Activations],
     out: &mut [f32],
-    group: impl Fn(&[u8], &mut [f32]) -> Result<(), KernelError>,
+    kernels: &FourRowKernels,
 ) -> Result<(), KernelError> {
-    let RowsOf { format, layout, row_bytes } = rows_of;
-    if layout != RowLayout::Plain {
+    /// Every whole group of four rows by `kernel`, then the rows left over one at a time.
+    fn groups<W: bytemuck::Pod, B>(
+        rows_of: RowsOf,
+        w_block: &[u8],
+        xs: &[Activations],
+        xq: &[&[B]],
+        out: &mut [f32],
+        kernel: FourRowKernel<W, B>,
+    ) -> Result<(), KernelError> {
+        let RowsOf { format, row_bytes, .. } = rows_of;
+        let n = xs.len();
+        let groups = w_block.len() / (4 * row_bytes);
+        let (w_groups, w_rest) = w_block.split_at(groups * 4 * row_bytes);
+        let (out_groups, out_rest) = out.split_at_mut(groups * 4 * n);
+        for (w_group, out_group) in w_groups.chunks_exact(4 * row_bytes).zip(out_groups.chunks_exact_mut(4 * n)) {
+            // SAFETY: the caller of `rows_by_four` checked the kernels' CPU features.
+            unsafe { kernel(split(blocks(w_group)?), xq, out_group) };
+        }
+        rows_portable(format, w_rest, row_bytes, xs, out_rest)
+    }
+    let format = rows_of.format;
+    if rows_of.layout != RowLayout::Plain {
         return rows_portable_any(rows_of, w_block, xs, out);
     }
-    let n = xs.len();
-    let groups = w_block.len() / (R * row_bytes);
-    let (w_groups, w_rest) = w_block.split_at(groups * R * row_bytes);
-    let (out_groups, out_rest) = out.split_at_mut(groups * R * n);
-    for (w_group, out_group) in w_groups.chunks_exact(R * row_bytes).zip(out_groups.chunks_exact_mut(R * n)) {
-        group(w_group, out_group)?;
-    }
-    rows_portable(format, w_rest, row_bytes, xs, out_rest)
-}
-
-/// [`rows_in_groups`] by the four-row kernels of [`quant_simd128`] (wasm never interleaves).
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-fn rows_simd128(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
-    use quant_simd128 as k;
-    let format = rows_of.format;
     match format {
         QuantFormat::Q4_0 => {
             let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
-                k::q4_0_q8_0(split(blocks(w)?), &xq, out);
-                Ok(())
-            })
+            groups(rows_of, w_block, xs, &xq, out, kernels.q4_0)
         }
         QuantFormat::Q4_1 => {
             let xq = activation_blocks(xs, format, Activations::q8_1)?;
-            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
-                k::q4_1_q8_1(split(blocks(w)?), &xq, out);
-                Ok(())
-            })
+            groups(rows_of, w_block, xs, &xq, out, kernels.q4_1)
         }
         QuantFormat::Q8_0 => {
             let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
-                k::q8_0_q8_0(split(blocks(w)?), &xq, out);
-                Ok(())
-            })
-        }
-        _ => rows_portable_any(rows_of, w_block, xs, out),
-    }
-}
-
-/// [`rows_in_groups`] by the four-row `sdot` kernels of [`quant_neon`].
-#[cfg(target_arch = "aarch64")]
-#[target_feature(enable = "neon,dotprod")]
-fn rows_neon(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f32]) -> Result<(), KernelError> {
-    use quant_neon as k;
-    let format = rows_of.format;
-    // The closures inherit this function's target features, which are the kernels'.
-    match format {
-        QuantFormat::Q4_0 => {
-            let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
-                k::q4_0_q8_0(split(blocks(w)?), &xq, out);
-                Ok(())
-            })
-        }
-        QuantFormat::Q4_1 => {
-            let xq = activation_blocks(xs, format, Activations::q8_1)?;
-            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
-                k::q4_1_q8_1(split(blocks(w)?), &xq, out);
-                Ok(())
-            })
-        }
-        QuantFormat::Q8_0 => {
-            let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            rows_in_groups::<{ k::ROWS }>(rows_of, w_block, xs, out, |w, out| {
-                k::q8_0_q8_0(split(blocks(w)?), &xq, out);
-                Ok(())
-            })
+            groups(rows_of, w_block, xs, &xq, out, kernels.q8_0)
         }
         _ => rows_portable_any(rows_of, w_block, xs, out),
     }
@@ -726,6 +689,63 @@ fn by_token_tiles<B, const R: usize, const T: usize>(
     }
 }
 
+/// The tile kernels of [`quant_avx2`] or [`quant_avx512`] for the interleaved layout: `R` rows
+/// against `T` vectors, and against one.
+#[cfg(target_arch = "x86_64")]
+struct TileKernels<const R: usize, const T: usize> {
+    q4_0: (TileKernel<BlockQ8_0, R, T>, TileKernel<BlockQ8_0, R, 1>),
+    q4_1: (TileKernel<BlockQ8_1, R, T>, TileKernel<BlockQ8_1, R, 1>),
+    q8_0: (TileKernel<BlockQ8_0, R, T>, TileKernel<BlockQ8_0, R, 1>),
+}
+
+#[cfg(target_arch = "x86_64")]
+const AVX2_TILES: TileKernels<{ quant_avx2::ROWS }, { quant_avx2::TOKENS }> = {
+    use quant_avx2 as k;
+    TileKernels {
+        q4_0: (k::q4_0_q8_0_interleaved, k::q4_0_q8_0_interleaved),
+        q4_1: (k::q4_1_q8_1_interleaved, k::q4_1_q8_1_interleaved),
+        q8_0: (k::q8_0_q8_0_interleaved, k::q8_0_q8_0_interleaved),
+    }
+};
+
+#[cfg(target_arch = "x86_64")]
+const AVX512_TILES: TileKernels<{ quant_avx512::ROWS }, { quant_avx512::TOKENS }> = {
+    use quant_avx512 as k;
+    TileKernels {
+        q4_0: (k::q4_0_q8_0, k::q4_0_q8_0),
+        q4_1: (k::q4_1_q8_1, k::q4_1_q8_1),
+        q8_0: (k::q8_0_q8_0, k::q8_0_q8_0),
+    }
+};
+
+/// [`by_token_tiles`] with the kernels for `format` (which must be one of `kernels`').
+#[cfg(target_arch = "x86_64")]
+fn interleaved_tiles<const R: usize, const T: usize>(
+    format: QuantFormat,
+    groups: &[u8],
+    group_bytes: usize,
+    xs: &[Activations],
+    out: &mut [f32],
+    kernels: &TileKernels<R, T>,
+) -> Result<(), KernelError> {
+    match format {
+        QuantFormat::Q4_0 => {
+            let (tile, one) = kernels.q4_0;
+            by_token_tiles(groups, group_bytes, &activation_blocks(xs, format, Activations::q8_0)?, out, tile, one);
+        }
+        QuantFormat::Q4_1 => {
+            let (tile, one) = kernels.q4_1;
+            by_token_tiles(groups, group_bytes, &activation_blocks(xs, format, Activations::q8_1)?, out, tile, one);
+        }
+        QuantFormat::Q8_0 => {
+            let (tile, one) = kernels.q8_0;
+            by_token_tiles(groups, group_bytes, &activation_blocks(xs, format, Activations::q8_0)?, out, tile, one);
+        }
+        other => return Err(KernelError::UnsupportedFormat(other)),
+    }
+    Ok(())
+}
+
 /// [`rows_avx2`] with whole pairs of interleaved groups in [`quant_avx512`]; the group left
 /// over (if any), plain layouts and other formats take the AVX2 path.
 #[cfg(target_arch = "x86_64")]
@@ -741,20 +761,7 @@ fn rows_avx512(rows_of: RowsOf, w_block: &[u8], xs: &[Activations], out: &mut [f
     let pairs = w_block.len() / pair_bytes;
     let (w_pairs, w_rest) = w_block.split_at(pairs * pair_bytes);
     let (out_pairs, out_rest) = out.split_at_mut(pairs * k::ROWS * xs.len());
-    match format {
-        QuantFormat::Q4_0 => {
-            let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            by_token_tiles(w_pairs, pair_bytes, &xq, out_pairs, k::q4_0_q8_0::<{ k::TOKENS }>, k::q4_0_q8_0::<1>);
-        }
-        QuantFormat::Q4_1 => {
-            let xq = activation_blocks(xs, format, Activations::q8_1)?;
-            by_token_tiles(w_pairs, pair_bytes, &xq, out_pairs, k::q4_1_q8_1::<{ k::TOKENS }>, k::q4_1_q8_1::<1>);
-        }
-        _ => {
-            let xq = activation_blocks(xs, format, Activations::q8_0)?;
-            by_token_tiles(w_pairs, pair_bytes, &xq, out_pairs, k::q8_0_q8_0::<{ k::TOKENS }>, k::q8_0_q8_0::<1>);
-        }
-    }
+    interleaved_tiles(format, w_pairs, pair_bytes, xs, out_pairs, &AVX512_TILES)?;
     rows_avx2(rows_of, w_rest, xs, out_rest)
 }
 
@@ -777,11 +784,12 @@ fn dot_rows_at(
         // SAFETY: as above.
         #[cfg(target_arch = "x86_64")]
         SimdLevel::Avx2 => unsafe { rows_avx2(rows_of, w_block, xs, out) },
+        // SAFETY: as above (SIMD128 is fixed at build time).
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        SimdLevel::Simd128 => rows_simd128(rows_of, w_block, xs, out),
+        SimdLevel::Simd128 => unsafe { rows_by_four(rows_of, w_block, xs, out, &SIMD128_KERNELS) },
         // SAFETY: as above.
         #[cfg(target_arch = "aarch64")]
-        SimdLevel::NeonDotprod => unsafe { rows_neon(rows_of, w_block, xs, out) },
+        SimdLevel::NeonDotprod => unsafe { rows_by_four(rows_of, w_block, xs, out, &NEON_KERNELS) },
         _ => rows_portable_any(rows_of, w_block, xs, out),
     }
 }
