@@ -203,13 +203,11 @@ fn quads(group_block: &[u8], offset: usize) -> __m256i {
     bytemuck::cast::<[u8; 32], __m256i>(group_block[offset..][..32].try_into().unwrap())
 }
 
-/// Checks that each of `xs` has as many blocks as `group` holds group blocks of `step` bytes,
-/// and returns that number.
-fn group_blocks<B, const T: usize>(group: &[u8], xs: &[&[B]; T], step: usize) -> usize {
+/// Checks that each of `xs` has as many blocks as `group` holds group blocks of `step` bytes.
+fn check_group<B, const T: usize>(group: &[u8], xs: &[&[B]; T], step: usize) {
     let blocks = xs[0].len();
     assert!(xs.iter().all(|x| x.len() == blocks), "activation vectors differ in length");
     assert_eq!(group.len(), blocks * step, "group and x differ in length");
-    blocks
 }
 
 /// [`q4_1_q8_1`] on one group of eight rows in the interleaved layout (`group` holds as many
@@ -222,7 +220,7 @@ pub(super) fn q4_1_q8_1_interleaved<const T: usize>(
     ahead: *const u8,
 ) -> [[f32; ROWS]; T] {
     const STEP: usize = ROWS * size_of::<BlockQ4_1>();
-    group_blocks(group, &xs, STEP);
+    check_group(group, &xs, STEP);
     let mut acc = [_mm256_setzero_ps(); T];
     for (b, gb) in group.chunks_exact(STEP).enumerate() {
         prefetch(ahead.wrapping_add(b * STEP), STEP);
@@ -247,7 +245,7 @@ pub(super) fn q4_0_q8_0_interleaved<const T: usize>(
     ahead: *const u8,
 ) -> [[f32; ROWS]; T] {
     const STEP: usize = ROWS * size_of::<BlockQ4_0>();
-    group_blocks(group, &xs, STEP);
+    check_group(group, &xs, STEP);
     let mut acc = [_mm256_setzero_ps(); T];
     for (b, gb) in group.chunks_exact(STEP).enumerate() {
         prefetch(ahead.wrapping_add(b * STEP), STEP);
@@ -274,7 +272,7 @@ pub(super) fn q8_0_q8_0_interleaved<const T: usize>(
     ahead: *const u8,
 ) -> [[f32; ROWS]; T] {
     const STEP: usize = ROWS * size_of::<BlockQ8_0>();
-    group_blocks(group, &xs, STEP);
+    check_group(group, &xs, STEP);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); T];
     for (b, gb) in group.chunks_exact(STEP).enumerate() {
