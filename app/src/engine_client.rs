@@ -207,7 +207,7 @@ impl ChatState {
 }
 
 /// GPU milliseconds of one decode step per kernel family, slowest first.
-pub type GpuProfile = Vec<(String, f64)>;
+pub type StepProfile = Vec<(String, f64)>;
 
 /// Handle to the engine worker, shared by the components that talk to it.
 #[derive(Clone)]
@@ -234,7 +234,7 @@ pub struct EngineClient {
     /// The engine's latest monitor samples, oldest first.
     pub monitor: RwSignal<VecDeque<MonitorSample>>,
     /// The last GPU profile of a decode step, or why there is none.
-    pub gpu_profile: RwSignal<Option<Result<GpuProfile, String>>>,
+    pub step_profile: RwSignal<Option<Result<StepProfile, String>>>,
     worker: StoredValue<Option<Worker>, LocalStorage>,
 }
 
@@ -253,7 +253,7 @@ impl EngineClient {
             chat: RwSignal::new(ChatState::default()),
             workflow: RwSignal::new(WorkflowRun::restore()),
             monitor: RwSignal::new(VecDeque::new()),
-            gpu_profile: RwSignal::new(None),
+            step_profile: RwSignal::new(None),
             worker: StoredValue::new_local(None),
         };
         engine.start_worker();
@@ -310,12 +310,12 @@ impl EngineClient {
                         run.apply(&event);
                     });
                 }
-                Ok(EngineEvent::GpuProfile { kernels, .. }) => {
-                    engine.gpu_profile.set(Some(Ok(kernels)));
+                Ok(EngineEvent::StepProfile { ops, .. }) => {
+                    engine.step_profile.set(Some(Ok(ops)));
                     engine.busy.set(false);
                 }
                 Ok(EngineEvent::Failed { id: crate::monitor::PROFILE_ID, message }) => {
-                    engine.gpu_profile.set(Some(Err(message)));
+                    engine.step_profile.set(Some(Err(message)));
                     engine.busy.set(false);
                 }
                 Ok(event) if crate::js_api::on_event(&event) => {}

@@ -6,7 +6,6 @@
 
 use std::collections::VecDeque;
 
-use hearth_core::engine::Backend;
 use hearth_core::protocol::{EngineRequest, MonitorSample};
 use leptos::prelude::*;
 
@@ -79,7 +78,7 @@ fn chart_points(samples: &VecDeque<MonitorSample>) -> (String, f64) {
 #[component]
 pub fn Monitor(engine: EngineClient) -> impl IntoView {
     let samples = engine.monitor;
-    let (engine_busy, model, profile) = (engine.busy, engine.model, engine.gpu_profile);
+    let (engine_busy, model, profile) = (engine.busy, engine.model, engine.step_profile);
     let last = move || samples.with(|s| s.back().cloned().unwrap_or_default());
     let tokens_per_s = move || samples.with(|s| recent_rate(s, 4, |x| x.tokens as f64));
     // Busy milliseconds per second of wall time: the share of time the engine computes.
@@ -212,27 +211,25 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
                     </td>
                 </tr>
             </table>
-            <h3>"GPU time per kernel family, one decode step"</h3>
-            <button id="profile-gpu"
-                disabled=move || {
-                    engine_busy.get() || !matches!(model.get(), ModelState::Loaded { backend: Backend::Gpu, .. })
-                }
+            <h3>"Time per op family, one decode step"</h3>
+            <button id="profile-step"
+                disabled=move || engine_busy.get() || !matches!(model.get(), ModelState::Loaded { .. })
                 on:click=move |_| {
                     engine_busy.set(true);
-                    engine.send(&EngineRequest::ProfileGpu { id: PROFILE_ID });
+                    engine.send(&EngineRequest::ProfileStep { id: PROFILE_ID });
                 }>
-                "Profile a GPU step"
+                "Profile a decode step"
             </button>
-            <span class="why">" each op submitted alone and awaited (the model must be on the GPU)"</span>
+            <span class="why">" on the backend the model runs on (on the GPU, each op submitted alone and awaited)"</span>
             {move || match profile.get() {
                 None => ().into_any(),
-                Some(Err(e)) => view! { <p id="gpu-profile-error" class="err">{e}</p> }.into_any(),
-                Some(Ok(kernels)) => {
-                    let total: f64 = kernels.iter().map(|k| k.1).sum();
+                Some(Err(e)) => view! { <p id="step-profile-error" class="err">{e}</p> }.into_any(),
+                Some(Ok(ops)) => {
+                    let total: f64 = ops.iter().map(|op| op.1).sum();
                     view! {
-                        <table id="gpu-profile" data-total-ms=format!("{total:.3}")>
-                            {kernels.into_iter().map(|(family, ms)| view! {
-                                <tr data-kernel=family.clone()>
+                        <table id="step-profile" data-total-ms=format!("{total:.3}")>
+                            {ops.into_iter().map(|(family, ms)| view! {
+                                <tr data-op=family.clone() data-ms=ms.to_string()>
                                     <th>{family.clone()}</th>
                                     <td>{format!("{ms:.2} ms")}</td>
                                     <td>{format!("{:.0}%", 100.0 * ms / total.max(1e-9))}</td>

@@ -414,6 +414,18 @@ impl Engine {
         }
     }
 
+    /// Times one decode step, op family by op family (milliseconds, slowest first), on the
+    /// backend the model runs on, at the position the next token would take (so attention
+    /// costs what it would): that position of the KV cache is past the cached tokens and is
+    /// overwritten by the next generation. `clock` gives milliseconds (the GPU's timings use it).
+    pub async fn profile_decode(&mut self, clock: fn() -> f64) -> Result<Vec<(&'static str, f64)>, EngineError> {
+        let pos = self.cached.len().min(self.n_ctx - 1);
+        Ok(match &mut self.weights {
+            Weights::Gpu { model, .. } => model.profile_decode(0, pos, clock).await?,
+            Weights::Cpu(model) => model.profile_decode(0, pos)?,
+        })
+    }
+
     /// The model on the GPU, for measurements that run its ops directly (benchmarks); what
     /// they write past the cached tokens is overwritten by the next generation.
     pub fn gpu_model_mut(&mut self) -> Option<&mut GpuTransformer> {

@@ -126,9 +126,9 @@ pub enum EngineRequest {
     },
     /// Pause, resume, single-step or stop workflow `id` (at its next logical step).
     ControlWorkflow { id: u32, control: WorkflowControl },
-    /// Time one decode step of the model on the GPU op by op; answered by
-    /// [`EngineEvent::GpuProfile`] or [`EngineEvent::Failed`].
-    ProfileGpu { id: u32 },
+    /// Time one decode step of the model op family by op family, on the backend it runs on;
+    /// answered by [`EngineEvent::StepProfile`] or [`EngineEvent::Failed`].
+    ProfileStep { id: u32 },
     /// Measure the agents' bus against `postMessage` between this worker and another;
     /// answered by [`EngineEvent::BusBenchDone`] or [`EngineEvent::Failed`].
     BenchBus { id: u32 },
@@ -305,10 +305,11 @@ pub enum EngineEvent {
         id: u32,
         figures: Vec<BusFigures>,
     },
-    /// GPU milliseconds of one decode step per kernel family, slowest first.
-    GpuProfile {
+    /// Milliseconds of one decode step per op family, slowest first (on the GPU: each op
+    /// submitted alone and awaited).
+    StepProfile {
         id: u32,
-        kernels: Vec<(String, f64)>,
+        ops: Vec<(String, f64)>,
     },
     /// Workflow `id` ended: finished, stopped by the page before a step, or failed (why).
     WorkflowEnded {

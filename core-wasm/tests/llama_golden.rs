@@ -51,3 +51,20 @@ fn context_overflow_and_bad_tokens_are_errors() {
     let err = model.forward(&[49152], 0, false).unwrap_err().to_string();
     assert!(err.contains("49152"), "{err}");
 }
+
+#[test]
+fn a_decode_step_profile_names_where_the_time_goes_and_leaves_the_reply_alone() {
+    let prompt = ids(&golden()["cases"][0]["prompt_ids"]);
+    let mut model = load();
+    let before = model.forward(&prompt, 0, false).unwrap();
+    let ops = model.profile_decode(0, 511).unwrap();
+    let families: Vec<&str> = ops.iter().map(|(op, _)| *op).collect();
+    for family in ["matmul q/k/v", "matmul gate/up", "matmul down", "matmul output", "attention", "rms_norm"] {
+        assert!(families.contains(&family), "{family} in {families:?}");
+    }
+    assert!(ops.windows(2).all(|w| w[0].1 >= w[1].1), "slowest first: {ops:?}");
+    assert!(ops.iter().all(|(_, ms)| *ms >= 0.0) && ops.iter().map(|(_, ms)| ms).sum::<f64>() > 0.0, "{ops:?}");
+    // Profiling wrote only the last position: the conversation's cache gives the same logits.
+    let again = model.forward(&prompt, 0, false).unwrap();
+    assert_eq!(before, again);
+}

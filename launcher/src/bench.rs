@@ -57,6 +57,9 @@ pub struct Figures {
     /// The process's peak resident memory by the end of the run, where measured.
     #[serde(default)]
     pub peak_rss_bytes: Option<u64>,
+    /// Milliseconds of one decode step per op family, slowest first, where measured.
+    #[serde(default)]
+    pub step_ops: Vec<(String, f64)>,
 }
 
 #[derive(Deserialize)]
@@ -75,6 +78,7 @@ fn figures(engine: &str, place: &str, threads: usize, t: &Timings, gen_tokens: u
         prefill_tok_s: per_s(t.prefill_tokens, t.prefill_ms),
         decode_tok_s: per_s(gen_tokens, t.decode_ms),
         peak_rss_bytes: None,
+        step_ops: Vec::new(),
     }
 }
 
@@ -112,8 +116,13 @@ pub fn native(model: &Path, prompt_tokens: usize, gen_tokens: usize, threads: us
     pool.install(|| {
         let mut engine = Engine::load(&file, prompt_tokens + gen_tokens + 8, native_clock)?;
         let (_, t) = timed_run(&mut engine, prompt_tokens, gen_tokens)?;
+        let step_ops = pollster::block_on(engine.profile_decode(native_clock))?;
         let place = format!("native, {}", SimdLevel::detected());
-        Ok(Figures { peak_rss_bytes: crate::llm::peak_rss(), ..figures("hearth", &place, threads, &t, gen_tokens) })
+        Ok(Figures {
+            peak_rss_bytes: crate::llm::peak_rss(),
+            step_ops: step_ops.into_iter().map(|(op, ms)| (op.to_string(), ms)).collect(),
+            ..figures("hearth", &place, threads, &t, gen_tokens)
+        })
     })
 }
 
@@ -243,13 +252,44 @@ pub async fn chromium(
                 if (ids.length < promptTokens) throw new Error(`the prompt is only ${ids.length} tokens`); \
                 await hearth.generate({ tokens: [...ids].reverse() }, params); \
                 const done = await hearth.generate({ tokens: ids }, params); \
-                return done.timings;";
+                document.getElementById('profile-step').click(); \
+                let table; \
+                while (!(table = document.getElementById('step-profile'))) { \
+                  const e = document.getElementById('step-profile-error'); if (e) throw new Error(e.textContent); \
+                  await new Promise(r => setTimeout(r, 100)); } \
+                const ops = [...table.querySelectorAll('tr[data-op]')] \
+                  .map(r => [r.dataset.op, Number(r.dataset.ms)]); \
+                return { timings: done.timings, ops };";
     let args = json!([PROMPT, prompt_tokens, decode_params(gen_tokens)]);
     let answer = browser.run(body, args, limit).await;
     let _ = browser.close().await;
-    let t: Timings = serde_json::from_value(answer?).map_err(|e| BenchError::Answer(e.to_string()))?;
+    #[derive(Deserialize)]
+    struct Answer {
+        timings: Timings,
+        ops: Vec<(String, f64)>,
+    }
+    let a: Answer = serde_json::from_value(answer?).map_err(|e| BenchError::Answer(e.to_string()))?;
     let build = if query.contains("single") { "hearth (single-threaded build)" } else { "hearth (threaded build)" };
-    Ok(figures(build, "chromium", threads, &t, gen_tokens))
+    Ok(Figures { step_ops: a.ops, ..figures(build, "chromium", threads, &a.timings, gen_tokens) })
+}
+
+/// Where one decode step goes in each Hearth run that was profiled: its op families, slowest
+/// first, in milliseconds and shares of the step.
+pub fn step_profiles(rows: &[Figures]) -> String {
+    let mut out = String::new();
+    for f in rows.iter().filter(|f| !f.step_ops.is_empty()) {
+        let total: f64 = f.step_ops.iter().map(|(_, ms)| ms).sum();
+        let ops: Vec<String> =
+            f.step_ops.iter().map(|(op, ms)| format!("{op} {ms:.2} ({:.0}%)", 100.0 * ms / total.max(1e-9))).collect();
+        out.push_str(&format!(
+            "- {} ({}, {} thread(s)): {total:.2} ms: {}\n",
+            f.engine,
+            f.place,
+            f.threads,
+            ops.join(", ")
+        ));
+    }
+    out
 }
 
 /// A peer's line from scripts/bench-peers.sh, or why it could not run.
@@ -377,6 +417,7 @@ mod tests {
             prefill_tok_s: 300.0,
             decode_tok_s: 90.0,
             peak_rss_bytes: None,
+            step_ops: Vec::new(),
         };
         let peers = [
             peer("llama.cpp", 1, 100.0, 50.0),

@@ -456,6 +456,7 @@ fn bench(
     say(&format!("{prompt_tokens}-token prompt, {gen_tokens} decoded tokens, {name} ({model_bytes} bytes)"));
     say(&format!("on {}:\n", bench::cpu_description()));
     say(&bench::table(&rows, &peers, model_bytes));
+    say(&format!("One decode step by op family, slowest first:\n\n{}", bench::step_profiles(&rows)));
     ExitCode::SUCCESS
 }
 
@@ -658,6 +659,7 @@ fn bench_gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> Exit
     }
     if !browser_rows.is_empty() {
         say(&bench::table(&browser_rows, &[], 0));
+        say(&format!("One decode step by op family in the page:\n\n{}", bench::step_profiles(&browser_rows)));
     }
     ExitCode::SUCCESS
 }

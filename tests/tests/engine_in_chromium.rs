@@ -70,6 +70,26 @@ async fn engine_matches_llama_cpp(url: &str, build: &str) {
     }
     println!("{build} build: largest |logit - llama.cpp| over the golden top logits: {worst:e}");
     assert!(worst <= LOGIT_TOLERANCE, "{build} build: logits differ by {worst}");
+
+    // The Monitor's profile of a decode step on the CPU: op families in wasm, slowest first.
+    let profile = run_in_page(
+        &browser,
+        "document.getElementById('profile-step').click(); \
+         let table; \
+         while (!(table = document.getElementById('step-profile'))) { \
+           const e = document.getElementById('step-profile-error'); if (e) throw new Error(e.textContent); \
+           await new Promise(r => setTimeout(r, 100)); } \
+         return [...table.querySelectorAll('tr[data-op]')].map(r => [r.dataset.op, Number(r.dataset.ms)]);",
+        Value::Null,
+    )
+    .await;
+    println!("{build} build: one decode step by op family (ms): {profile}");
+    let ops: Vec<(&str, f64)> =
+        profile.as_array().unwrap().iter().map(|r| (r[0].as_str().unwrap(), r[1].as_f64().unwrap())).collect();
+    for family in ["matmul gate/up", "matmul output", "attention", "rms_norm"] {
+        assert!(ops.iter().any(|(op, _)| *op == family), "{build} build: {family} in {ops:?}");
+    }
+    assert!(ops.windows(2).all(|w| w[0].1 >= w[1].1), "{build} build: slowest first: {ops:?}");
     browser.close().await.expect("close the Chromium session");
 }
 

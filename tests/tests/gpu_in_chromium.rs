@@ -65,13 +65,13 @@ async fn greedy_reply_on_webgpu_follows_llama_cpp() {
     // The monitor's GPU profile: one decode step op by op, per kernel family.
     let profile = browser
         .run(
-            "document.getElementById('profile-gpu').click(); \
+            "document.getElementById('profile-step').click(); \
              let table; \
-             while (!(table = document.getElementById('gpu-profile'))) { \
-               const e = document.getElementById('gpu-profile-error'); if (e) throw new Error(e.textContent); \
+             while (!(table = document.getElementById('step-profile'))) { \
+               const e = document.getElementById('step-profile-error'); if (e) throw new Error(e.textContent); \
                await new Promise(r => setTimeout(r, 200)); } \
              return { total: Number(table.dataset.totalMs), \
-                      kernels: [...table.querySelectorAll('tr[data-kernel]')].map(r => r.dataset.kernel) };",
+                      kernels: [...table.querySelectorAll('tr[data-op]')].map(r => r.dataset.op) };",
             Value::Null,
             WAIT,
         )

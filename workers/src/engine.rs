@@ -204,9 +204,9 @@ impl Engine {
                     running.control(control);
                 }
             }
-            EngineRequest::ProfileGpu { id } => {
-                let event = match self.profile_gpu().await {
-                    Ok(kernels) => EngineEvent::GpuProfile { id, kernels },
+            EngineRequest::ProfileStep { id } => {
+                let event = match self.profile_step().await {
+                    Ok(ops) => EngineEvent::StepProfile { id, ops },
                     Err(message) => EngineEvent::Failed { id, message },
                 };
                 self.post(&event);
@@ -444,22 +444,18 @@ impl Engine {
         }
     }
 
-    /// Times one decode step of the loaded model on the GPU, op by op, at the last position of
-    /// its context (which no conversation has reached, so its KV cache stays as it was).
-    async fn profile_gpu(&self) -> Result<Vec<(String, f64)>, String> {
+    /// Times one decode step of the loaded model op family by op family, at the position the
+    /// conversation's next token would take ([`hearth_core::engine::Engine::profile_decode`]).
+    async fn profile_step(&self) -> Result<Vec<(String, f64)>, String> {
         if self.busy() {
             return Err("the engine is busy loading, replying or running a workflow".into());
         }
         let Some(mut llm) = self.llm.borrow_mut().take() else { return Err("no model is loaded yet".into()) };
         self.loading.set(true);
-        let pos = llm.context_size() - 1;
-        let result = match llm.gpu_model_mut() {
-            None => Err("the model runs on the CPU: load it on the GPU backend to profile it".to_string()),
-            Some(gpu) => gpu.profile_decode(0, pos, worker_clock).await.map_err(|e| e.to_string()),
-        };
+        let result = llm.profile_decode(worker_clock).await.map_err(|e| e.to_string());
         self.loading.set(false);
         *self.llm.borrow_mut() = Some(llm);
-        result.map(|kernels| kernels.into_iter().map(|(label, ms)| (label.to_string(), ms)).collect())
+        result.map(|ops| ops.into_iter().map(|(label, ms)| (label.to_string(), ms)).collect())
     }
 
     async fn run_kernels(&self) -> EngineEvent {

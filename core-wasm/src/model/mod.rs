@@ -2,6 +2,7 @@
 //! they share (quantised weight matrices, errors) live here.
 
 pub mod config;
+mod op_profile;
 pub mod transformer;
 pub mod transformer_gpu;
 

@@ -12,6 +12,7 @@ use hearth_kernels::cpu::{KvHead, attend_head, pool};
 use rayon::prelude::*;
 
 use super::config::{MlpActivation, ModelConfig, RopeLayout};
+use super::op_profile::time;
 use super::{ModelError, QMatrix, load_vector};
 use crate::gguf::{ByteSource, Gguf};
 
@@ -143,6 +144,14 @@ impl Transformer {
         result.map(|mut logits| logits.remove(0))
     }
 
+    /// Times one decode step of `token` at `pos` op family by op family (milliseconds, slowest
+    /// first): where a decode step on the CPU spends its time. Leaves position `pos` of the KV
+    /// cache written.
+    pub fn profile_decode(&mut self, token: u32, pos: usize) -> Result<Vec<(&'static str, f64)>, ModelError> {
+        let (result, times) = super::op_profile::profile(|| self.forward(&[token], pos, false));
+        result.map(|_| times)
+    }
+
     /// One forward pass over several sequences, each with its own cache and positions: the
     /// weights are read once for all their tokens. Returns each sequence's logits as
     /// [`Transformer::forward`] does. A sequence's logits do not depend on the others in the batch:
@@ -187,9 +196,10 @@ impl Transformer {
         for (layer, block) in self.blocks.iter().enumerate() {
             // Attention.
             let mut h = x.clone();
-            h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.attn_norm, c.rms_eps));
+            time("rms_norm", || h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.attn_norm, c.rms_eps)));
             // q: [rows][q_dim], k and v: [rows][kv_dim].
-            let [mut q, mut k, mut v] = QMatrix::matmul_many([&block.wq, &block.wk, &block.wv], &h)?;
+            let [mut q, mut k, mut v] =
+                time("matmul q/k/v", || QMatrix::matmul_many([&block.wq, &block.wk, &block.wv], &h))?;
             if let Some([bq, bk, bv]) = &block.bias {
                 q.chunks_exact_mut(q_dim).for_each(|row| add(row, bq));
                 k.chunks_exact_mut(kv).for_each(|row| add(row, bk));
@@ -204,38 +214,41 @@ impl Transformer {
             for (s, &(first, n, pos)) in seqs.iter_mut().zip(&spans) {
                 let q = &mut q[first * q_dim..(first + n) * q_dim];
                 let k = &mut k[first * kv..(first + n) * kv];
-                for t in 0..n {
-                    rope(&mut q[t * q_dim..(t + 1) * q_dim], c.head_dim, c.n_rot, pos + t, rope_base);
-                    rope(&mut k[t * kv..(t + 1) * kv], c.head_dim, c.n_rot, pos + t, rope_base);
-                }
                 let (k_cache, v_cache) = (&mut s.cache.k[layer], &mut s.cache.v[layer]);
-                for (dst, src) in k_cache[pos * kv..(pos + n) * kv].iter_mut().zip(k.iter()) {
-                    *dst = f16::from_f32(*src);
-                }
-                for (dst, src) in v_cache[pos * kv..(pos + n) * kv].iter_mut().zip(&v[first * kv..(first + n) * kv]) {
-                    *dst = f16::from_f32(*src);
-                }
-                att.extend(attention(c, layer, q, k_cache, v_cache, pos, n));
+                time("rope, KV cache", || {
+                    for t in 0..n {
+                        rope(&mut q[t * q_dim..(t + 1) * q_dim], c.head_dim, c.n_rot, pos + t, rope_base);
+                        rope(&mut k[t * kv..(t + 1) * kv], c.head_dim, c.n_rot, pos + t, rope_base);
+                    }
+                    for (dst, src) in k_cache[pos * kv..(pos + n) * kv].iter_mut().zip(k.iter()) {
+                        *dst = f16::from_f32(*src);
+                    }
+                    for (dst, src) in v_cache[pos * kv..(pos + n) * kv].iter_mut().zip(&v[first * kv..(first + n) * kv])
+                    {
+                        *dst = f16::from_f32(*src);
+                    }
+                });
+                att.extend(time("attention", || attention(c, layer, q, k_cache, v_cache, pos, n)));
             }
-            let mut out = block.wo.matmul(&att)?;
+            let mut out = time("matmul o", || block.wo.matmul(&att))?;
             if let Some([post_attention, _]) = &block.post_norms {
                 out.chunks_exact_mut(dim).for_each(|row| rms_norm(row, post_attention, c.rms_eps));
             }
-            add(&mut x, &out);
+            time("add", || add(&mut x, &out));
 
             // MLP.
             let mut h = x.clone();
-            h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.ffn_norm, c.rms_eps));
-            let [mut gate, up] = QMatrix::matmul_many([&block.w_gate, &block.w_up], &h)?;
-            match c.mlp {
+            time("rms_norm", || h.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &block.ffn_norm, c.rms_eps)));
+            let [mut gate, up] = time("matmul gate/up", || QMatrix::matmul_many([&block.w_gate, &block.w_up], &h))?;
+            time("silu/gelu", || match c.mlp {
                 MlpActivation::Silu => silu_mul(&mut gate, &up),
                 MlpActivation::Gelu => gelu_mul(&mut gate, &up),
-            }
-            let mut out = block.w_down.matmul(&gate)?;
+            });
+            let mut out = time("matmul down", || block.w_down.matmul(&gate))?;
             if let Some([_, post_ffw]) = &block.post_norms {
                 out.chunks_exact_mut(dim).for_each(|row| rms_norm(row, post_ffw, c.rms_eps));
             }
-            add(&mut x, &out);
+            time("add", || add(&mut x, &out));
         }
         // The rows whose logits are wanted: every row, or each sequence's last.
         let wanted: Vec<(usize, usize)> =
@@ -243,7 +256,7 @@ impl Transformer {
         let mut normed: Vec<f32> =
             wanted.iter().flat_map(|&(r, n)| x[r * dim..(r + n) * dim].iter().copied()).collect();
         normed.chunks_exact_mut(dim).for_each(|row| rms_norm(row, &self.output_norm, c.rms_eps));
-        let logits = self.output.as_ref().unwrap_or(&self.token_embd).matmul(&normed)?;
+        let logits = time("matmul output", || self.output.as_ref().unwrap_or(&self.token_embd).matmul(&normed))?;
         let vocab = c.vocab_size;
         let mut at = 0;
         Ok(wanted
