@@ -67,10 +67,29 @@ fn key_scores(q: &[f32], kv: KvHead<'_>, scale: f32, scores: &mut [f32]) {
     key_scores_portable(q, kv, scale, 0, scores);
 }
 
-/// [`key_scores`] for positions `first..first + scores.len()`, one position at a time.
+/// [`key_scores`] for positions `first..first + scores.len()`. Each position's dot product is
+/// one chain of f64 adds, which alone would wait on every add; four positions' chains run side
+/// by side, each still the same adds in the same order (what wasm, with no f64 lanes worth
+/// using here, gets instead of the AVX2 path).
 fn key_scores_portable(q: &[f32], kv: KvHead<'_>, scale: f32, first: usize, scores: &mut [f32]) {
-    for (j, s) in (first..).zip(scores.iter_mut()) {
-        let dot = kv.key(j, q.len()).iter().zip(q).fold(0.0f64, |acc, (k, q)| acc + f64::from(k.to_f32() * q));
+    const SIDE_BY_SIDE: usize = 4;
+    let hd = q.len();
+    let done = scores.len() / SIDE_BY_SIDE * SIDE_BY_SIDE;
+    let mut fours = scores.chunks_exact_mut(SIDE_BY_SIDE);
+    for (n, s) in fours.by_ref().enumerate() {
+        let keys: [&[f16]; SIDE_BY_SIDE] = std::array::from_fn(|p| kv.key(first + SIDE_BY_SIDE * n + p, hd));
+        let mut acc = [0.0f64; SIDE_BY_SIDE];
+        for (i, &q) in q.iter().enumerate() {
+            for (a, k) in acc.iter_mut().zip(keys) {
+                *a += f64::from(k[i].to_f32() * q);
+            }
+        }
+        for (s, a) in s.iter_mut().zip(acc) {
+            *s = a as f32 * scale;
+        }
+    }
+    for (j, s) in (first + done..).zip(fours.into_remainder()) {
+        let dot = kv.key(j, hd).iter().zip(q).fold(0.0f64, |acc, (k, q)| acc + f64::from(k.to_f32() * q));
         *s = dot as f32 * scale;
     }
 }
