@@ -91,7 +91,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_detected_level_is_the_best_available_and_portable_is_always_there() {
+    fn portable_is_always_there_and_the_detected_level_is_one_this_cpu_has() {
         let levels = SimdLevel::available();
         assert_eq!(levels[0], SimdLevel::Portable);
         assert!(levels.contains(&SimdLevel::detected()));
