@@ -15,6 +15,6 @@ rustup target list --toolchain "$STABLE" --installed | grep -q "^$target$" \
   || rustup target add "$target" --toolchain "$STABLE"
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_LINKER=aarch64-linux-gnu-gcc
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER="qemu-aarch64 -L /usr/aarch64-linux-gnu"
-cargo clippy --release --tests -p hearth-kernels --target "$target" -- -D warnings
-cargo test --release -p hearth-kernels --lib --target "$target" -- cpu:: quant::
-cargo test --release -p hearth-core --test llama_golden --target "$target" -- greedy_tokens_and_logits_match_llama_cpp
+cargo clippy --profile ci --tests -p hearth-kernels --target "$target" -- -D warnings
+cargo test --profile ci -p hearth-kernels --lib --target "$target" -- cpu:: quant::
+cargo test --profile ci -p hearth-core --test llama_golden --target "$target" -- greedy_tokens_and_logits_match_llama_cpp
