@@ -63,13 +63,13 @@ pub struct Figures {
 }
 
 #[derive(Deserialize)]
-struct Timings {
+struct RunTimings {
     prefill_tokens: usize,
     prefill_ms: f64,
     decode_ms: f64,
 }
 
-fn figures(engine: &str, place: &str, threads: usize, t: &Timings, gen_tokens: usize) -> Figures {
+fn figures(engine: &str, place: &str, threads: usize, t: &RunTimings, gen_tokens: usize) -> Figures {
     let per_s = |n: usize, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
     Figures {
         engine: engine.into(),
@@ -132,7 +132,7 @@ fn timed_run(
     engine: &mut Engine,
     prompt_tokens: usize,
     gen_tokens: usize,
-) -> Result<(Completion, Timings), BenchError> {
+) -> Result<(Completion, RunTimings), BenchError> {
     let ids = engine.tokenizer().encode(PROMPT, true, false);
     if ids.len() < prompt_tokens {
         return Err(BenchError::PromptTooShort { have: ids.len(), want: prompt_tokens });
@@ -144,7 +144,7 @@ fn timed_run(
     pollster::block_on(engine.generate(&Prompt::Tokens(warm_up), &params, |_| ControlFlow::Continue(())))?;
     let done = pollster::block_on(engine.generate(&Prompt::Tokens(ids), &params, |_| ControlFlow::Continue(())))?;
     let t = done.timings;
-    let t = Timings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
+    let t = RunTimings { prefill_tokens: t.prefill_tokens, prefill_ms: t.prefill_ms, decode_ms: t.decode_ms };
     Ok((done, t))
 }
 
@@ -265,7 +265,7 @@ pub async fn chromium(
     let _ = browser.close().await;
     #[derive(Deserialize)]
     struct Answer {
-        timings: Timings,
+        timings: RunTimings,
         ops: Vec<(String, f64)>,
     }
     let a: Answer = serde_json::from_value(answer?).map_err(|e| BenchError::Answer(e.to_string()))?;

@@ -10,7 +10,7 @@ use hearth_core::mapped_file::MappedFile;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hearth_core::agents::protocol::LlmRequest;
+use hearth_core::agents::hub_messages::LlmRequest;
 use hearth_core::bus::{AgentPort, ChannelBus, HubPort, SharedBus, SharedBusConfig};
 use hearth_core::engine::{Engine, native_clock};
 

@@ -18,7 +18,7 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{Blob, BlobPropertyBag, MessageEvent, Url, Worker};
 
-use crate::engine::Engine;
+use crate::engine::EngineWorker;
 
 const PINGS: usize = 2_000;
 const STREAM: usize = 20_000;
@@ -37,11 +37,11 @@ fn figures(transport: &str, mut one_way: Vec<f64>, stream_ms: f64) -> BusFigures
 }
 
 /// Both transports' figures, the shared-memory bus first.
-pub(crate) async fn run(engine: &Engine) -> Result<Vec<BusFigures>, String> {
+pub(crate) async fn run(engine: &EngineWorker) -> Result<Vec<BusFigures>, String> {
     Ok(vec![shared_bus(engine).await?, post_message(engine).await?])
 }
 
-async fn shared_bus(engine: &Engine) -> Result<BusFigures, String> {
+async fn shared_bus(engine: &EngineWorker) -> Result<BusFigures, String> {
     let (hub, mut ports) = SharedBus::new(1, SharedBusConfig::default());
     let agent = ports.pop().ok_or("the bus has no port")?;
     let started = Arc::new(AtomicBool::new(false));
@@ -88,7 +88,7 @@ const ECHO: &str = "onmessage = ({ data }) => { \
     if (typeof data === 'number') { const m = new Uint8Array(64).fill(7); for (let i = 0; i < data; i++) postMessage(m); } \
     else postMessage(data); };";
 
-async fn post_message(engine: &Engine) -> Result<BusFigures, String> {
+async fn post_message(engine: &EngineWorker) -> Result<BusFigures, String> {
     let js = |e: JsValue| format!("postMessage: {e:?}");
     let parts = js_sys::Array::of1(&JsValue::from_str(ECHO));
     let options = BlobPropertyBag::new();

@@ -25,7 +25,7 @@ const MONITOR_INTERVAL_MS: i32 = 500;
 const BUILD: RuntimeBuild =
     if cfg!(feature = "threads") { RuntimeBuild::Threaded } else { RuntimeBuild::SingleThreaded };
 
-pub(crate) struct Engine {
+pub(crate) struct EngineWorker {
     scope: DedicatedWorkerGlobalScope,
     /// The WebGPU device, or why there is none.
     gpu: Result<Rc<GpuContext>, String>,
@@ -52,7 +52,7 @@ pub async fn start_engine_worker() -> Result<(), JsError> {
         js_sys::global().dyn_into().map_err(|_| JsError::new("the engine must run in a dedicated Web Worker"))?;
     let (gpu, gpu_status) = open_gpu(&scope).await;
     let capabilities = Capabilities { build: BUILD, threads: rayon::current_num_threads(), gpu: gpu_status };
-    let engine = Rc::new(Engine {
+    let engine = Rc::new(EngineWorker {
         scope,
         gpu,
         llm: RefCell::new(None),
@@ -130,7 +130,7 @@ async fn browser_adapter_label(gpu: &JsValue) -> Option<String> {
     })
 }
 
-impl Engine {
+impl EngineWorker {
     pub(crate) fn post(&self, event: &EngineEvent) {
         post_event(&self.scope, event);
     }
@@ -166,7 +166,7 @@ impl Engine {
         self.loading.get() || self.replying.get().is_some()
     }
 
-    /// The model, taken out for a workflow; [`Engine::put_model`] gives it back.
+    /// The model, taken out for a workflow; [`EngineWorker::put_model`] gives it back.
     pub(crate) fn take_model(&self) -> Option<Llm> {
         self.llm.borrow_mut().take()
     }

@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use hearth_core::agents::protocol::LlmRequest;
+use hearth_core::agents::hub_messages::LlmRequest;
 use hearth_core::agents::{
     AgentState, AgentWorker, Host, HostFuture, LlmReply, LlmService, RunError, RunOptions, Transport, Workflow,
 };
@@ -18,7 +18,7 @@ use hearth_core::engine::Engine as Llm;
 use hearth_core::protocol::{AgentModule, EngineEvent, WorkflowControl};
 use wasm_bindgen::JsCast;
 
-use crate::engine::{Engine, yield_to_event_loop};
+use crate::engine::{EngineWorker, yield_to_event_loop};
 
 /// How long a paused workflow sleeps between looks at its gate.
 const PAUSED_POLL_MS: i32 = 50;
@@ -36,7 +36,7 @@ impl Running {
 }
 
 struct PageHost<'a> {
-    engine: &'a Engine,
+    engine: &'a EngineWorker,
     id: u32,
     /// `Resume`: run; `Pause`: hold; `Step`: run one step, then hold; `Stop`: end.
     gate: Rc<Cell<WorkflowControl>>,
@@ -133,7 +133,7 @@ impl Host for PageHost<'_> {
 /// The model serving the agents, its work counted for the monitor.
 struct CountedLlm<'a> {
     llm: &'a mut Llm,
-    engine: &'a Engine,
+    engine: &'a EngineWorker,
 }
 
 impl LlmService for CountedLlm<'_> {
@@ -153,7 +153,7 @@ impl LlmService for CountedLlm<'_> {
 }
 
 /// Runs workflow `id` and posts its transcript, then [`EngineEvent::WorkflowEnded`].
-pub(crate) async fn run(engine: &Engine, id: u32, toml: String, seed: Option<u64>, modules: Vec<AgentModule>) {
+pub(crate) async fn run(engine: &EngineWorker, id: u32, toml: String, seed: Option<u64>, modules: Vec<AgentModule>) {
     let (error, stopped_before) = match run_transcript(engine, id, &toml, seed, &modules).await {
         Ok(()) => (None, None),
         Err(Ended::Stopped(step)) => (None, Some(step)),
@@ -176,7 +176,7 @@ impl<T: Into<String>> From<T> for Ended {
 }
 
 async fn run_transcript(
-    engine: &Engine,
+    engine: &EngineWorker,
     id: u32,
     toml: &str,
     seed: Option<u64>,

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::module::{ModuleAgent, ModuleLimits, TurnState};
-use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
-use super::tools::{self, ToolCall};
+use super::tools::{self, AgentToolCall};
 use crate::bus::AgentPort;
 
 /// What an agent runs. In JSON (for a worker with a runtime of its own) a module's bytes are
@@ -178,7 +178,7 @@ struct LlmTurn {
     prompt: String,
     seed: u64,
     call: u32,
-    tool: Option<ToolCall>,
+    tool: Option<AgentToolCall>,
 }
 
 impl LlmAgent {
@@ -200,7 +200,7 @@ impl LlmAgent {
                 }
             }
             (
-                Some(LlmTurn { prompt, seed, call, tool: Some(ToolCall { name, args }) }),
+                Some(LlmTurn { prompt, seed, call, tool: Some(AgentToolCall { name, args }) }),
                 ToAgent::ToolReply { ok, output },
             ) => {
                 let outcome = if ok { format!("Result: {output}") } else { format!("Error: {output}") };

@@ -18,8 +18,8 @@ use web_time::Instant;
 
 use super::agent::{AgentProgram, Jitter};
 use super::host::{AgentState, AgentWorker, Host, HostFuture, Threads};
+use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::module::{ModuleAgent, ModuleError};
-use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::scheduler::{Scheduler, Turn};
 use super::tools::{self, Scratchpad};
 use super::workflow::{AgentSpec, OnFault, Workflow};

@@ -1,14 +1,14 @@
 //! Agents and workflows: a workflow file ([`workflow`]), the deterministic scheduler that turns
 //! its topology into logical steps of agent turns ([`scheduler`]), the hub that runs those turns
 //! on agents over the bus and supervises them ([`hub`]), the agents' side ([`agent`], with custom
-//! agents as wasm modules in [`module`]), what they say ([`protocol`]) and the built-in
+//! agents as wasm modules in [`module`]), what they say ([`hub_messages`]) and the built-in
 //! [`tools`].
 
 pub mod agent;
 pub mod host;
 pub mod hub;
+pub mod hub_messages;
 pub mod module;
-pub mod protocol;
 pub mod scheduler;
 pub mod tools;
 pub mod workflow;

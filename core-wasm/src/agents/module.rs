@@ -28,7 +28,7 @@ use wasmi::{
     TypedResumableCall, TypedResumableCallHostTrap, Val,
 };
 
-use super::protocol::{FaultKind, LlmRequest, ToAgent, ToHub};
+use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
 
 /// The imports a module may ask for, all in module [`ABI_MODULE`].
 pub const ABI_MODULE: &str = "hearth";

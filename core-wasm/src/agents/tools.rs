@@ -164,7 +164,7 @@ mod tests {
 /// A tool call found in a model's reply: the tool's name and its arguments as the tool takes
 /// them (the calculator's expression; JSON for the others).
 #[derive(Clone, Debug, PartialEq)]
-pub struct ToolCall {
+pub struct AgentToolCall {
     pub name: String,
     pub args: String,
 }
@@ -172,8 +172,8 @@ pub struct ToolCall {
 /// Finds a call of one of `allowed` in `text`, in any of the shapes small models write:
 /// `<tool_call>{"name": ..., "arguments": ...}</tool_call>` (Hermes/Qwen), a bare JSON object
 /// with `name`/`tool` and `arguments`/`args`/`parameters`, or `name(args)`.
-pub fn parse_tool_call(text: &str, allowed: &[String]) -> Option<ToolCall> {
-    let from_json = |v: &Value| -> Option<ToolCall> {
+pub fn parse_tool_call(text: &str, allowed: &[String]) -> Option<AgentToolCall> {
+    let from_json = |v: &Value| -> Option<AgentToolCall> {
         let name = v.get("name").or_else(|| v.get("tool"))?.as_str()?.trim().to_string();
         if !allowed.contains(&name) {
             return None;
@@ -190,7 +190,7 @@ pub fn parse_tool_call(text: &str, allowed: &[String]) -> Option<ToolCall> {
             },
             Some(other) => other.to_string(),
         };
-        Some(ToolCall { name, args })
+        Some(AgentToolCall { name, args })
     };
     if let Some((_, rest)) = text.split_once("<tool_call>") {
         let inner = rest.split_once("</tool_call>").map_or(rest, |(inner, _)| inner);
@@ -212,7 +212,7 @@ pub fn parse_tool_call(text: &str, allowed: &[String]) -> Option<ToolCall> {
                     depth -= 1;
                     if depth == 0 {
                         let args = text[open + 1..open + i].trim().trim_matches(|c| c == '"' || c == '\'');
-                        return Some(ToolCall { name: name.clone(), args: args.to_string() });
+                        return Some(AgentToolCall { name: name.clone(), args: args.to_string() });
                     }
                 }
                 _ => {}
@@ -270,7 +270,7 @@ mod call_tests {
     #[test]
     fn tool_calls_are_found_in_the_shapes_models_write() {
         let call = |text: &str| parse_tool_call(text, &allowed());
-        let expect = |name: &str, args: &str| Some(ToolCall { name: name.into(), args: args.into() });
+        let expect = |name: &str, args: &str| Some(AgentToolCall { name: name.into(), args: args.into() });
         assert_eq!(
             call("<tool_call>\n{\"name\": \"calculator\", \"arguments\": {\"expression\": \"2+3\"}}\n</tool_call>"),
             expect("calculator", "2+3")
