@@ -6,6 +6,9 @@
 //! in agent order, so a batch's make-up follows from the schedule and never from timing. What
 //! happened in a step is written to the transcript when the step ends, agent by agent, so the
 //! transcript is the same however the workers were timed.
+//!
+//! This file is the run loop; [`supervision`] handles faults and restarts, [`transcript`] is
+//! what a run writes, and [`llm_service`] the engine behind the agents' LLM calls.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -17,134 +20,20 @@ use thiserror::Error;
 use web_time::Instant;
 
 use super::agent::{AgentProgram, Jitter};
-use super::host::{AgentState, AgentWorker, Host, HostFuture, Threads};
+use super::host::{AgentState, AgentWorker, Host, Threads};
 use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::module::{ModuleAgent, ModuleError};
 use super::scheduler::{Scheduler, Turn};
 use super::tools::{self, Scratchpad};
-use super::workflow::{AgentSpec, OnFault, Workflow};
+use super::workflow::{AgentSpec, Workflow};
 use crate::bus::{BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
-use crate::engine::{Engine, FinishReason};
 
-/// One line of a run's transcript (JSON lines; `event` names the kind).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum TranscriptEvent {
-    Started {
-        workflow: String,
-        seed: u64,
-        agents: Vec<String>,
-        backend: String,
-        transport: Transport,
-    },
-    LlmCall {
-        step: u32,
-        agent: String,
-        turn: u32,
-        prompt_tokens: usize,
-        completion_tokens: usize,
-        finish_reason: FinishReason,
-    },
-    ToolCall {
-        step: u32,
-        agent: String,
-        turn: u32,
-        tool: String,
-        args: String,
-        ok: bool,
-        output: String,
-    },
-    Log {
-        step: u32,
-        agent: String,
-        text: String,
-    },
-    Message {
-        step: u32,
-        from: String,
-        seq: u32,
-        turn: u32,
-        content: String,
-    },
-    Fault {
-        step: u32,
-        agent: String,
-        turn: u32,
-        attempt: u32,
-        kind: FaultKind,
-        detail: String,
-    },
-    Restart {
-        step: u32,
-        agent: String,
-        attempt: u32,
-        backoff_ms: u64,
-    },
-    GaveUp {
-        step: u32,
-        agent: String,
-    },
-    Skipped {
-        step: u32,
-        agent: String,
-        turn: u32,
-    },
-    Escalated {
-        step: u32,
-        agent: String,
-    },
-    Finished {
-        steps: u32,
-        messages: usize,
-        completion_tokens: usize,
-        faults: usize,
-        restarts: usize,
-    },
-}
+mod llm_service;
+mod supervision;
+mod transcript;
 
-/// The engine behind the agents' LLM calls.
-pub trait LlmService {
-    fn backend(&self) -> String;
-    /// Completes a batch of requests (in batch order).
-    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>>;
-}
-
-/// The engine itself serves agents: each request is a chat of the agent's system prompt and the
-/// turn's request; a batch decodes together (see [`Engine::generate_batch`]).
-impl LlmService for Engine {
-    fn backend(&self) -> String {
-        format!("{:?}", Engine::backend(self)).to_lowercase()
-    }
-
-    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
-        Box::pin(async move {
-            let requests: Vec<_> = batch.iter().map(LlmRequest::generation).collect();
-            match self.generate_batch(&requests).await {
-                Err(e) => batch.iter().map(|_| Err(e.to_string())).collect(),
-                Ok(done) => done
-                    .into_iter()
-                    .map(|r| {
-                        r.map(|done| LlmReply {
-                            text: done.text,
-                            prompt_tokens: done.prompt_tokens,
-                            completion_tokens: done.completion_tokens,
-                            finish_reason: done.finish_reason,
-                        })
-                        .map_err(|e| e.to_string())
-                    })
-                    .collect(),
-            }
-        })
-    }
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct LlmReply {
-    pub text: String,
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    pub finish_reason: FinishReason,
-}
+pub use llm_service::{LlmReply, LlmService};
+pub use transcript::TranscriptEvent;
 
 /// Which bus carries the run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,10 +169,6 @@ struct Hub<'a, L: LlmService + ?Sized> {
 
 /// How often the hub looks for workers that died without a word.
 const LIVENESS: Duration = Duration::from_millis(100);
-
-/// How long past an agent's time budget the hub faults it itself: a module agent reads the
-/// clock between slices of its instructions and reports first, and its worker then ends.
-const BUDGET_BACKSTOP: Duration = Duration::from_millis(1000);
 
 /// Runs `workflow` with `programs` (see [`programs`]) on threads, passing each event to
 /// `on_event`.
@@ -500,40 +385,6 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
         }
     }
 
-    /// Faults agents past their wall-clock budget (a module agent checks its own first and
-    /// stops; this is the backstop) and agents whose worker exited mid-turn.
-    fn check_workers(&mut self) -> Result<(), RunError> {
-        // A worker that reports its own fault exits right after: what it sent before it exited
-        // must be read before its exit is taken for a crash. So which workers have exited is
-        // noted first (with how many restarts each agent had, which tells its workers apart),
-        // then the bus drained; a worker that exits after the note is seen next time.
-        let finished: Vec<Option<u32>> = (self.slots.iter())
-            .map(|s| s.worker.as_ref().is_none_or(|w| w.is_finished()).then_some(s.restarts))
-            .collect();
-        if self.slots.iter().zip(&finished).any(|(s, done)| done.is_some() && s.working.is_some()) {
-            loop {
-                match self.bus.recv(Some(Duration::ZERO)) {
-                    Ok((agent, bytes)) => self.receive(agent, &bytes)?,
-                    Err(BusError::Timeout(_)) | Err(BusError::Closed { .. }) => break,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        }
-        let now = Instant::now();
-        for (agent, &done) in finished.iter().enumerate() {
-            let slot = &self.slots[agent];
-            let Some(w) = &slot.working else { continue };
-            if !w.waiting_llm && now >= w.deadline + BUDGET_BACKSTOP {
-                let ms = self.workflow.agents[agent].time_budget_ms;
-                self.fault(agent, FaultKind::TimeBudget, super::module::time_budget_detail(ms))?;
-            } else if done == Some(slot.restarts) {
-                let why = slot.worker.as_ref().and_then(|w| w.failure()).map(|e| format!(": {e}")).unwrap_or_default();
-                self.fault(agent, FaultKind::Crash, format!("its worker exited in the middle of a turn{why}"))?;
-            }
-        }
-        Ok(())
-    }
-
     fn handle(&mut self, agent: usize, msg: ToHub) -> Result<(), RunError> {
         let step = self.step;
         let name = self.name(agent);
@@ -622,231 +473,7 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
         }
         Ok(())
     }
-
-    /// Applies `agent`'s policy to a fault in its current turn.
-    fn fault(&mut self, agent: usize, kind: FaultKind, detail: String) -> Result<(), RunError> {
-        let step = self.step;
-        let name = self.name(agent);
-        let supervision = self.workflow.agents[agent].supervision;
-        let slot = &mut self.slots[agent];
-        let Some(w) = slot.working.take() else { return Ok(()) };
-        self.summary.faults += 1;
-        self.llm_queue.retain(|(a, _)| *a != agent);
-        slot.events.push(TranscriptEvent::Fault {
-            step,
-            agent: name.clone(),
-            turn: w.turn.turn,
-            attempt: w.attempt,
-            kind,
-            detail: detail.clone(),
-        });
-        self.host.agent_state(agent, AgentState::Faulted);
-        // Cut the worker off. A worker that shares the runtime's memory cannot be killed
-        // safely (it may hold a lock): a stuck one is left behind, deaf (its bus end is
-        // closed), and module agents cannot be stuck past their fuel anyway.
-        self.bus.disconnect(agent);
-        if let Some(worker) = slot.worker.take().filter(|w| !w.is_finished()) {
-            slot.cut_off.push(worker);
-        }
-        // Once no worker of this agent can run any more, what a dead one held in the middle
-        // of a send or a receive is given back.
-        slot.cut_off.retain(|w| !w.is_finished());
-        if slot.cut_off.is_empty() {
-            self.bus.reclaim(agent);
-        }
-        match supervision.on_fault {
-            OnFault::Restart if slot.restarts < supervision.max_restarts => {
-                let backoff_ms = supervision.backoff_ms << slot.restarts.min(16);
-                slot.restarts += 1;
-                self.summary.restarts += 1;
-                slot.events.push(TranscriptEvent::Restart {
-                    step,
-                    agent: name.clone(),
-                    attempt: w.attempt + 1,
-                    backoff_ms,
-                });
-                self.host.backoff(Duration::from_millis(backoff_ms));
-                let port = self.bus.reconnect(agent)?;
-                let worker = self
-                    .host
-                    .spawn_agent(agent, slot.program.clone(), port, self.options.jitter)
-                    .map_err(|reason| RunError::Spawn { agent: name.clone(), reason })?;
-                slot.worker = Some(worker);
-                self.host.agent_state(agent, AgentState::Restarted);
-                self.start(agent, w.turn, w.attempt + 1)
-            }
-            OnFault::Escalate => {
-                slot.events.push(TranscriptEvent::Escalated { step, agent: name.clone() });
-                Err(RunError::Escalated { agent: name, kind, detail })
-            }
-            OnFault::Restart | OnFault::GiveUp => {
-                slot.gave_up = true;
-                slot.events.push(TranscriptEvent::GaveUp { step, agent: name });
-                self.host.agent_state(agent, AgentState::GaveUp);
-                self.next_turn(agent)
-            }
-        }
-    }
-
-    /// Tells every worker to stop and waits (a little) for those that can.
-    async fn stop(&mut self) {
-        for agent in 0..self.slots.len() {
-            let _ = self.send(agent, &ToAgent::Stop);
-        }
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while self.slots.iter().flat_map(|s| &s.worker).any(|w| !w.is_finished()) && Instant::now() < deadline {
-            self.host.backoff(Duration::from_millis(5));
-            self.host.idle().await;
-        }
-        for agent in 0..self.slots.len() {
-            self.slots[agent].worker = None;
-            self.host.agent_state(agent, AgentState::Idle);
-        }
-    }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// An LLM that answers from a script, or with the last line of the prompt.
-    struct Scripted {
-        replies: VecDeque<String>,
-        batches: Vec<usize>,
-        prompts: Vec<String>,
-        /// (tools offered, forced) of each request.
-        tools: Vec<(Vec<String>, bool)>,
-    }
-
-    impl LlmService for Scripted {
-        fn backend(&self) -> String {
-            "scripted".into()
-        }
-
-        fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
-            self.batches.push(batch.len());
-            let replies = batch
-                .iter()
-                .map(|r| {
-                    self.prompts.push(r.prompt.clone());
-                    self.tools.push((r.tools.clone(), r.force_tool));
-                    let text = self.replies.pop_front().unwrap_or_else(|| r.prompt.lines().last().unwrap_or("").into());
-                    Ok(LlmReply { text, prompt_tokens: 1, completion_tokens: 1, finish_reason: FinishReason::Stop })
-                })
-                .collect();
-            Box::pin(std::future::ready(replies))
-        }
-    }
-
-    fn run_scripted(toml: &str, replies: &[&str], jitter: Jitter) -> (Vec<TranscriptEvent>, Scripted) {
-        let workflow = Workflow::from_toml(toml).unwrap();
-        let replies = replies.iter().map(|r| r.to_string()).collect();
-        let mut llm = Scripted { replies, batches: vec![], prompts: vec![], tools: vec![] };
-        let mut events = Vec::new();
-        let programs = programs(&workflow, Path::new(".")).unwrap();
-        run(&workflow, programs, &mut llm, RunOptions { transport: Transport::SharedMemory, jitter }, |e| {
-            events.push(e.clone())
-        })
-        .unwrap();
-        (events, llm)
-    }
-
-    /// One LLM agent with the calculator.
-    const CALC: &str = r#"
-[workflow]
-name = "calc"
-task = "What is six times seven?"
-[topology]
-kind = "sequential"
-order = ["calc"]
-[[agents]]
-name = "calc"
-system = "You compute."
-tools = ["calculator"]
-"#;
-
-    #[test]
-    fn an_llm_agent_calls_a_tool_from_its_reply_and_answers_with_the_result() {
-        let (events, llm) = run_scripted(CALC, &["calculator(6 * 7)", "It is 42."], Jitter::default());
-        let kinds: Vec<&str> = events
-            .iter()
-            .map(|e| match e {
-                TranscriptEvent::Started { .. } => "started",
-                TranscriptEvent::LlmCall { .. } => "llm_call",
-                TranscriptEvent::ToolCall { .. } => "tool_call",
-                TranscriptEvent::Message { .. } => "message",
-                TranscriptEvent::Finished { .. } => "finished",
-                _ => "other",
-            })
-            .collect();
-        assert_eq!(kinds, ["started", "llm_call", "tool_call", "llm_call", "message", "finished"]);
-        assert!(
-            matches!(&events[2], TranscriptEvent::ToolCall { tool, output, ok: true, .. } if tool == "calculator" && output == "42")
-        );
-        assert!(matches!(&events[4], TranscriptEvent::Message { content, .. } if content == "It is 42."));
-        assert!(
-            llm.prompts[1].ends_with("You called calculator(6 * 7). Result: 42\nNow give your answer."),
-            "{}",
-            llm.prompts[1]
-        );
-    }
-
-    #[test]
-    fn a_required_tool_call_is_forced_on_the_first_request_of_a_turn_only() {
-        let toml = format!("{CALC}tool_choice = \"required\"\n");
-        let call = r#"{"name": "calculator", "arguments": {"expression": "6 * 7"}}"#;
-        let (events, llm) = run_scripted(&toml, &[call, "It is 42."], Jitter::default());
-        let calculator = vec!["calculator".to_string()];
-        assert_eq!(llm.tools, [(calculator.clone(), true), (calculator, false)]);
-        assert!(
-            events.iter().any(|e| matches!(e, TranscriptEvent::ToolCall { output, ok: true, .. } if output == "42"))
-        );
-    }
-
-    #[test]
-    fn programs_must_match_the_agents() {
-        let workflow = Workflow::from_toml(
-            "[workflow]\nname = \"w\"\ntask = \"t\"\n[topology]\nkind = \"sequential\"\norder = [\"a\"]\n\
-             [[agents]]\nname = \"a\"\nsystem = \"s\"\n",
-        )
-        .unwrap();
-        let mut llm = Scripted { replies: VecDeque::new(), batches: vec![], prompts: vec![], tools: vec![] };
-        let options = RunOptions { transport: Transport::SharedMemory, jitter: Jitter::default() };
-        let err = run(&workflow, Vec::new(), &mut llm, options, |_| {}).unwrap_err();
-        assert_eq!(err.to_string(), "0 programs for 1 agents: give one per agent (see `programs`)");
-    }
-
-    #[test]
-    fn a_step_s_llm_calls_are_one_batch_whatever_the_timing() {
-        let toml = r#"
-[workflow]
-name = "pwc"
-task = "Plan a picnic."
-[topology]
-kind = "planner_workers_critic"
-planner = "p"
-workers = ["a", "b", "c"]
-critic = "k"
-[[agents]]
-name = "p"
-system = "s"
-[[agents]]
-name = "a"
-system = "s"
-[[agents]]
-name = "b"
-system = "s"
-[[agents]]
-name = "c"
-system = "s"
-[[agents]]
-name = "k"
-system = "s"
-"#;
-        for jitter in [Jitter::default(), Jitter { max_ms: 3 }] {
-            let (events, llm) = run_scripted(toml, &["1. bread\n2. cheese\n3. a blanket"], jitter);
-            assert_eq!(llm.batches, [1, 3, 1], "the workers' three calls are served together");
-            assert!(matches!(events.last(), Some(TranscriptEvent::Finished { messages: 5, .. })));
-        }
-    }
-}
+mod tests;
