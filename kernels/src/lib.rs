@@ -4,7 +4,6 @@
 //! (`cpu`) that is both the fallback backend and the reference the GPU kernel is tested
 //! against. This crate knows nothing about models.
 
-pub mod affine;
 pub mod cpu;
 mod error;
 pub mod gpu;

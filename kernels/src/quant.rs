@@ -9,7 +9,6 @@ use bytemuck::{Pod, Zeroable};
 use half::f16;
 
 use crate::KernelError;
-use crate::affine::scale_min_k4;
 
 /// Every ggml tensor type a GGUF file may name. Only some are implemented
 /// ([`QuantFormat::is_supported`]); the rest are listed so errors can name them.
@@ -154,11 +153,13 @@ impl std::fmt::Display for QuantFormat {
     }
 }
 
-fn half(bits: [u8; 2]) -> f32 {
+/// An f16 (little-endian bytes, as GGUF stores scales) as f32: exact, as every f16 is an f32.
+pub fn half(bits: [u8; 2]) -> f32 {
     f16::from_le_bytes(bits).to_f32()
 }
 
-fn half_bits(v: f32) -> [u8; 2] {
+/// `v` rounded to f16 (ties to even), as little-endian bytes.
+pub fn half_bits(v: f32) -> [u8; 2] {
     f16::from_f32(v).to_le_bytes()
 }
 
@@ -432,6 +433,18 @@ fn five_bit_pair(q: u8, qh: u32, j: usize) -> (i32, i32) {
     (lo, hi)
 }
 
+/// Scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block, 6 bits each: sub-blocks 0..4 in
+/// the low 6 bits of bytes j and j + 4; 4..8 in the nibbles of bytes j + 4 with their top two
+/// bits in the top bits of bytes j − 4 and j (ggml's `get_scale_min_k4`).
+pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (f32, f32) {
+    let (sc, m) = if j < 4 {
+        (q[j] & 63, q[j + 4] & 63)
+    } else {
+        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
+    };
+    (f32::from(sc), f32::from(m))
+}
+
 /// Scales and mins of the eight sub-blocks of a Q4_K/Q5_K block, all at once: [`scale_min_k4`]
 /// as llama.cpp's dot products unpack them (`utmp` and its masks).
 pub(crate) fn scales_mins_k4(q: &[u8; 12]) -> ([u8; 8], [u8; 8]) {
@@ -510,46 +523,52 @@ fn quantize_block_q8_k(x: &[f32]) -> BlockQ8K {
 
 /// llama.cpp's `quantize_row_q8_0_ref`: per block, `d = max|x| / 127`, `q = round(x / d)`.
 pub fn quantize_q8_0(x: &[f32]) -> Result<Vec<BlockQ8_0>, KernelError> {
-    quantize_blocks(x, |d, qs, _| BlockQ8_0 { d: half_bits(d), qs })
+    quantize_q8_0_by(x, quantize_block_q8)
 }
 
 /// llama.cpp's `quantize_row_q8_1_ref`: [`quantize_q8_0`] plus `s = d * Σq`.
 pub fn quantize_q8_1(x: &[f32]) -> Result<Vec<BlockQ8_1>, KernelError> {
-    quantize_blocks(x, |d, qs, sum| BlockQ8_1 { d: half_bits(d), s: half_bits(sum as f32 * d), qs })
+    quantize_q8_1_by(x, quantize_block_q8)
 }
 
-/// Quantises each 32-value block of `x` ([`quantize_block_q8`]) and packs it with `block`,
-/// which also gets `Σ q`.
-fn quantize_blocks<B>(x: &[f32], block: fn(f32, [i8; 32], i32) -> B) -> Result<Vec<B>, KernelError> {
+/// [`quantize_q8_0`] with each block's `(d, q, Σq)` from `block`, which must give the
+/// reference's bits (the CPU backend passes a vectorised one).
+pub(crate) fn quantize_q8_0_by(
+    x: &[f32],
+    block: impl Fn(&[f32; 32]) -> (f32, [i8; 32], i32),
+) -> Result<Vec<BlockQ8_0>, KernelError> {
+    quantize_blocks(x, block, |d, qs, _| BlockQ8_0 { d: half_bits(d), qs })
+}
+
+/// [`quantize_q8_1`] with each block's `(d, q, Σq)` from `block`, as [`quantize_q8_0_by`].
+pub(crate) fn quantize_q8_1_by(
+    x: &[f32],
+    block: impl Fn(&[f32; 32]) -> (f32, [i8; 32], i32),
+) -> Result<Vec<BlockQ8_1>, KernelError> {
+    quantize_blocks(x, block, |d, qs, sum| BlockQ8_1 { d: half_bits(d), s: half_bits(sum as f32 * d), qs })
+}
+
+/// Quantises each 32-value block of `x` with `quantize` and packs it with `pack`.
+fn quantize_blocks<B>(
+    x: &[f32],
+    quantize: impl Fn(&[f32; 32]) -> (f32, [i8; 32], i32),
+    pack: fn(f32, [i8; 32], i32) -> B,
+) -> Result<Vec<B>, KernelError> {
     if !x.len().is_multiple_of(32) {
         return Err(KernelError::RaggedBlocks { bytes: x.len(), block: 32 });
     }
-    #[cfg(target_arch = "x86_64")]
-    if crate::cpu::SimdLevel::detected().has_avx2() {
-        // SAFETY: the CPU has AVX2 and F16C, checked just above.
-        return Ok(unsafe { quantize_blocks_avx2(x, block) });
-    }
-    Ok(x.chunks_exact(32)
+    Ok(x.as_chunks::<32>()
+        .0
+        .iter()
         .map(|chunk| {
-            let (d, qs) = quantize_block_q8(chunk);
-            block(d, qs, qs.iter().map(|&q| i32::from(q)).sum())
+            let (d, qs, sum) = quantize(chunk);
+            pack(d, qs, sum)
         })
         .collect())
 }
 
-/// [`quantize_blocks`] with each block vectorised ([`crate::cpu::quant_avx2::quantize_block`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,f16c")]
-fn quantize_blocks_avx2<B>(x: &[f32], block: fn(f32, [i8; 32], i32) -> B) -> Vec<B> {
-    let mut out = Vec::with_capacity(x.len() / 32);
-    for chunk in x.chunks_exact(32) {
-        let (d, qs, sum) = crate::cpu::quant_avx2::quantize_block(chunk.try_into().expect("32 values"));
-        out.push(block(d, qs, sum));
-    }
-    out
-}
-
-fn quantize_block_q8(chunk: &[f32]) -> (f32, [i8; 32]) {
+/// One block of [`quantize_q8_0`]: `(d, q, Σq)`.
+pub(crate) fn quantize_block_q8(chunk: &[f32; 32]) -> (f32, [i8; 32], i32) {
     // As llama.cpp's portable reference (`quantize_row_q8_0_ref`): scale by 1/d and round half
     // away from zero. Its SIMD variants (127 / max|x|, ties to even) differ per CPU; the
     // reference is the one llama.cpp gives the same answer with everywhere.
@@ -560,7 +579,7 @@ fn quantize_block_q8(chunk: &[f32]) -> (f32, [i8; 32]) {
     for (q, &v) in qs.iter_mut().zip(chunk) {
         *q = (v * id).round() as i8;
     }
-    (d, qs)
+    (d, qs, qs.iter().map(|&q| i32::from(q)).sum())
 }
 
 #[cfg(test)]
@@ -783,36 +802,6 @@ mod tests {
             for j in 0..8 {
                 assert_eq!((f32::from(scales[j]), f32::from(mins[j])), scale_min_k4(j, &q), "{q:?} sub-block {j}");
             }
-        }
-    }
-
-    #[test]
-    fn vectorised_quantization_rounds_as_the_reference() {
-        // Blocks with max|x| = 127 (so d = 1 and v * id = v): halves that must round away from
-        // zero, values just either side of them, and random values at several scales.
-        let mut x: Vec<f32> = vec![127.0];
-        for k in -60..60 {
-            let v = k as f32 + 0.5;
-            x.extend([v, f32::from_bits(v.to_bits() - 1), f32::from_bits(v.to_bits() + 1)]);
-        }
-        x.resize(x.len().next_multiple_of(32), 0.0);
-        // A NaN among ordinary values, and an infinity (d = inf, so every q is 0 or NaN → 0).
-        x.extend((0..32).map(|i| if i == 5 { f32::NAN } else { i as f32 - 3.3 }));
-        x.extend((0..32).map(|i| if i == 9 { f32::NEG_INFINITY } else { i as f32 }));
-        let mut seed = 0x1234_5678_9abc_def1u64;
-        for scale in [1e-30f32, 1e-3, 1.0, 7.7, 1e4, 1e30] {
-            for _ in 0..256 {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                x.push(((seed % 200_001) as f32 - 100_000.0) / 100_000.0 * scale);
-            }
-        }
-        let reference: Vec<(f32, [i8; 32])> = x.chunks_exact(32).map(quantize_block_q8).collect();
-        let got = quantize_blocks(&x, |d, qs, sum| (d, qs, sum)).unwrap();
-        for (i, (g, r)) in got.iter().zip(&reference).enumerate() {
-            assert_eq!((g.0.to_bits(), g.1), (r.0.to_bits(), r.1), "block {i}");
-            assert_eq!(g.2, r.1.iter().map(|&q| i32::from(q)).sum::<i32>(), "block {i} sum");
         }
     }
 }

@@ -16,6 +16,7 @@ mod quant_matvec;
 mod quant_neon;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod quant_simd128;
+mod quantize;
 mod simd_level;
 
 pub use attention::{KvHead, attend_head};

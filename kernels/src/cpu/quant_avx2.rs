@@ -12,6 +12,7 @@
 
 use std::arch::x86_64::*;
 
+use super::quant_matvec::half;
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 
 /// Rows a kernel here takes at once: one per f32 lane of a 256-bit register.
@@ -20,12 +21,6 @@ pub(super) const ROWS: usize = 8;
 /// Tokens a prefill tile of the interleaved kernels takes at once: each block's quant bytes
 /// are loaded and unpacked once for all of them.
 pub(super) const TOKENS: usize = 4;
-
-/// One f16 (little-endian bytes) as f32, by F16C: exact, as every f16 is an f32.
-#[target_feature(enable = "avx2,f16c")]
-pub(super) fn half(bits: [u8; 2]) -> f32 {
-    _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(i32::from(u16::from_le_bytes(bits)))))
-}
 
 /// The eight f16 values `bits[r]` as f32 lanes.
 #[target_feature(enable = "avx2,f16c")]

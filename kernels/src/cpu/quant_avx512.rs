@@ -20,7 +20,8 @@
 use std::arch::x86_64::*;
 
 use super::interleave::GROUP;
-use super::quant_avx2::{half, prefetch};
+use super::quant_avx2::prefetch;
+use super::quant_matvec::half;
 use crate::quant::{BlockQ4_0, BlockQ4_1, BlockQ8_0, BlockQ8_1};
 
 /// Rows a kernel here takes at once: two interleaved groups, one row per f32 lane.

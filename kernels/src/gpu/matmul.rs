@@ -8,9 +8,9 @@ use std::sync::OnceLock;
 use wgpu::util::DeviceExt;
 
 use super::GpuContext;
+use super::affine::{AffineRun, affine_runs, is_affine};
 use super::tensor::{self, Dispatch, GpuBuffer, GpuOp, StepBuffer};
 use crate::KernelError;
-use crate::affine::{AffineRun, affine_runs, is_affine};
 use crate::quant::QuantFormat;
 
 /// Invocations per workgroup of `matvec` and `matmul` (`MV_WG` in the shader).

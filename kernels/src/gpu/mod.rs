@@ -6,6 +6,7 @@
 //! ([`GpuContext::run`]) and one asynchronous read of a few bytes ([`GpuContext::read`]).
 //! Each op has a CPU twin in [`crate::cpu`] that it is tested against.
 
+mod affine;
 mod attention;
 mod context;
 mod layer;

@@ -24,7 +24,7 @@ use super::quant_simd128;
 use crate::KernelError;
 use crate::quant::{
     BlockQ4_0, BlockQ4_1, BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K, BlockQ8_0, BlockQ8_1, BlockQ8K,
-    QuantFormat, bf16_to_f32, blocks, quantize_bf16, quantize_q8_0, quantize_q8_1, quantize_q8_k, scales_mins_k4,
+    QuantFormat, bf16_to_f32, blocks, quantize_bf16, quantize_q8_k, scales_mins_k4,
 };
 
 /// Rows handed to one rayon task: whole interleaved groups.
@@ -52,8 +52,8 @@ impl Activations {
             QuantFormat::F32 => Self::F32(x.to_vec()),
             QuantFormat::F16 => Self::F16(x.iter().map(|&v| f16::from_f32(v)).collect()),
             QuantFormat::BF16 => Self::BF16(quantize_bf16(x)),
-            QuantFormat::Q8_0 => Self::Q8_0(quantize_q8_0(x).map_err(ragged)?),
-            QuantFormat::Q8_1 => Self::Q8_1(quantize_q8_1(x).map_err(ragged)?),
+            QuantFormat::Q8_0 => Self::Q8_0(super::quantize::q8_0(x).map_err(ragged)?),
+            QuantFormat::Q8_1 => Self::Q8_1(super::quantize::q8_1(x).map_err(ragged)?),
             QuantFormat::Q8_K => Self::Q8_K(quantize_q8_k(x).map_err(ragged)?),
             other => return Err(KernelError::UnsupportedFormat(other)),
         })
@@ -94,8 +94,9 @@ impl Activations {
 /// Every f16 bit pattern as f32 (256 KiB), as ggml's `table_f32_f16`: a lookup beats the
 /// conversion in the inner loop, and is exact.
 static F16_TO_F32: std::sync::LazyLock<Box<[f32]>> =
-    std::sync::LazyLock::new(|| (0..=u16::MAX).map(|b| f16::from_bits(b).to_f32()).collect());
+    std::sync::LazyLock::new(|| (0..=u16::MAX).map(|b| crate::quant::half(b.to_le_bytes())).collect());
 
+/// [`crate::quant::half`] by the table: the CPU kernels' one f16 conversion.
 #[inline(always)]
 pub(super) fn half(bits: [u8; 2]) -> f32 {
     F16_TO_F32[u16::from_le_bytes(bits) as usize]

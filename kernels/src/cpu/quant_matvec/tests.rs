@@ -1,6 +1,6 @@
 use super::*;
 use crate::cpu::matvec_reference;
-use crate::quant::dequantize;
+use crate::quant::{dequantize, quantize_q8_0};
 
 fn values(n: usize, seed: usize) -> Vec<f32> {
     (0..n).map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 - 1001.0) / 400.0).collect()

@@ -9,10 +9,8 @@
 //! Q5_1 is `d·q + m`; the K-quants' `d·sc·q − dmin·mn` is `d'·q + (−dmin·mn)`, the same
 //! rounding as a subtraction.
 
-use half::f16;
-
 use crate::KernelError;
-use crate::quant::{BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K, QuantFormat, blocks};
+use crate::quant::{BlockQ4K, BlockQ5_0, BlockQ5_1, BlockQ5K, BlockQ6K, QuantFormat, blocks, half, scale_min_k4};
 
 /// 16 consecutive values `d · q[i] + m`.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -28,10 +26,6 @@ pub const RUN: usize = 16;
 /// Whether `format` decomposes into [`AffineRun`]s.
 pub fn is_affine(format: QuantFormat) -> bool {
     matches!(format, QuantFormat::Q5_0 | QuantFormat::Q5_1 | QuantFormat::Q4_K | QuantFormat::Q5_K | QuantFormat::Q6_K)
-}
-
-fn half(bits: [u8; 2]) -> f32 {
-    f16::from_le_bytes(bits).to_f32()
 }
 
 /// Appends the runs of `bytes` (whole blocks of `format`) to `out`, in value order.
@@ -123,18 +117,6 @@ pub fn affine_runs(format: QuantFormat, bytes: &[u8], out: &mut Vec<AffineRun>) 
     Ok(())
 }
 
-/// Scale and min of sub-block `j` (0..8) of a Q4_K/Q5_K block, 6 bits each: sub-blocks 0..4 in
-/// the low 6 bits of bytes j and j + 4; 4..8 in the nibbles of bytes j + 4 with their top two
-/// bits in the top bits of bytes j − 4 and j (ggml's `get_scale_min_k4`).
-pub fn scale_min_k4(j: usize, q: &[u8; 12]) -> (f32, f32) {
-    let (sc, m) = if j < 4 {
-        (q[j] & 63, q[j + 4] & 63)
-    } else {
-        ((q[j + 4] & 0x0f) | ((q[j - 4] >> 6) << 4), (q[j + 4] >> 4) | ((q[j] >> 6) << 4))
-    };
-    (f32::from(sc), f32::from(m))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,7 +133,7 @@ mod tests {
             z ^ (z >> 31)
         };
         let mut bytes: Vec<u8> = (0..n_blocks * format.block_bytes()).map(|_| next() as u8).collect();
-        let scale = |v: f32| f16::from_f32(v).to_le_bytes();
+        let scale = crate::quant::half_bits;
         for (i, block) in bytes.chunks_exact_mut(format.block_bytes()).enumerate() {
             let d = scale(0.01 + 0.001 * i as f32);
             let m = scale(-0.02 + 0.003 * i as f32);
