@@ -8,7 +8,7 @@
 //! chunk, the KV cache, and one prepared op (pipeline + bind group) per step of the pass. A
 //! forward call writes the token ids and the step uniforms, encodes every op into one compute
 //! pass, and reads back either the logits of the last token or, for greedy decoding, just the
-//! argmax (8 bytes).
+//! argmax (its 4-byte index).
 //!
 //! Activations are f32 throughout (the CPU path quantises them to 8 bits for its dot products,
 //! as llama.cpp's CPU backend does), so logits differ from the CPU's by rounding; see

@@ -1,4 +1,4 @@
-//! Choosing the greedy token on the device so a decode step reads back 8 bytes, not the logits
+//! Choosing the greedy token on the device so a decode step reads back 4 bytes (the index), not the logits
 //! (`wgsl/sample.wgsl`).
 //!
 //! Argmax runs in two dispatches: `groups` workgroups each reduce a contiguous chunk of the
