@@ -1,5 +1,5 @@
-//! Choosing the greedy token on the device so a decode step reads back 4 bytes (the index), not the logits
-//! (`wgsl/sample.wgsl`).
+//! Choosing the greedy token on the device (`wgsl/sample.wgsl`), so that a decode step reads
+//! back 4 bytes (the index), not the logits.
 //!
 //! Argmax runs in two dispatches: `groups` workgroups each reduce a contiguous chunk of the
 //! logits to their best candidate in a scratch buffer the op owns, then one workgroup reduces
