@@ -8,8 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
-use super::module::{ModuleAgent, ModuleLimits, TurnState};
+use super::module::{ModuleAgent, TurnState};
 use super::tools::{self, AgentToolCall};
+use super::workflow::ModuleLimits;
 use crate::bus::AgentPort;
 
 /// What an agent runs. In JSON (for a worker with a runtime of its own) a module's bytes are
@@ -44,7 +45,7 @@ impl Jitter {
         }
         // Seeded from the clock on purpose: these delays must differ run to run.
         let nanos = web_time::SystemTime::now().duration_since(web_time::UNIX_EPOCH).unwrap_or_default();
-        let r = super::scheduler::turn_seed(nanos.as_nanos() as u64, 0, 0);
+        let r = super::turn::turn_seed(nanos.as_nanos() as u64, 0, 0);
         std::thread::sleep(Duration::from_micros(r % (self.max_ms * 1000 + 1)));
     }
 }
@@ -215,7 +216,7 @@ impl LlmAgent {
     fn ask(&mut self, turn: LlmTurn) -> Reaction {
         let llm = &self.llm;
         // The first call samples with the turn's seed; each after a tool call, its own.
-        let seed = if turn.call == 0 { turn.seed } else { super::scheduler::turn_seed(turn.seed, 0, turn.call) };
+        let seed = if turn.call == 0 { turn.seed } else { super::turn::turn_seed(turn.seed, 0, turn.call) };
         // Only the first call may be forced; the last must answer, so it gets no tools.
         let tools = if turn.call < MAX_TOOL_CALLS { llm.tools.clone() } else { Vec::new() };
         let force_tool = turn.call == 0 && llm.force_tool;

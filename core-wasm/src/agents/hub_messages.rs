@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::scheduler::Message;
+use super::turn::Message;
 use crate::chat_template::ChatMessage;
 use crate::engine::{FinishReason, GenerateParams, Prompt};
 use crate::sampler::SamplerConfig;

@@ -1,5 +1,5 @@
 //! Agents and workflows: a workflow file ([`workflow`]), the deterministic scheduler that turns
-//! its topology into logical steps of agent turns ([`scheduler`]), the hub that runs those turns
+//! its topology into logical steps of agent turns ([`scheduler`], each [`turn`] with its seed), the hub that runs those turns
 //! on agents over the bus and supervises them ([`hub`]), the agents' side ([`agent`], with custom
 //! agents as wasm modules in [`module`]), what they say ([`hub_messages`]) and the built-in
 //! [`tools`].
@@ -11,6 +11,7 @@ pub mod hub_messages;
 pub mod module;
 pub mod scheduler;
 pub mod tools;
+pub mod turn;
 pub mod workflow;
 
 pub use host::{AgentState, AgentWorker, Host, HostFuture, Threads};
@@ -18,5 +19,6 @@ pub use hub::{
     LlmReply, LlmService, RunError, RunOptions, RunSummary, TranscriptEvent, Transport, programs, programs_with, run,
     run_on,
 };
-pub use scheduler::{Message, Scheduler, Turn, turn_seed};
+pub use scheduler::Scheduler;
+pub use turn::{Message, Turn, turn_seed};
 pub use workflow::{AgentSpec, OnFault, Supervision, Topology, Workflow, WorkflowError};

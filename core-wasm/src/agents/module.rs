@@ -29,23 +29,12 @@ use wasmi::{
 };
 
 use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
+use super::turn::turn_seed;
+use super::workflow::ModuleLimits;
 
 /// The imports a module may ask for, all in module [`ABI_MODULE`].
 pub const ABI_MODULE: &str = "hearth";
 pub const ABI_IMPORTS: [&str; 6] = ["send", "ask_llm", "tool", "take", "log", "clock"];
-
-/// A module's budget.
-#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct ModuleLimits {
-    /// Instructions per turn.
-    pub fuel: u64,
-    /// Bytes of linear memory.
-    pub memory_bytes: usize,
-    /// Wall-clock milliseconds it may compute between two waits on the hub (an LLM reply, a
-    /// tool's output): checked here, between slices of its instructions, so a module past it
-    /// stops by itself wherever it runs (a Web Worker sharing memory cannot be terminated).
-    pub time_budget_ms: u64,
-}
 
 /// Instructions run between two looks at the wall clock: a few milliseconds natively.
 const FUEL_SLICE: u64 = 1_000_000;
@@ -394,7 +383,7 @@ fn abi_linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
         request.prompt = ask.prompt;
         request.system = ask.system.unwrap_or(request.system);
         request.max_tokens = ask.max_tokens.unwrap_or(request.max_tokens).clamp(1, 4096);
-        request.seed = super::scheduler::turn_seed(host.seed, 0, host.llm_calls as u32);
+        request.seed = turn_seed(host.seed, 0, host.llm_calls as u32);
         host.llm_calls += 1;
         host.outbox.push(ToHub::Llm(request));
         Err::<i32, _>(wasmi::Error::host(Suspend::Llm))

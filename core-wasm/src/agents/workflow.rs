@@ -27,8 +27,6 @@ use serde::Deserialize;
 use thiserror::Error;
 use toml::Spanned;
 
-use super::module::ModuleLimits;
-
 #[derive(Debug, Error, PartialEq)]
 pub enum WorkflowError {
     #[error("workflow line {line}: {message}")]
@@ -122,6 +120,19 @@ impl Default for Supervision {
     fn default() -> Self {
         Self { on_fault: OnFault::Restart, max_restarts: 3, backoff_ms: 20 }
     }
+}
+
+/// A module's budget.
+#[derive(Clone, Copy, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ModuleLimits {
+    /// Instructions per turn.
+    pub fuel: u64,
+    /// Bytes of linear memory.
+    pub memory_bytes: usize,
+    /// Wall-clock milliseconds it may compute between two waits on the hub (an LLM reply, a
+    /// tool's output): checked here, between slices of its instructions, so a module past it
+    /// stops by itself wherever it runs (a Web Worker sharing memory cannot be terminated).
+    pub time_budget_ms: u64,
 }
 
 /// Default budgets of a module agent.

@@ -23,8 +23,9 @@ use super::agent::{AgentProgram, Jitter};
 use super::host::{AgentState, AgentWorker, Host, Threads};
 use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
 use super::module::{ModuleAgent, ModuleError};
-use super::scheduler::{Scheduler, Turn};
+use super::scheduler::Scheduler;
 use super::tools::{self, Scratchpad};
+use super::turn::Turn;
 use super::workflow::{AgentSpec, Workflow};
 use crate::bus::{BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
 
