@@ -32,7 +32,7 @@ const BLOCK: usize = 32;
 /// What the kernels read a format as on the device (`FORMAT` in the shader): the ggml type
 /// id for F32, F16, BF16, Q4_0, Q4_1 and Q8_0, read as they are; [`AFFINE`] for Q5_0, Q5_1,
 /// Q4_K, Q5_K and Q6_K, repacked at upload as runs of 16 values `d·q + m`
-/// ([`crate::affine`]): one byte per code and two f32 per run. That costs more memory than
+/// ([`super::affine`]): one byte per code and two f32 per run. That costs more memory than
 /// the file's packing (1.5 bytes a value against 0.56 to 0.82) for one shader path that holds
 /// all five.
 fn device_format(format: QuantFormat) -> Option<u32> {
