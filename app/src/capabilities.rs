@@ -1,6 +1,6 @@
 //! What the runtime found: WebGPU adapter and limits, isolation, build, threads, offline.
 
-use hearth_core::protocol::{GpuStatus, RuntimeBuild};
+use hearth_api::protocol::{GpuStatus, RuntimeBuild};
 use leptos::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState};

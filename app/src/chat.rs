@@ -2,9 +2,9 @@
 //! token from the engine worker, a stop button, sampling settings and the speed of the last
 //! reply.
 
-use hearth_core::engine::{Backend, BackendChoice, FinishReason, GenerateParams, Prompt};
-use hearth_core::protocol::{EngineRequest, GpuStatus};
-use hearth_core::sampler::SamplerConfig;
+use hearth_api::generate::SamplerConfig;
+use hearth_api::generate::{Backend, BackendChoice, FinishReason, GenerateParams, Prompt};
+use hearth_api::protocol::{EngineRequest, GpuStatus};
 use leptos::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState, ModelState};

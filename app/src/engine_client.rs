@@ -3,10 +3,10 @@
 
 use std::collections::VecDeque;
 
-use hearth_core::catalog::{DEFAULT_MODEL, ModelEntry, model_url, shipped_model};
-use hearth_core::chat_template::ChatMessage;
-use hearth_core::engine::{Backend, BackendChoice, Completion};
-use hearth_core::protocol::{
+use hearth_api::catalog::{DEFAULT_MODEL, ModelEntry, model_url, shipped_model};
+use hearth_api::chat::ChatMessage;
+use hearth_api::generate::{Backend, BackendChoice, Completion};
+use hearth_api::protocol::{
     Capabilities, EngineEvent, EngineRequest, KernelOutcome, ModelSource, MonitorSample, PAGE_CONTEXT, RuntimeBuild,
 };
 use leptos::prelude::*;

@@ -24,8 +24,8 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
-use hearth_core::engine::{Backend, GenerateParams, Prompt};
-use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest};
+use hearth_api::generate::{Backend, GenerateParams, Prompt};
+use hearth_api::protocol::{AgentModule, EngineEvent, EngineRequest};
 use js_sys::{Function, Object, Promise, Reflect};
 use leptos::prelude::*;
 use serde::Serialize;

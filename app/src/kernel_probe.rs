@@ -1,7 +1,7 @@
 //! The button that runs one WebGPU and one rayon CPU kernel, and their results.
 
-use hearth_core::probe::KernelRun;
-use hearth_core::protocol::{EngineRequest, KernelOutcome};
+use hearth_api::probe::KernelRun;
+use hearth_api::protocol::{EngineRequest, KernelOutcome};
 use leptos::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState};

@@ -3,7 +3,7 @@
 //! in this browser's model cache, stored in this browser), and the stored files, each with a
 //! delete button.
 
-use hearth_core::catalog::{MODEL_CACHE, SHIPPED_MODELS, model_url, shipped_model};
+use hearth_api::catalog::{MODEL_CACHE, SHIPPED_MODELS, model_url, shipped_model};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::JsValue;

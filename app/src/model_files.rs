@@ -2,7 +2,7 @@
 //! [`OPFS_MODELS_DIR`] so they survive reloads until deleted. Copying runs in slices through
 //! the browser's writable stream, so the page never holds the whole file.
 
-use hearth_core::catalog::OPFS_MODELS_DIR;
+use hearth_api::catalog::OPFS_MODELS_DIR;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::JsFuture;

@@ -6,7 +6,7 @@
 
 use std::collections::VecDeque;
 
-use hearth_core::protocol::{EngineRequest, MonitorSample};
+use hearth_api::protocol::{EngineRequest, MonitorSample};
 use leptos::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState, ModelState};
@@ -89,8 +89,8 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
     let bus_bytes_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.bus_bytes as f64));
     let adapter = move || match engine.state.get() {
         EngineState::Ready(caps) => match caps.gpu {
-            hearth_core::protocol::GpuStatus::Available { adapter } => adapter.name,
-            hearth_core::protocol::GpuStatus::Unavailable { .. } => "none".to_string(),
+            hearth_api::protocol::GpuStatus::Available { adapter } => adapter.name,
+            hearth_api::protocol::GpuStatus::Unavailable { .. } => "none".to_string(),
         },
         _ => String::new(),
     };

@@ -6,8 +6,9 @@
 //! synchronous, so a reload at any moment keeps every line that arrived), and a reload shows
 //! the last run again, marked interrupted if it had not ended.
 
-use hearth_core::agents::{AgentState, TranscriptEvent, Workflow};
-use hearth_core::protocol::{AgentModule, EngineEvent, EngineRequest, WorkflowControl};
+use hearth_api::agents::{AgentState, TranscriptEvent};
+use hearth_api::protocol::{AgentModule, EngineEvent, EngineRequest, WorkflowControl};
+use hearth_api::workflow::Workflow;
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_futures::{JsFuture, spawn_local};

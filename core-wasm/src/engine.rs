@@ -17,7 +17,9 @@ use std::borrow::Cow;
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
-use serde::{Deserialize, Serialize};
+pub use hearth_api::generate::{
+    Backend, BackendChoice, Completion, FinishReason, GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat, Timings,
+};
 use thiserror::Error;
 
 use crate::chat_template::{ChatMessage, ChatTemplate, ChatTemplateError};
@@ -29,9 +31,9 @@ use crate::model::ModelError;
 use crate::model::config::ModelConfig;
 use crate::model::transformer::{PREFILL_CHUNK, Sequence, Transformer};
 use crate::model::transformer_gpu::{GpuTransformer, Prediction, Readback};
-use crate::sampler::{Sampler, SamplerConfig};
+use crate::sampler::Sampler;
 use crate::tokenizer::{StreamDecoder, Tokenizer, TokenizerError};
-use crate::tool_call::{Tool, ToolCall, ToolChoice, ToolError, ToolUse};
+use crate::tool_call::{ToolError, ToolUse};
 
 #[derive(Debug, Error)]
 pub enum EngineError {
@@ -57,94 +59,31 @@ pub enum EngineError {
     Tools(#[from] ToolError),
 }
 
-/// Which processor runs the model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Backend {
-    Cpu,
-    Gpu,
-}
-
-/// The backend a caller asks for: `Auto` takes the GPU when there is one and the model loads
-/// onto it, else the CPU.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum BackendChoice {
-    #[default]
-    Auto,
-    Cpu,
-    Gpu,
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "gpu" => Ok(Self::Gpu),
-            other => Err(format!("backend {other:?} is not one of auto, cpu, gpu")),
-        }
-    }
-}
-
-/// What to complete: raw text (the completions API) or a conversation rendered with the model's
-/// chat template (the chat-completions API).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Prompt {
-    Text(String),
-    Chat(Vec<ChatMessage>),
-    /// Token ids, used as they are (the completions API accepts these too).
-    Tokens(Vec<u32>),
-}
-
-/// Settings of one generation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct GenerateParams {
-    /// Most tokens to generate; generation also ends at the context's end.
-    pub max_tokens: usize,
-    pub sampler: SamplerConfig,
-    /// Text that ends the generation; it is not part of the completion.
-    pub stop: Vec<String>,
-    /// Token ids that end the generation, besides the model's end-of-generation tokens.
-    pub stop_tokens: Vec<u32>,
-    /// Keep generating past the model's end-of-generation tokens (for benchmarks and goldens).
-    pub ignore_eos: bool,
-    /// Report this many most likely tokens and their logits at each step (0: none).
-    pub top_logits: usize,
-    /// Free text, any JSON object, or JSON that a schema accepts (constrained decoding).
-    pub response_format: ResponseFormat,
-    /// Functions the model may call (OpenAI's `tools`); see [`crate::tool_call`].
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub tools: Vec<Tool>,
-    /// `none`, `auto` (the default with tools), `required`, or one named function.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_choice: Option<ToolChoice>,
-    /// Read special-token text in a plain-text prompt (`<|im_start|>`) as characters, not as
-    /// the special tokens llama.cpp and vLLM read it as.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub no_special: bool,
-}
-
-impl GenerateParams {
+/// What a request's parameters mean to the engine: its tools checked, the grammar its output
+/// follows, and its prompt with the tools described.
+pub trait GenerateParamsExt {
     /// What `tools` and `tool_choice` ask for, checked.
-    pub fn tool_use(&self) -> Result<ToolUse<'_>, ToolError> {
+    fn tool_use(&self) -> Result<ToolUse<'_>, ToolError>;
+    /// The grammar the output follows: a forced tool call's, else `response_format`'s.
+    fn grammar(&self) -> Result<Option<Grammar>, EngineError>;
+    /// `prompt` with the tools described at the start of its system message (one is added if
+    /// there is none); as it is without tools.
+    fn prompt_with_tools<'p>(&self, prompt: &'p Prompt) -> Result<Cow<'p, Prompt>, EngineError>;
+}
+
+impl GenerateParamsExt for GenerateParams {
+    fn tool_use(&self) -> Result<ToolUse<'_>, ToolError> {
         ToolUse::new(&self.tools, self.tool_choice.as_ref())
     }
 
-    /// The grammar the output follows: a forced tool call's, else `response_format`'s.
-    pub fn grammar(&self) -> Result<Option<Grammar>, EngineError> {
+    fn grammar(&self) -> Result<Option<Grammar>, EngineError> {
         match self.tool_use()?.schema() {
             Some(schema) => Ok(Some(Grammar::from_schema(&schema)?)),
-            None => Ok(self.response_format.grammar()?),
+            None => Ok(response_grammar(&self.response_format)?),
         }
     }
 
-    /// `prompt` with the tools described at the start of its system message (one is added if
-    /// there is none); as it is without tools.
-    pub fn prompt_with_tools<'p>(&self, prompt: &'p Prompt) -> Result<Cow<'p, Prompt>, EngineError> {
+    fn prompt_with_tools<'p>(&self, prompt: &'p Prompt) -> Result<Cow<'p, Prompt>, EngineError> {
         let Some(instructions) = self.tool_use()?.instructions() else { return Ok(Cow::Borrowed(prompt)) };
         let Prompt::Chat(messages) = prompt else { return Err(ToolError::NotChat.into()) };
         let mut messages = messages.clone();
@@ -156,93 +95,13 @@ impl GenerateParams {
     }
 }
 
-/// The shape the output must have, in OpenAI's terms.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum ResponseFormat {
-    #[default]
-    Text,
-    JsonObject,
-    JsonSchema {
-        json_schema: JsonSchemaFormat,
-    },
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct JsonSchemaFormat {
-    #[serde(default)]
-    pub name: String,
-    pub schema: serde_json::Value,
-}
-
-impl ResponseFormat {
-    /// The grammar the output must follow, if any.
-    pub fn grammar(&self) -> Result<Option<Grammar>, SchemaError> {
-        Ok(match self {
-            Self::Text => None,
-            Self::JsonObject => Some(Grammar::json_object()),
-            Self::JsonSchema { json_schema } => Some(Grammar::from_schema(&json_schema.schema)?),
-        })
-    }
-}
-
-impl Default for GenerateParams {
-    fn default() -> Self {
-        Self {
-            max_tokens: 256,
-            sampler: SamplerConfig::default(),
-            stop: Vec::new(),
-            stop_tokens: Vec::new(),
-            ignore_eos: false,
-            top_logits: 0,
-            response_format: ResponseFormat::Text,
-            tools: Vec::new(),
-            tool_choice: None,
-            no_special: false,
-        }
-    }
-}
-
-/// Why generation ended, named as in OpenAI's `finish_reason`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FinishReason {
-    /// A stop string, a stop token or the model's end-of-generation token.
-    Stop,
-    /// `max_tokens` or the end of the context.
-    Length,
-    /// The caller's callback asked to stop.
-    Cancelled,
-    /// The reply is a call of one of the request's tools (see `Completion::tool_calls`).
-    ToolCalls,
-}
-
-/// Milliseconds spent, measured with the clock the engine was given.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct Timings {
-    /// Prompt tokens run through the model (those not reused from the KV cache).
-    pub prefill_tokens: usize,
-    pub prefill_ms: f64,
-    pub decode_ms: f64,
-}
-
-/// The result of one generation.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Completion {
-    pub text: String,
-    pub finish_reason: FinishReason,
-    pub prompt_tokens: usize,
-    pub completion_tokens: usize,
-    /// The generated token ids, the stop token included if there was one.
-    pub tokens: Vec<u32>,
-    /// With `top_logits: n`, the n most likely (token, logit) pairs at each step, most likely
-    /// first, before penalties.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub top_logits: Vec<Vec<(u32, f32)>>,
-    /// The tool calls in the reply (`text` is the reply as the model wrote it).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub tool_calls: Vec<ToolCall>,
-    pub timings: Timings,
+/// The grammar `format` asks the output to follow, if any.
+fn response_grammar(format: &ResponseFormat) -> Result<Option<Grammar>, SchemaError> {
+    Ok(match format {
+        ResponseFormat::Text => None,
+        ResponseFormat::JsonObject => Some(Grammar::json_object()),
+        ResponseFormat::JsonSchema { json_schema } => Some(Grammar::from_schema(&json_schema.schema)?),
+    })
 }
 
 /// A generation in progress; see [`Engine::start`].

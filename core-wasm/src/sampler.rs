@@ -3,57 +3,7 @@
 //! the same logits give the same token on every platform: the RNG is ours and uses integer
 //! arithmetic only.
 
-use serde::{Deserialize, Serialize};
-
-/// Sampling settings, with OpenAI-style defaults that switch each stage off.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
-pub struct SamplerConfig {
-    /// 0 picks the most likely token.
-    pub temperature: f32,
-    /// Keep the k most likely tokens; 0 keeps all.
-    pub top_k: usize,
-    /// Keep the smallest set whose probability reaches p; 1 keeps all.
-    pub top_p: f32,
-    /// Drop tokens less likely than `min_p` times the most likely; 0 keeps all.
-    pub min_p: f32,
-    /// Divide positive logits (multiply negative ones) of recent tokens; 1 is off.
-    pub repeat_penalty: f32,
-    /// Subtract from the logits of tokens that appeared recently; 0 is off.
-    pub presence_penalty: f32,
-    /// Subtract, per occurrence, from the logits of recent tokens; 0 is off.
-    pub frequency_penalty: f32,
-    /// How many recent tokens the penalties look at.
-    pub penalty_last_n: usize,
-    pub seed: u64,
-}
-
-impl SamplerConfig {
-    /// Whether the next token is simply the most likely one (no temperature, no penalties):
-    /// then only the argmax of the logits is needed, which a GPU can compute itself.
-    pub fn is_greedy(&self) -> bool {
-        self.temperature <= 0.0
-            && self.repeat_penalty == 1.0
-            && self.presence_penalty == 0.0
-            && self.frequency_penalty == 0.0
-    }
-}
-
-impl Default for SamplerConfig {
-    fn default() -> Self {
-        Self {
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            min_p: 0.0,
-            repeat_penalty: 1.0,
-            presence_penalty: 0.0,
-            frequency_penalty: 0.0,
-            penalty_last_n: 64,
-            seed: 0,
-        }
-    }
-}
+pub use hearth_api::generate::SamplerConfig;
 
 /// SplitMix64: tiny, fast, and identical on every platform.
 #[derive(Clone, Debug)]

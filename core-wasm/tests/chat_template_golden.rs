@@ -6,7 +6,7 @@
 
 use std::path::Path;
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::{ChatMessage, ChatTemplate, ChatTemplateError, RenderOptions};
 use hearth_core::gguf::{Gguf, Value as MetaValue};
 use serde_json::Value;

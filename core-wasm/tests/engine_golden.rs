@@ -5,7 +5,7 @@
 
 use std::ops::ControlFlow;
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Completion, Engine, EngineError, FinishReason, GenerateParams, Prompt, native_clock};
 use hearth_core::gguf::SharedBytes;

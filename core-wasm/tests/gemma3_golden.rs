@@ -5,7 +5,7 @@
 
 mod common;
 
-use hearth_core::catalog::GEMMA3_270M;
+use hearth_api::catalog::GEMMA3_270M;
 use hearth_core::model::config::{Architecture, MlpActivation, ModelConfig, RopeLayout};
 use hearth_core::tokenizer::{Tokenizer, TokenizerKind};
 use serde_json::Value;

@@ -220,7 +220,7 @@ fn typed_getters_say_what_is_wrong() {
 
 #[test]
 fn reads_the_default_model() {
-    let path = hearth_core::catalog::models_dir().join(hearth_core::catalog::DEFAULT_MODEL.file);
+    let path = hearth_api::catalog::models_dir().join(hearth_api::catalog::DEFAULT_MODEL.file);
     let file = std::fs::File::open(&path)
         .unwrap_or_else(|e| panic!("{}: {e} (scripts/fetch-model.sh fetches it)", path.display()));
     let g = Gguf::read(&file).unwrap();

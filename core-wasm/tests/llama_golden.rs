@@ -3,7 +3,7 @@
 
 mod common;
 
-use hearth_core::catalog::DEFAULT_MODEL;
+use hearth_api::catalog::DEFAULT_MODEL;
 use hearth_core::model::transformer::Transformer;
 use serde_json::Value;
 

@@ -2,7 +2,7 @@
 //! and validate against the schema (checked by the `jsonschema` crate, not by our matcher);
 //! an unsupported schema is a clear error before anything is generated.
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
     Completion, Engine, EngineError, FinishReason, GenerateParams, JsonSchemaFormat, Prompt, ResponseFormat,

@@ -9,7 +9,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::gguf::Gguf;
 use hearth_core::tokenizer::{StreamDecoder, Tokenizer, TokenizerKind};
 use serde_json::Value;

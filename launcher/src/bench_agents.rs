@@ -10,8 +10,8 @@ use hearth_core::mapped_file::MappedFile;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hearth_core::agents::hub_messages::LlmRequest;
-use hearth_core::bus::{AgentPort, ChannelBus, HubPort, SharedBus, SharedBusConfig};
+use hearth_agents::bus::{AgentPort, ChannelBus, HubPort, SharedBus, SharedBusConfig};
+use hearth_agents::hub_messages::LlmRequest;
 use hearth_core::engine::{Engine, native_clock};
 
 use crate::bench::BenchError;

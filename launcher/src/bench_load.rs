@@ -10,7 +10,7 @@ use hearth_core::mapped_file::MappedFile;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hearth_core::agents::{self, RunOptions, TranscriptEvent, Workflow};
+use hearth_agents::{RunOptions, TranscriptEvent, Workflow};
 use hearth_core::engine::{Engine, native_clock};
 
 use crate::bench::BenchError;
@@ -75,15 +75,17 @@ pub fn run(model: &Path, faulty: &Path, agents: usize, limit: Duration) -> Resul
         let round = figures.runs;
         let workflow = Workflow::from_toml(&workflow_toml(agents, round, faulty))
             .map_err(|e| BenchError::Load(format!("the load workflow: {e}")))?;
-        let programs = agents::programs(&workflow, Path::new(".")).map_err(|e| BenchError::Load(e.to_string()))?;
+        let programs =
+            hearth_agents::programs(&workflow, Path::new(".")).map_err(|e| BenchError::Load(e.to_string()))?;
         let (mut messages, mut gave_up, mut skipped) = (0, 0, 0);
-        let summary = agents::run(&workflow, programs, &mut engine, RunOptions::default(), |event| match event {
-            TranscriptEvent::Message { .. } => messages += 1,
-            TranscriptEvent::GaveUp { .. } => gave_up += 1,
-            TranscriptEvent::Skipped { .. } => skipped += 1,
-            _ => {}
-        })
-        .map_err(|e| BenchError::Load(format!("run {round}: {e}")))?;
+        let summary =
+            hearth_agents::run(&workflow, programs, &mut engine, RunOptions::default(), |event| match event {
+                TranscriptEvent::Message { .. } => messages += 1,
+                TranscriptEvent::GaveUp { .. } => gave_up += 1,
+                TranscriptEvent::Skipped { .. } => skipped += 1,
+                _ => {}
+            })
+            .map_err(|e| BenchError::Load(format!("run {round}: {e}")))?;
         // Sequential: one turn per agent, each ending in its message, its policy giving up,
         // or (after giving up earlier) a skip.
         if messages + gave_up + skipped != agents || messages != summary.messages {

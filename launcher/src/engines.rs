@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use hearth_core::catalog::{DEFAULT_MODEL, SHIPPED_MODELS, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, SHIPPED_MODELS, models_dir};
 use hearth_core::engine::BackendChoice;
 use tokio::net::TcpListener;
 

@@ -5,8 +5,8 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use hearth_core::agents::{RunError, RunOptions, Workflow, WorkflowError};
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir, shipped_model};
+use hearth_agents::{RunError, RunOptions, Workflow, WorkflowError};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir, shipped_model};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{
     Backend, BackendChoice, Completion, Engine, EngineError, GenerateParams, Prompt, native_clock,
@@ -268,11 +268,10 @@ pub fn run_workflow(
         workflow.seed = seed;
     }
     let run_error = |source| CliError::Run { path: path.to_owned(), source };
-    let programs =
-        hearth_core::agents::programs(&workflow, path.parent().unwrap_or(Path::new("."))).map_err(run_error)?;
+    let programs = hearth_agents::programs(&workflow, path.parent().unwrap_or(Path::new("."))).map_err(run_error)?;
     let mut llm = load_engine(model, n_ctx, backend)?;
     let mut write_error = None;
-    let result = hearth_core::agents::run(&workflow, programs, &mut llm, options, |event| {
+    let result = hearth_agents::run(&workflow, programs, &mut llm, options, |event| {
         let line = serde_json::to_string(event).unwrap_or_default();
         if write_error.is_none()
             && let Err(e) = writeln!(out, "{line}").and_then(|()| out.flush())

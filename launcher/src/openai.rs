@@ -16,7 +16,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use hearth_core::chat_template::ChatMessage;
-use hearth_core::engine::{Completion, FinishReason, GenerateParams, Prompt, ResponseFormat};
+use hearth_core::engine::{Completion, FinishReason, GenerateParams, GenerateParamsExt, Prompt, ResponseFormat};
 use hearth_core::sampler::SamplerConfig;
 use hearth_core::tool_call::{Tool, ToolCall, ToolChoice, ToolUse};
 use serde::Deserialize;

@@ -6,8 +6,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
+use hearth_api::protocol::AgentModule;
 use hearth_core::engine::{Completion, GenerateParams, Prompt};
-use hearth_core::protocol::AgentModule;
 use serde_json::{Value, json};
 use thiserror::Error;
 use tokio::sync::mpsc::UnboundedSender;

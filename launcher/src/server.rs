@@ -19,7 +19,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use hearth_core::catalog::models_dir;
+use hearth_api::catalog::models_dir;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -41,7 +41,7 @@ pub enum ServeError {
 /// What the server serves.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Folder served under `/models/` (see [`hearth_core::catalog::models_dir`]).
+    /// Folder served under `/models/` (see [`hearth_api::catalog::models_dir`]).
     pub models_dir: PathBuf,
     /// Send COOP/COEP. Only tests turn this off, to see the page fall back to the
     /// single-threaded build the way it must in engines without shared memory.

@@ -39,7 +39,7 @@ pub fn hearth_serve_with(args: &[&str], ready: &str) -> (Process, String) {
 
 /// `hearth` with Servo built in, from the cache (scripts/build-servo.sh; scripts/test.sh runs it).
 pub fn servo_binary() -> PathBuf {
-    let cache = hearth_core::catalog::models_dir().parent().expect("the cache folder").to_path_buf();
+    let cache = hearth_api::catalog::models_dir().parent().expect("the cache folder").to_path_buf();
     let bin = cache.join("servo-target/servo/hearth");
     assert!(bin.is_file(), "{} is missing: build it with scripts/build-servo.sh", bin.display());
     bin

@@ -30,7 +30,7 @@ pub fn repo() -> PathBuf {
 }
 
 pub fn medium_model(name: &str) -> PathBuf {
-    let path = hearth_core::catalog::models_dir().join("medium").join(name);
+    let path = hearth_api::catalog::models_dir().join("medium").join(name);
     assert!(path.is_file(), "{} is missing: run `bash scripts/medium-models.sh make`", path.display());
     path
 }

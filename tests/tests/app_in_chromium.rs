@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use hearth_core::probe::{PROBE_COLS, PROBE_ROWS, probe_expected};
+use hearth_api::probe::{PROBE_COLS, PROBE_ROWS, probe_expected};
 use hearth_tests::{hearth_serve, open_in_chromium};
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_tests::{hearth_binary, servo_binary};
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 use std::ops::ControlFlow;
 use std::rc::Rc;
 
-use hearth_core::catalog::{DEFAULT_MODEL, GEMMA3_270M, ModelEntry, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, GEMMA3_270M, ModelEntry, models_dir};
 use hearth_core::chat_template::ChatMessage;
 use hearth_core::engine::{Backend, BackendChoice, Engine, EngineError, GenerateParams, Prompt, native_clock};
 use hearth_core::kernels::gpu::GpuContext;

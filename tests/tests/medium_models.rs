@@ -16,7 +16,7 @@ use serde_json::Value;
 
 /// The peak resident memory of a one-token run of the default model on `backend`: (peak, file).
 fn baseline(backend: &str) -> (u64, u64) {
-    let model = hearth_core::catalog::models_dir().join(hearth_core::catalog::DEFAULT_MODEL.file);
+    let model = hearth_api::catalog::models_dir().join(hearth_api::catalog::DEFAULT_MODEL.file);
     let args = ["generate", "--backend", backend, "--ctx", "256", "--prompt", "Hi", "--max-tokens", "1", "--json"];
     let done = hearth_json(&args);
     (done["peak_rss_bytes"].as_u64().expect("peak_rss_bytes"), file_size(&model))

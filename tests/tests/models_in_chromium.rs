@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_tests::{Browser, hearth_serve, open_in_chromium};
 use serde_json::{Value, json};
 

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use hearth_core::catalog::models_dir;
+use hearth_api::catalog::models_dir;
 use hearth_tests::{Process, hearth_binary, hearth_serve_with, serve_with, servo_binary};
 
 /// The Python with the `openai` client, from scripts/setup.sh.
@@ -154,7 +154,7 @@ fn post_json(url: &str, path: &str, body: &serde_json::Value) -> serde_json::Val
 fn the_model_file_can_change_or_vanish_while_loaded() {
     let files = tempfile::tempdir().unwrap();
     let model = files.path().join("model.gguf");
-    let shipped = models_dir().join(hearth_core::catalog::DEFAULT_MODEL.file);
+    let shipped = models_dir().join(hearth_api::catalog::DEFAULT_MODEL.file);
     std::fs::copy(&shipped, &model).expect("the default model (scripts/setup.sh fetches it)");
     let (server, url) = serve_headless(&["--engine", "native", "--backend", "cpu", "--model", model.to_str().unwrap()]);
     let ask = || {

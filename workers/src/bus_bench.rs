@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use hearth_core::bus::{HubPort, SharedBus, SharedBusConfig};
-use hearth_core::protocol::BusFigures;
+use hearth_agents::bus::{HubPort, SharedBus, SharedBusConfig};
+use hearth_api::protocol::BusFigures;
 use js_sys::{Function, Promise, Uint8Array};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
@@ -68,7 +68,7 @@ async fn shared_bus(engine: &EngineWorker) -> Result<BusFigures, String> {
         }
         crate::engine::yield_to_event_loop().await;
     }
-    let fail = |e: hearth_core::bus::BusError| format!("the shared-memory bus: {e}");
+    let fail = |e: hearth_agents::bus::BusError| format!("the shared-memory bus: {e}");
     let mut one_way = Vec::with_capacity(PINGS);
     for _ in 0..PINGS {
         let t = engine.now_ms();

@@ -3,14 +3,14 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use hearth_core::catalog::{MODEL_CACHE, OPFS_MODELS_DIR};
+use hearth_api::catalog::{MODEL_CACHE, OPFS_MODELS_DIR};
+use hearth_api::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
+use hearth_api::protocol::{
+    Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
+};
 use hearth_core::engine::{Backend, BackendChoice, Engine as Llm, GenerateParams, Prompt};
 use hearth_core::gguf::SharedBytes;
 use hearth_core::kernels::{cpu, gpu::GpuContext};
-use hearth_core::probe::{KernelRun, PROBE_COLS, PROBE_ROWS, probe_inputs};
-use hearth_core::protocol::{
-    Capabilities, EngineEvent, EngineRequest, GpuStatus, KernelOutcome, ModelSource, MonitorSample, RuntimeBuild,
-};
 use hearth_core::tokenizer::Tokenizer;
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;

@@ -9,11 +9,11 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 use std::time::Duration;
 
-use hearth_core::agents::AgentWorker;
-use hearth_core::agents::agent::{Agent, AgentProgram};
-use hearth_core::agents::host::RemotePort;
-use hearth_core::agents::hub_messages::{ToAgent, ToHub};
-use hearth_core::bus::{AgentPort, BusError, HubPort};
+use hearth_agents::AgentWorker;
+use hearth_agents::agent::{Agent, AgentProgram};
+use hearth_agents::bus::{AgentPort, BusError, HubPort};
+use hearth_agents::host::RemotePort;
+use hearth_agents::hub_messages::{ToAgent, ToHub};
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, MessageEvent, Worker, WorkerOptions, WorkerType};
 
@@ -197,7 +197,7 @@ impl MessageAgent {
             llm => llm,
         });
         match program.map_err(|e| ToHub::Fault {
-            kind: hearth_core::agents::hub_messages::FaultKind::Crash,
+            kind: hearth_agents::FaultKind::Crash,
             detail: format!("its worker could not read its program: {e}"),
         }) {
             Ok(program) => match Agent::new(&program) {

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use hearth_core::agents::AgentWorker;
-use hearth_core::agents::host::DoneOnDrop;
+use hearth_agents::AgentWorker;
+use hearth_agents::host::DoneOnDrop;
 use wasm_bindgen::prelude::*;
 use web_sys::{ErrorEvent, Worker, WorkerOptions, WorkerType};
 

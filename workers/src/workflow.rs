@@ -10,12 +10,11 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use hearth_core::agents::hub_messages::LlmRequest;
-use hearth_core::agents::{
-    AgentState, AgentWorker, Host, HostFuture, LlmReply, LlmService, RunError, RunOptions, Transport, Workflow,
-};
+use hearth_agents::{AgentState, AgentWorker, Host, HostFuture, LlmService, RunError, RunOptions, Transport, Workflow};
+use hearth_api::generate::{Completion, GenerateParams, Prompt};
+use hearth_api::llm_service::LlmFuture;
+use hearth_api::protocol::{AgentModule, EngineEvent, WorkflowControl};
 use hearth_core::engine::Engine as Llm;
-use hearth_core::protocol::{AgentModule, EngineEvent, WorkflowControl};
 use wasm_bindgen::JsCast;
 
 use crate::engine::{EngineWorker, yield_to_event_loop};
@@ -63,11 +62,11 @@ impl Host for PageHost<'_> {
     }
 
     #[cfg(not(feature = "threads"))]
-    fn bus(&self, agents: usize) -> Option<hearth_core::agents::host::Bus> {
+    fn bus(&self, agents: usize) -> Option<hearth_agents::host::Bus> {
         let bus = crate::message_agent::MessageBus::new(agents);
         *self.bus.borrow_mut() = Some(bus.clone());
         let ports = (0..agents)
-            .map(|_| Box::new(hearth_core::agents::host::RemotePort) as Box<dyn hearth_core::bus::AgentPort>)
+            .map(|_| Box::new(hearth_agents::host::RemotePort) as Box<dyn hearth_agents::bus::AgentPort>)
             .collect();
         Some((Box::new(bus), ports))
     }
@@ -76,9 +75,9 @@ impl Host for PageHost<'_> {
     fn spawn_agent(
         &self,
         agent: usize,
-        program: std::sync::Arc<hearth_core::agents::agent::AgentProgram>,
-        _port: Box<dyn hearth_core::bus::AgentPort>,
-        _jitter: hearth_core::agents::agent::Jitter,
+        program: std::sync::Arc<hearth_agents::agent::AgentProgram>,
+        _port: Box<dyn hearth_agents::bus::AgentPort>,
+        _jitter: hearth_agents::agent::Jitter,
     ) -> Result<Box<dyn AgentWorker>, String> {
         let bus = self.bus.borrow();
         bus.as_ref().ok_or("the agents' bus is not made yet")?.start(agent, &program)
@@ -141,7 +140,10 @@ impl LlmService for CountedLlm<'_> {
         LlmService::backend(&*self.llm)
     }
 
-    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
+    fn complete<'a>(
+        &'a mut self,
+        batch: &'a [(Prompt, GenerateParams)],
+    ) -> LlmFuture<'a, Vec<Result<Completion, String>>> {
         Box::pin(async move {
             let start = self.engine.now_ms();
             let replies = self.llm.complete(batch).await;
@@ -194,7 +196,7 @@ async fn run_transcript(
             "it was not given to the page (add the .wasm file with the workflow)",
         )),
     };
-    let programs = hearth_core::agents::programs_with(&workflow, &read_module).map_err(|e| e.to_string())?;
+    let programs = hearth_agents::programs_with(&workflow, &read_module).map_err(|e| e.to_string())?;
     if engine.busy() {
         return Err("the engine is busy loading, replying or running a workflow".into());
     }
@@ -210,7 +212,7 @@ async fn run_transcript(
     };
     let options = RunOptions { transport: TRANSPORT, ..RunOptions::default() };
     let mut counted = CountedLlm { llm: &mut llm, engine };
-    let result = hearth_core::agents::run_on(&host, &workflow, programs, &mut counted, options, |event| {
+    let result = hearth_agents::run_on(&host, &workflow, programs, &mut counted, options, |event| {
         match serde_json::to_string(event) {
             Ok(line) => engine.post(&EngineEvent::Transcript { id, line }),
             Err(e) => web_sys::console::error_1(&format!("workflow {id}: cannot encode {event:?}: {e}").into()),

@@ -27,8 +27,10 @@ use std::fmt::Write as _;
 
 use minijinja::value::{Serde, Value, ValueKind};
 use minijinja::{AutoEscape, Environment, Error, ErrorKind, UndefinedBehavior, context};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use thiserror::Error;
+
+pub use hearth_api::chat::ChatMessage;
 
 use crate::gguf::Gguf;
 
@@ -50,28 +52,14 @@ pub const CHATML_TEMPLATE: &str = "{% for message in messages %}{{'<|im_start|>'
 /// The one template an environment holds.
 const TEMPLATE_NAME: &str = "chat_template";
 
-/// One turn of a conversation.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChatMessage {
-    /// `system`, `user`, `assistant` or whatever else the template understands.
-    pub role: String,
-    pub content: String,
-}
-
-impl ChatMessage {
-    pub fn new(role: impl Into<String>, content: impl Into<String>) -> Self {
-        Self { role: role.into(), content: content.into() }
-    }
-
-    /// The message as a template sees it: a dict with `role` then `content`, in that order
-    /// whatever map order minijinja was built with, so `message|tojson` and `message.items()`
-    /// come out as they do from Python.
-    fn to_value(&self) -> Value {
-        Value::from_object(OrderedMap(vec![
-            (Value::from("role"), Value::from(self.role.as_str())),
-            (Value::from("content"), Value::from(self.content.as_str())),
-        ]))
-    }
+/// A message as a template sees it: a dict with `role` then `content`, in that order whatever
+/// map order minijinja was built with, so `message|tojson` and `message.items()` come out as
+/// they do from Python.
+fn message_value(message: &ChatMessage) -> Value {
+    Value::from_object(OrderedMap(vec![
+        (Value::from("role"), Value::from(message.role.as_str())),
+        (Value::from("content"), Value::from(message.content.as_str())),
+    ]))
 }
 
 #[derive(Debug, Error)]
@@ -241,7 +229,7 @@ impl ChatTemplate {
 
     /// [`render`](Self::render) with tools or a fixed clock.
     pub fn render_with(&self, messages: &[ChatMessage], options: &RenderOptions) -> Result<String, ChatTemplateError> {
-        self.render_value(messages.iter().map(ChatMessage::to_value).collect(), options)
+        self.render_value(messages.iter().map(message_value).collect(), options)
     }
 
     /// Renders messages richer than [`ChatMessage`]: tool calls, content given as a list of

@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use hearth_core::catalog::{ModelEntry, models_dir};
+use hearth_api::catalog::{ModelEntry, models_dir};
 use hearth_core::gguf::Gguf;
 use hearth_core::model::transformer::Transformer;
 use serde_json::Value;

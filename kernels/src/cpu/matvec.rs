@@ -64,6 +64,18 @@ fn dot(a: &[f32], b: &[f32]) -> f32 {
 mod tests {
     use super::*;
 
+    /// The page's kernel probe (`hearth_api::probe`) says "correct" only if both kernels give
+    /// its exact product.
+    #[test]
+    fn the_probe_s_expected_product_is_what_both_kernels_give() {
+        use hearth_api::probe::{probe_expected, probe_inputs};
+        let (rows, cols) = (67, 131);
+        let (w, x) = probe_inputs(rows, cols);
+        let want = probe_expected(rows, cols);
+        assert_eq!(matvec_reference(&w, &x, rows, cols).unwrap(), want);
+        assert_eq!(matvec(&w, &x, rows, cols).unwrap(), want);
+    }
+
     fn inputs(rows: usize, cols: usize) -> (Vec<f32>, Vec<f32>) {
         let w = (0..rows * cols).map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 250.0).collect();
         let x = (0..cols).map(|i| ((i * 104729 % 997) as f32 - 498.0) / 300.0).collect();

@@ -3,6 +3,7 @@
 //! thread counts, so work a thread picks up while waiting inside its own region (rayon lets a
 //! thread that joins run other tasks) is not counted twice.
 
+pub use hearth_api::monitor::PoolBusy;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -17,15 +18,6 @@ static BUSY_NS: [AtomicU64; THREADS + 1] = [const { AtomicU64::new(0) }; THREADS
 thread_local! {
     /// Timed regions open on this thread.
     static DEPTH: Cell<u32> = const { Cell::new(0) };
-}
-
-/// Busy time so far, in milliseconds since the process (or the wasm runtime) started.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct PoolBusy {
-    /// One entry per thread of the current rayon pool, by its index.
-    pub threads: Vec<f64>,
-    /// Work that ran outside the pool: on the thread that called into it.
-    pub outside: f64,
 }
 
 /// Runs `work`, counting its wall time as busy time of the current thread, unless the thread

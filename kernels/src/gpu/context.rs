@@ -1,3 +1,4 @@
+pub use hearth_api::monitor::{AdapterSummary, GpuQueueStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -7,37 +8,6 @@ use super::matmul::MatmulKernels;
 use super::matvec::MatvecPipeline;
 use super::sample::SampleKernels;
 use crate::KernelError;
-
-/// What the UI and logs say about the adapter a [`GpuContext`] runs on.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct AdapterSummary {
-    /// Adapter name; browsers may hide it, then wgpu reports what they expose (vendor, architecture).
-    pub name: String,
-    pub backend: String,
-    pub device_type: String,
-    pub driver: String,
-    pub max_buffer_size: u64,
-    pub max_storage_buffer_binding_size: u64,
-    pub max_compute_workgroups_per_dimension: u32,
-    pub max_compute_invocations_per_workgroup: u32,
-    /// Whether the kernels use `shader-f16`: the device has it and [`GpuOptions`] allowed it.
-    /// The weight matrices of f16-scaled formats are then dequantised in f16 (see
-    /// `MatmulKernels`).
-    #[serde(default)]
-    pub shader_f16: bool,
-}
-
-/// The GPU's task queue as the monitor shows it: command buffers Hearth has submitted, and
-/// those the device has not finished yet.
-#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct GpuQueueStats {
-    /// Command buffers submitted since the device was opened.
-    pub submitted: u64,
-    /// Submitted and not yet done, now.
-    pub in_flight: u64,
-    /// The most in flight at once since the previous [`GpuContext::sample_queue`].
-    pub peak_in_flight: u64,
-}
 
 /// Counters behind [`GpuQueueStats`], shared with the queue's work-done callbacks.
 #[derive(Default)]

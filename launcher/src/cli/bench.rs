@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use hearth::bench;
 use hearth::engines::PageModel;
 use hearth::llm;
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::engine::BackendChoice;
 use hearth_core::kernels::gpu::GpuOptions;
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use hearth::engines::{self, EngineKind};
 use hearth::{bench_agents, llm};
+use hearth_api::protocol::BusFigures;
 use hearth_core::engine::BackendChoice;
-use hearth_core::protocol::BusFigures;
 
 use super::{fail, runtime, say, serve_on_free_port};
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hearth::bench_load;
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 
 use super::{fail, say};
 

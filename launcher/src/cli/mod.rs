@@ -18,7 +18,7 @@ use clap::{Parser, Subcommand};
 use hearth::engines::{self, EngineKind};
 use hearth::server::SessionModel;
 use hearth::{llm, server};
-use hearth_core::protocol::PAGE_CONTEXT;
+use hearth_api::protocol::PAGE_CONTEXT;
 
 #[derive(Parser)]
 #[command(name = "hearth", version, about = "Local-first LLM inference and agent workflows in a web engine")]

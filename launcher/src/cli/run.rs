@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use hearth::engines::{self, EngineKind, PageModel};
 use hearth::llm;
-use hearth_core::agents::agent::Jitter;
-use hearth_core::agents::{RunError, RunOptions, Transport, Workflow};
+use hearth_agents::agent::Jitter;
+use hearth_agents::{RunError, RunOptions, Transport, Workflow};
+use hearth_api::protocol::AgentModule;
 use hearth_core::engine::BackendChoice;
-use hearth_core::protocol::AgentModule;
 
 use super::{context, fail, run_async, serve_on_free_port};
 

@@ -8,7 +8,7 @@ use hearth::engines::{self, EngineKind, PageModel};
 use hearth::openai::Api;
 use hearth::server::{self, ServeOptions};
 use hearth::{assets, llm};
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::engine::BackendChoice;
 
 use super::{context, fail, runtime, say};

@@ -5,11 +5,13 @@ use std::time::Duration;
 
 use web_time::Instant;
 
-use super::{Hub, LlmService, RunError, TranscriptEvent};
-use crate::agents::host::AgentState;
-use crate::agents::hub_messages::{FaultKind, ToAgent};
-use crate::agents::workflow::OnFault;
+use hearth_api::agents::{AgentState, FaultKind, TranscriptEvent};
+use hearth_api::llm_service::LlmService;
+
+use super::{Hub, RunError};
 use crate::bus::BusError;
+use crate::hub_messages::ToAgent;
+use hearth_api::workflow::OnFault;
 
 /// How long past an agent's time budget the hub faults it itself: a module agent reads the
 /// clock between slices of its instructions and reports first, and its worker then ends.
@@ -41,7 +43,7 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
             let Some(w) = &slot.working else { continue };
             if !w.waiting_llm && now >= w.deadline + BUDGET_BACKSTOP {
                 let ms = self.workflow.agents[agent].time_budget_ms;
-                self.fault(agent, FaultKind::TimeBudget, crate::agents::module::time_budget_detail(ms))?;
+                self.fault(agent, FaultKind::TimeBudget, crate::module::time_budget_detail(ms))?;
             } else if done == Some(slot.restarts) {
                 let why = slot.worker.as_ref().and_then(|w| w.failure()).map(|e| format!(": {e}")).unwrap_or_default();
                 self.fault(agent, FaultKind::Crash, format!("its worker exited in the middle of a turn{why}"))?;

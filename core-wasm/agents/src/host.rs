@@ -8,32 +8,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde::{Deserialize, Serialize};
+use hearth_api::agents::AgentState;
 
 use super::agent::{AgentProgram, Jitter, run_agent};
 use crate::bus::{AgentPort, BusError, HubPort};
 
 /// A future the hub awaits; not `Send`, since a browser host's futures hold JS values.
 pub type HostFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
-
-/// What an agent is doing right now. Live only: the transcript does not carry it, since when an
-/// agent starts thinking depends on timing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    /// No turn to take.
-    Idle,
-    /// Taking a turn (running its own code, or a tool).
-    Thinking,
-    /// Waiting for the LLM to answer.
-    Waiting,
-    /// Its worker faulted; its policy decides what follows.
-    Faulted,
-    /// Its worker was started again after a fault.
-    Restarted,
-    /// Its policy gave up on it: its turns are skipped.
-    GaveUp,
-}
 
 /// An agent's worker, as the hub sees it.
 pub trait AgentWorker {

@@ -6,7 +6,7 @@
 //! own seed derived from (workflow seed, agent, the agent's turn number).
 
 use super::turn::{Message, Turn, turn_seed};
-use super::workflow::{Topology, Workflow};
+use hearth_api::workflow::{Topology, Workflow};
 
 /// Plans a workflow's steps from the messages committed so far.
 pub struct Scheduler<'w> {
@@ -143,7 +143,7 @@ fn plan_steps(plan: &str, max: usize) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agents::workflow::AgentSpec;
+    use hearth_api::workflow::AgentSpec;
 
     fn workflow(topology: Topology, n: usize) -> Workflow {
         let agents = (0..n).map(|i| AgentSpec::new(format!("a{i}"), "s")).collect();

@@ -66,7 +66,7 @@ pub struct AgentSpec {
     pub limits: ModuleLimits,
     /// Wall-clock time a turn may take outside LLM and tool calls.
     pub time_budget_ms: u64,
-    /// Built-in tools an LLM agent may call from its replies (see [`super::tools`]).
+    /// Built-in tools an LLM agent may call from its replies ([`BUILTIN_TOOLS`]).
     pub tools: Vec<String>,
     /// `tool_choice = "required"`: each turn's first reply is a tool call, decoded under the
     /// tools' argument schemas (constrained decoding); otherwise the model decides.
@@ -134,6 +134,9 @@ pub struct ModuleLimits {
     /// stops by itself wherever it runs (a Web Worker sharing memory cannot be terminated).
     pub time_budget_ms: u64,
 }
+
+/// The built-in tools, as agents call them (the agents runtime implements them).
+pub const BUILTIN_TOOLS: [&str; 3] = ["calculator", "json_extract", "scratchpad"];
 
 /// Default budgets of a module agent.
 pub const DEFAULT_LIMITS: ModuleLimits =
@@ -357,11 +360,11 @@ impl Workflow {
             let mut tools = Vec::new();
             for tool in &a.tools {
                 let t = tool.get_ref();
-                if !super::tools::TOOLS.contains(&t.as_str()) {
+                if !BUILTIN_TOOLS.contains(&t.as_str()) {
                     return Err(check.err(
                         tool.span(),
                         "agents.tools",
-                        format!("no tool named {t:?} (tools: {})", super::tools::TOOLS.join(", ")),
+                        format!("no tool named {t:?} (tools: {})", BUILTIN_TOOLS.join(", ")),
                     ));
                 }
                 tools.push(t.clone());

@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn fetch_script_fetches_the_shipped_models() {
-        let script = include_str!("../../scripts/fetch-model.sh");
+        let script = include_str!("../../../scripts/fetch-model.sh");
         for model in SHIPPED_MODELS {
             let fetch = format!("fetch \"{}\" \"{}\"", model.file, model.sha256);
             assert!(script.contains(&fetch), "scripts/fetch-model.sh lacks {fetch}");

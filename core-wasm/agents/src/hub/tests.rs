@@ -1,6 +1,8 @@
+use hearth_api::generate::{Completion, FinishReason, GenerateParams, Prompt, Timings};
+use hearth_api::llm_service::LlmFuture;
+use hearth_api::tool_call::{ToolChoice, ToolMode};
+
 use super::*;
-use crate::agents::host::HostFuture;
-use crate::engine::FinishReason;
 
 /// An LLM that answers from a script, or with the last line of the prompt.
 struct Scripted {
@@ -16,15 +18,32 @@ impl LlmService for Scripted {
         "scripted".into()
     }
 
-    fn complete<'a>(&'a mut self, batch: &'a [LlmRequest]) -> HostFuture<'a, Vec<Result<LlmReply, String>>> {
+    fn complete<'a>(
+        &'a mut self,
+        batch: &'a [(Prompt, GenerateParams)],
+    ) -> LlmFuture<'a, Vec<Result<Completion, String>>> {
         self.batches.push(batch.len());
         let replies = batch
             .iter()
-            .map(|r| {
-                self.prompts.push(r.prompt.clone());
-                self.tools.push((r.tools.clone(), r.force_tool));
-                let text = self.replies.pop_front().unwrap_or_else(|| r.prompt.lines().last().unwrap_or("").into());
-                Ok(LlmReply { text, prompt_tokens: 1, completion_tokens: 1, finish_reason: FinishReason::Stop })
+            .map(|(prompt, params)| {
+                // The turn's request is the chat's user message, after the agent's system prompt.
+                let Prompt::Chat(messages) = prompt else { panic!("agents ask in chat messages: {prompt:?}") };
+                let request = messages.last().map(|m| m.content.clone()).unwrap_or_default();
+                let tools = params.tools.iter().map(|t| t.function.name.clone()).collect();
+                let forced = params.tool_choice == Some(ToolChoice::Mode(ToolMode::Required));
+                self.tools.push((tools, forced));
+                let text = self.replies.pop_front().unwrap_or_else(|| request.lines().last().unwrap_or("").into());
+                self.prompts.push(request);
+                Ok(Completion {
+                    text,
+                    finish_reason: FinishReason::Stop,
+                    prompt_tokens: 1,
+                    completion_tokens: 1,
+                    tokens: Vec::new(),
+                    top_logits: Vec::new(),
+                    tool_calls: Vec::new(),
+                    timings: Timings::default(),
+                })
             })
             .collect();
         Box::pin(std::future::ready(replies))

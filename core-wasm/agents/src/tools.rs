@@ -9,10 +9,9 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::tool_call::{FunctionDef, FunctionKind, Tool};
+use hearth_api::tool_call::{FunctionDef, FunctionKind, Tool};
 
-/// The tools' names, as agents call them.
-pub const TOOLS: [&str; 3] = ["calculator", "json_extract", "scratchpad"];
+pub use hearth_api::workflow::BUILTIN_TOOLS as TOOLS;
 
 /// Longest tool argument accepted, in bytes.
 pub const MAX_ARGS: usize = 64 << 10;
@@ -294,7 +293,7 @@ mod call_tests {
         let tools = definitions(&TOOLS.map(String::from));
         assert_eq!(tools.len(), TOOLS.len());
         for tool in &tools {
-            crate::constraint::Grammar::from_schema(&tool.function.parameters)
+            hearth_core::constraint::Grammar::from_schema(&tool.function.parameters)
                 .unwrap_or_else(|e| panic!("{}: {e}", tool.function.name));
         }
         // A forced call's arguments are what the tool takes.

@@ -1,14 +1,13 @@
 //! Messages between the page (Leptos, main thread) and the engine worker. Control traffic
 //! only: it travels by `postMessage`; the hot path gets the shared-memory bus.
 
-use hearth_kernels::cpu::pool::PoolBusy;
-use hearth_kernels::gpu::GpuQueueStats;
 use serde::{Deserialize, Serialize};
 
 use crate::agents::AgentState;
-use crate::engine::{Backend, BackendChoice, Completion, GenerateParams, Prompt};
+use crate::generate::{Backend, BackendChoice, Completion, GenerateParams, Prompt};
+pub use crate::monitor::AdapterSummary;
+use crate::monitor::{GpuQueueStats, PoolBusy};
 use crate::probe::KernelRun;
-pub use hearth_kernels::gpu::AdapterSummary;
 
 /// The two wasm builds of the runtime; the page picks one at start-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,7 +111,7 @@ pub enum EngineRequest {
     /// the model moves to the CPU, reloaded from where it was read (the model cache or OPFS).
     /// For trying that path; the device does not come back.
     DestroyGpu,
-    /// Run the workflow in `toml` (see [`crate::agents::Workflow`]) on the loaded model, each
+    /// Run the workflow in `toml` (see `hearth_agents::Workflow`) on the loaded model, each
     /// agent in a Web Worker of its own over the shared-memory bus; `seed` replaces the
     /// workflow's; `modules` are the custom agents' wasm files it names. Its transcript streams
     /// back as [`EngineEvent::Transcript`] lines, live agent states as
@@ -233,7 +232,7 @@ pub enum EngineEvent {
         cpu: KernelOutcome,
     },
     /// What the model being loaded needs in memory, from its header, before its weights are
-    /// read (see [`crate::memory_plan::MemoryPlan`]'s display).
+    /// read (see `hearth_core::memory_plan::MemoryPlan`'s display).
     ModelPlan {
         source: ModelSource,
         plan: String,

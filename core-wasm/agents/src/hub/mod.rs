@@ -7,43 +7,29 @@
 //! happened in a step is written to the transcript when the step ends, agent by agent, so the
 //! transcript is the same however the workers were timed.
 //!
-//! This file is the run loop; [`supervision`] handles faults and restarts, [`transcript`] is
-//! what a run writes, and [`llm_service`] the engine behind the agents' LLM calls.
+//! This file is the run loop; [`supervision`] handles faults and restarts.
 
 use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use hearth_api::agents::{AgentState, FaultKind, TranscriptEvent, Transport};
+use hearth_api::llm_service::LlmService;
 use thiserror::Error;
 use web_time::Instant;
 
 use super::agent::{AgentProgram, Jitter};
-use super::host::{AgentState, AgentWorker, Host, Threads};
-use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
+use super::host::{AgentWorker, Host, Threads};
+use super::hub_messages::{LlmRequest, ToAgent, ToHub};
 use super::module::{ModuleAgent, ModuleError};
 use super::scheduler::Scheduler;
 use super::tools::{self, Scratchpad};
 use super::turn::Turn;
-use super::workflow::{AgentSpec, Workflow};
 use crate::bus::{BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
+use hearth_api::workflow::{AgentSpec, Workflow};
 
-mod llm_service;
 mod supervision;
-mod transcript;
-
-pub use llm_service::{LlmReply, LlmService};
-pub use transcript::TranscriptEvent;
-
-/// Which bus carries the run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    #[default]
-    SharedMemory,
-    MessagePassing,
-}
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RunOptions {
@@ -444,8 +430,8 @@ impl<L: LlmService + ?Sized> Hub<'_, L> {
     async fn serve_llm(&mut self) -> Result<(), RunError> {
         let mut queue = std::mem::take(&mut self.llm_queue);
         queue.sort_by_key(|(agent, _)| *agent);
-        let requests: Vec<LlmRequest> = queue.iter().map(|(_, r)| r.clone()).collect();
-        let replies = self.llm.complete(&requests).await;
+        let batch: Vec<_> = queue.iter().map(|(_, request)| request.generation()).collect();
+        let replies = self.llm.complete(&batch).await;
         for ((agent, _), reply) in queue.into_iter().zip(replies) {
             let reply = reply.map_err(RunError::Llm)?;
             let budget = Duration::from_millis(self.workflow.agents[agent].time_budget_ms);

@@ -2,11 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use hearth_api::agents::FaultKind;
+
 use super::turn::Message;
-use crate::chat_template::ChatMessage;
-use crate::engine::{FinishReason, GenerateParams, Prompt};
-use crate::sampler::SamplerConfig;
-use crate::tool_call::{ToolChoice, ToolMode};
+use hearth_api::chat::ChatMessage;
+use hearth_api::generate::SamplerConfig;
+use hearth_api::generate::{FinishReason, GenerateParams, Prompt};
+use hearth_api::tool_call::{ToolChoice, ToolMode};
 
 /// Hub → agent.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,22 +93,4 @@ impl LlmRequest {
             GenerateParams { max_tokens: self.max_tokens, sampler, tools, tool_choice, ..GenerateParams::default() },
         )
     }
-}
-
-/// Why an agent stopped working.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FaultKind {
-    /// A wasm trap (unreachable, out-of-bounds access, division by zero, ...).
-    Trap,
-    /// The agent's code panicked (a trap after the SDK's panic hook logged the message).
-    Panic,
-    /// It ran past its time budget: instructions (fuel) or wall-clock time.
-    TimeBudget,
-    /// It asked for more memory than its limit.
-    Memory,
-    /// Its module could not be loaded: invalid, or importing beyond the ABI.
-    BadModule,
-    /// It broke the protocol or its worker vanished.
-    Crash,
 }

@@ -28,9 +28,11 @@ use wasmi::{
     TypedResumableCall, TypedResumableCallHostTrap, Val,
 };
 
-use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
+use hearth_api::agents::FaultKind;
+
+use super::hub_messages::{LlmRequest, ToAgent, ToHub};
 use super::turn::turn_seed;
-use super::workflow::ModuleLimits;
+use hearth_api::workflow::ModuleLimits;
 
 /// The imports a module may ask for, all in module [`ABI_MODULE`].
 pub const ABI_MODULE: &str = "hearth";
@@ -457,7 +459,7 @@ mod tests {
             text: "hello there".into(),
             prompt_tokens: 1,
             completion_tokens: 2,
-            finish_reason: crate::engine::FinishReason::Stop,
+            finish_reason: hearth_api::generate::FinishReason::Stop,
         };
         assert_eq!(a.resume(answer), Ok(TurnState::Done));
         assert_eq!(a.take_outbox(), [ToHub::Send { content: "hello there".into() }]);

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use hearth_core::bus::{BusError, HubPort, SharedBus, SharedBusConfig};
+use hearth_agents::bus::{BusError, HubPort, SharedBus, SharedBusConfig};
 
 const TEST: &str = "an_agent_killed_in_the_middle_of_a_send_leaves_no_torn_message_and_no_lost_block";
 const AGENTS: usize = 2;

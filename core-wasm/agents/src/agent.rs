@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::hub_messages::{FaultKind, LlmRequest, ToAgent, ToHub};
+use hearth_api::agents::FaultKind;
+
+use super::hub_messages::{LlmRequest, ToAgent, ToHub};
 use super::module::{ModuleAgent, TurnState};
 use super::tools::{self, AgentToolCall};
-use super::workflow::ModuleLimits;
 use crate::bus::AgentPort;
+use hearth_api::workflow::ModuleLimits;
 
 /// What an agent runs. In JSON (for a worker with a runtime of its own) a module's bytes are
 /// left out: they travel beside it.
