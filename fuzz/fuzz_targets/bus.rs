@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use hearth_core::bus::{AgentPort, BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
+use hearth_agents::bus::{AgentPort, BusError, ChannelBus, HubPort, SharedBus, SharedBusConfig};
 use libfuzzer_sys::fuzz_target;
 
 const AGENTS: usize = 3;

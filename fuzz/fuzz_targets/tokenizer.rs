@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
-use hearth_core::catalog::{DEFAULT_MODEL, models_dir};
+use hearth_api::catalog::{DEFAULT_MODEL, models_dir};
 use hearth_core::gguf::Gguf;
 use hearth_core::tokenizer::{StreamDecoder, Tokenizer};
 use libfuzzer_sys::fuzz_target;

@@ -2,7 +2,7 @@
 //! panics — and a syntax error names a line that exists.
 #![no_main]
 
-use hearth_core::agents::workflow::{Workflow, WorkflowError};
+use hearth_api::workflow::{Workflow, WorkflowError};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
