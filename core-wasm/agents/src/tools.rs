@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use hearth_api::tool_call::{FunctionDef, FunctionKind, Tool};
 
-pub use hearth_api::workflow::BUILTIN_TOOLS as TOOLS;
+use hearth_api::workflow::BUILTIN_TOOLS;
 
 /// Longest tool argument accepted, in bytes.
 pub const MAX_ARGS: usize = 64 << 10;
@@ -84,7 +84,7 @@ pub fn call(name: &str, args: &str, agent: usize, scratchpad: &mut Scratchpad) -
                 Op::List => serde_json::to_string(&scratchpad.board.keys().collect::<Vec<_>>()).unwrap_or_default(),
             })
         }
-        other => Err(format!("no tool named {other:?} (tools: {})", TOOLS.join(", "))),
+        other => Err(format!("no tool named {other:?} (tools: {})", BUILTIN_TOOLS.join(", "))),
     }
 }
 
@@ -263,7 +263,7 @@ mod call_tests {
     use super::*;
 
     fn allowed() -> Vec<String> {
-        TOOLS.iter().map(|t| t.to_string()).collect()
+        BUILTIN_TOOLS.iter().map(|t| t.to_string()).collect()
     }
 
     #[test]
@@ -290,8 +290,8 @@ mod call_tests {
 
     #[test]
     fn every_tool_has_a_schema_constrained_decoding_supports() {
-        let tools = definitions(&TOOLS.map(String::from));
-        assert_eq!(tools.len(), TOOLS.len());
+        let tools = definitions(&BUILTIN_TOOLS.map(String::from));
+        assert_eq!(tools.len(), BUILTIN_TOOLS.len());
         for tool in &tools {
             hearth_core::constraint::Grammar::from_schema(&tool.function.parameters)
                 .unwrap_or_else(|e| panic!("{}: {e}", tool.function.name));
