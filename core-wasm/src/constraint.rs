@@ -269,6 +269,18 @@ impl Grammar {
     }
 }
 
+/// Inside a string: characters so far, and what is pending: a backslash (1), `\u` digits
+/// (2..=5), or the rest of a UTF-8 character (7..=9: 6 + bytes still to come).
+#[derive(Clone, Copy, Debug, PartialEq)]
+struct StrFrame {
+    len: usize,
+    max: usize,
+    min: usize,
+    escape: u8,
+    /// The pattern's DFA and its state, if the string has a pattern.
+    pattern: Option<(usize, StateID)>,
+}
+
 /// A parse in progress: what is expected, innermost last.
 #[derive(Clone, Debug, PartialEq)]
 enum Frame {
@@ -277,16 +289,7 @@ enum Frame {
         bytes: Vec<u8>,
         at: usize,
     },
-    /// Inside a string: characters so far, and what is pending: a backslash (1), `\u` digits
-    /// (2..=5), or the rest of a UTF-8 character (7..=9: 6 + bytes still to come).
-    Str {
-        len: usize,
-        max: usize,
-        min: usize,
-        escape: u8,
-        /// The pattern's DFA and its state, if the string has a pattern.
-        pattern: Option<(usize, StateID)>,
-    },
+    Str(StrFrame),
     /// A number: which part is being read (see [`number_step`]) and its digits so far.
     Num {
         integer: bool,
@@ -415,63 +418,7 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
     };
     let ws_ok = stack.ws < 1 && is_ws(b);
     match top {
-        Frame::Value(id) => {
-            if ws_ok {
-                stack.frames.push(Frame::Value(id));
-                stack.ws += 1;
-                out.push(stack);
-                return;
-            }
-            stack.ws = 0;
-            let open = |stack: &Stack, frame: Frame| {
-                let mut s = stack.clone();
-                s.frames.push(frame);
-                s
-            };
-            match &g.nodes[id] {
-                Node::Any => {
-                    for alt in 1..=7 {
-                        step(g, open(&stack, Frame::Value(alt)), b, out);
-                    }
-                }
-                Node::AnyOf(ids) => {
-                    for &alt in ids {
-                        step(g, open(&stack, Frame::Value(alt)), b, out);
-                    }
-                }
-                Node::Literal(bytes) if bytes.first() == Some(&b) => {
-                    if bytes.len() > 1 {
-                        out.push(open(&stack, Frame::Literal { bytes: bytes.clone(), at: 1 }));
-                    } else {
-                        out.push(stack);
-                    }
-                }
-                Node::String { min, max, pattern } if b == b'"' => {
-                    let pattern = match pattern {
-                        None => None,
-                        Some(i) => match g.patterns[*i].start_state(&start::Config::new().anchored(Anchored::Yes)) {
-                            Ok(state) => Some((*i, state)),
-                            Err(_) => return,
-                        },
-                    };
-                    out.push(open(&stack, Frame::Str { len: 0, min: *min, max: *max, escape: 0, pattern }));
-                }
-                Node::Number { integer } => {
-                    if let Some(part) = number_step(0, *integer, b) {
-                        let digits = u8::from(b.is_ascii_digit());
-                        out.push(open(&stack, Frame::Num { integer: *integer, part, digits }));
-                    }
-                }
-                Node::Object { .. } if b == b'{' => out.push(open(&stack, Frame::Obj { node: id, next: 0, state: 0 })),
-                Node::AnyObject { values } if b == b'{' => {
-                    out.push(open(&stack, Frame::FreeObj { values: *values, state: 0 }));
-                }
-                Node::Array { .. } if b == b'[' => {
-                    out.push(open(&stack, Frame::Arr { node: id, count: 0, after_item: false }));
-                }
-                _ => {}
-            }
-        }
+        Frame::Value(id) => step_value(g, stack, id, b, ws_ok, out),
         Frame::Literal { bytes, at } => {
             if bytes.get(at) == Some(&b) {
                 if at + 1 < bytes.len() {
@@ -481,78 +428,7 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
                 out.push(stack);
             }
         }
-        Frame::Str { len, min, max, escape, pattern } => {
-            stack.ws = 0;
-            // A pattern's DFA reads the string as decoded: each byte, or an escape's meaning
-            // (`\u` escapes are refused when there is a pattern). `None`: the DFA is dead.
-            let advance = |byte: u8| -> Option<Option<(usize, StateID)>> {
-                let Some((i, state)) = pattern else { return Some(None) };
-                let next = g.patterns[i].next_state(state, byte);
-                (!g.patterns[i].is_dead_state(next)).then_some(Some((i, next)))
-            };
-            let matched = pattern.is_none_or(|(i, state)| {
-                let dfa = &g.patterns[i];
-                dfa.is_match_state(dfa.next_eoi_state(state))
-            });
-            let mut push = |frame: Option<Frame>, mut stack: Stack| {
-                if let Some(f) = frame {
-                    stack.frames.push(f);
-                }
-                out.push(stack);
-            };
-            let frame = |len, escape, pattern| Some(Frame::Str { len, min, max, escape, pattern });
-            match escape {
-                1 => {
-                    let decoded = match b {
-                        b'"' | b'\\' | b'/' => Some(b),
-                        b'b' => Some(8),
-                        b'f' => Some(12),
-                        b'n' => Some(b'\n'),
-                        b'r' => Some(b'\r'),
-                        b't' => Some(b'\t'),
-                        _ => None,
-                    };
-                    if let Some(p) = decoded.and_then(advance) {
-                        push(frame(len + 1, 0, p), stack);
-                    } else if b == b'u' && pattern.is_none() {
-                        push(frame(len, 2, None), stack);
-                    }
-                }
-                2..=5 if b.is_ascii_hexdigit() => {
-                    let (len, escape) = if escape == 5 { (len + 1, 0) } else { (len, escape + 1) };
-                    push(frame(len, escape, None), stack)
-                }
-                2..=5 => {}
-                // Inside a UTF-8 character: 6 + the continuation bytes it still needs.
-                7..=9 if (0x80..=0xbf).contains(&b) => {
-                    if let Some(p) = advance(b) {
-                        push(frame(len, if escape == 7 { 0 } else { escape - 1 }, p), stack);
-                    }
-                }
-                7..=9 => {}
-                _ => match b {
-                    b'"' if len >= min && matched => push(None, stack),
-                    b'"' => {}
-                    // With a pattern, a backslash only if some escape's meaning can follow.
-                    b'\\' if len < max && ESCAPED.iter().any(|&d| advance(d).is_some()) => {
-                        push(frame(len, 1, pattern), stack)
-                    }
-                    0..=0x1f | 0x7f..=0xc1 | 0xf5..=0xff => {}
-                    _ if len >= max => {}
-                    _ => {
-                        let escape = match b {
-                            0xc2..=0xdf => 7,
-                            0xe0..=0xef => 8,
-                            0xf0..=0xf4 => 9,
-                            _ => 0,
-                        };
-                        if let Some(p) = advance(b) {
-                            push(frame(len + 1, escape, p), stack);
-                        }
-                    }
-                },
-            }
-        }
+        Frame::Str(string) => step_string(g, stack, string, b, out),
         Frame::Num { integer, part, digits } => {
             let digits = digits + u8::from(b.is_ascii_digit());
             if let Some(part) = number_step(part, integer, b).filter(|_| digits <= MAX_DIGITS) {
@@ -564,63 +440,8 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
                 step(g, stack, b, out);
             }
         }
-        Frame::Obj { node, next, state } => {
-            let Node::Object { props } = &g.nodes[node] else { return };
-            if ws_ok {
-                stack.frames.push(Frame::Obj { node, next, state });
-                stack.ws += 1;
-                out.push(stack);
-                return;
-            }
-            stack.ws = 0;
-            // Properties are written in order; an optional one may be skipped.
-            let rest = &props[next.min(props.len())..];
-            let all_optional = rest.iter().all(|(_, _, required)| !required);
-            match (state, b) {
-                (0 | 2, b'"') => {
-                    for (i, (name, value, required)) in rest.iter().enumerate() {
-                        let mut s = stack.clone();
-                        s.frames.push(Frame::Obj { node, next: next + i + 1, state: 1 });
-                        s.frames.push(Frame::Value(*value));
-                        s.frames.push(Frame::Literal { bytes: format!("\"{name}\":").into_bytes(), at: 1 });
-                        out.push(s);
-                        if *required {
-                            break;
-                        }
-                    }
-                }
-                (0 | 1, b'}') if all_optional => out.push(stack),
-                (1, b',') if !rest.is_empty() => {
-                    stack.frames.push(Frame::Obj { node, next, state: 2 });
-                    out.push(stack);
-                }
-                _ => {}
-            }
-        }
-        Frame::FreeObj { values, state } => {
-            if ws_ok {
-                stack.frames.push(Frame::FreeObj { values, state });
-                stack.ws += 1;
-                out.push(stack);
-                return;
-            }
-            stack.ws = 0;
-            match (state, b) {
-                (0 | 2, b'"') => {
-                    stack.frames.push(Frame::FreeObj { values, state: 1 });
-                    stack.frames.push(Frame::Value(values));
-                    stack.frames.push(Frame::Colon);
-                    stack.frames.push(Frame::Str { len: 0, min: 0, max: usize::MAX, escape: 0, pattern: None });
-                    out.push(stack);
-                }
-                (0 | 1, b'}') => out.push(stack),
-                (1, b',') => {
-                    stack.frames.push(Frame::FreeObj { values, state: 2 });
-                    out.push(stack);
-                }
-                _ => {}
-            }
-        }
+        Frame::Obj { node, next, state } => step_object(g, stack, (node, next, state), b, ws_ok, out),
+        Frame::FreeObj { values, state } => step_free_object(stack, (values, state), b, ws_ok, out),
         Frame::Colon => {
             if ws_ok {
                 stack.frames.push(Frame::Colon);
@@ -631,33 +452,244 @@ fn step(g: &Grammar, mut stack: Stack, b: u8, out: &mut Vec<Stack>) {
                 out.push(stack);
             }
         }
-        Frame::Arr { node, count, after_item } => {
-            let Node::Array { items, min, max } = g.nodes[node] else { return };
-            if ws_ok {
-                stack.frames.push(Frame::Arr { node, count, after_item });
-                stack.ws += 1;
-                out.push(stack);
-                return;
-            }
-            if b == b']' && count >= min && (after_item || count == 0) {
-                stack.ws = 0;
-                out.push(stack);
-                return;
-            }
-            if after_item {
-                if b == b',' && count < max {
-                    stack.ws = 0;
-                    stack.frames.push(Frame::Arr { node, count, after_item: false });
-                    out.push(stack);
-                }
-                return;
-            }
-            if count < max && (count == 0 || !after_item) {
-                stack.frames.push(Frame::Arr { node, count: count + 1, after_item: true });
-                stack.frames.push(Frame::Value(items));
-                step(g, stack, b, out);
+        Frame::Arr { node, count, after_item } => step_array(g, stack, (node, count, after_item), b, ws_ok, out),
+    }
+}
+
+/// [`step`] into a value: whitespace, or the first byte of one of the node's alternatives.
+fn step_value(g: &Grammar, mut stack: Stack, id: NodeId, b: u8, ws_ok: bool, out: &mut Vec<Stack>) {
+    if ws_ok {
+        stack.frames.push(Frame::Value(id));
+        stack.ws += 1;
+        out.push(stack);
+        return;
+    }
+    stack.ws = 0;
+    let open = |stack: &Stack, frame: Frame| {
+        let mut s = stack.clone();
+        s.frames.push(frame);
+        s
+    };
+    match &g.nodes[id] {
+        Node::Any => {
+            for alt in 1..=7 {
+                step(g, open(&stack, Frame::Value(alt)), b, out);
             }
         }
+        Node::AnyOf(ids) => {
+            for &alt in ids {
+                step(g, open(&stack, Frame::Value(alt)), b, out);
+            }
+        }
+        Node::Literal(bytes) if bytes.first() == Some(&b) => {
+            if bytes.len() > 1 {
+                out.push(open(&stack, Frame::Literal { bytes: bytes.clone(), at: 1 }));
+            } else {
+                out.push(stack);
+            }
+        }
+        Node::String { min, max, pattern } if b == b'"' => {
+            let pattern = match pattern {
+                None => None,
+                Some(i) => match g.patterns[*i].start_state(&start::Config::new().anchored(Anchored::Yes)) {
+                    Ok(state) => Some((*i, state)),
+                    Err(_) => return,
+                },
+            };
+            out.push(open(&stack, Frame::Str(StrFrame { len: 0, min: *min, max: *max, escape: 0, pattern })));
+        }
+        Node::Number { integer } => {
+            if let Some(part) = number_step(0, *integer, b) {
+                let digits = u8::from(b.is_ascii_digit());
+                out.push(open(&stack, Frame::Num { integer: *integer, part, digits }));
+            }
+        }
+        Node::Object { .. } if b == b'{' => out.push(open(&stack, Frame::Obj { node: id, next: 0, state: 0 })),
+        Node::AnyObject { values } if b == b'{' => {
+            out.push(open(&stack, Frame::FreeObj { values: *values, state: 0 }));
+        }
+        Node::Array { .. } if b == b'[' => {
+            out.push(open(&stack, Frame::Arr { node: id, count: 0, after_item: false }));
+        }
+        _ => {}
+    }
+}
+
+/// [`step`] inside a string: characters, escapes and UTF-8 sequences, the length bounds, and
+/// a pattern's DFA.
+fn step_string(g: &Grammar, mut stack: Stack, string: StrFrame, b: u8, out: &mut Vec<Stack>) {
+    let StrFrame { len, min, max, escape, pattern } = string;
+    stack.ws = 0;
+    // A pattern's DFA reads the string as decoded: each byte, or an escape's meaning
+    // (`\u` escapes are refused when there is a pattern). `None`: the DFA is dead.
+    let advance = |byte: u8| -> Option<Option<(usize, StateID)>> {
+        let Some((i, state)) = pattern else { return Some(None) };
+        let next = g.patterns[i].next_state(state, byte);
+        (!g.patterns[i].is_dead_state(next)).then_some(Some((i, next)))
+    };
+    let matched = pattern.is_none_or(|(i, state)| {
+        let dfa = &g.patterns[i];
+        dfa.is_match_state(dfa.next_eoi_state(state))
+    });
+    let mut push = |frame: Option<Frame>, mut stack: Stack| {
+        if let Some(f) = frame {
+            stack.frames.push(f);
+        }
+        out.push(stack);
+    };
+    let frame = |len, escape, pattern| Some(Frame::Str(StrFrame { len, min, max, escape, pattern }));
+    match escape {
+        1 => {
+            let decoded = match b {
+                b'"' | b'\\' | b'/' => Some(b),
+                b'b' => Some(8),
+                b'f' => Some(12),
+                b'n' => Some(b'\n'),
+                b'r' => Some(b'\r'),
+                b't' => Some(b'\t'),
+                _ => None,
+            };
+            if let Some(p) = decoded.and_then(advance) {
+                push(frame(len + 1, 0, p), stack);
+            } else if b == b'u' && pattern.is_none() {
+                push(frame(len, 2, None), stack);
+            }
+        }
+        2..=5 if b.is_ascii_hexdigit() => {
+            let (len, escape) = if escape == 5 { (len + 1, 0) } else { (len, escape + 1) };
+            push(frame(len, escape, None), stack)
+        }
+        2..=5 => {}
+        // Inside a UTF-8 character: 6 + the continuation bytes it still needs.
+        7..=9 if (0x80..=0xbf).contains(&b) => {
+            if let Some(p) = advance(b) {
+                push(frame(len, if escape == 7 { 0 } else { escape - 1 }, p), stack);
+            }
+        }
+        7..=9 => {}
+        _ => match b {
+            b'"' if len >= min && matched => push(None, stack),
+            b'"' => {}
+            // With a pattern, a backslash only if some escape's meaning can follow.
+            b'\\' if len < max && ESCAPED.iter().any(|&d| advance(d).is_some()) => push(frame(len, 1, pattern), stack),
+            0..=0x1f | 0x7f..=0xc1 | 0xf5..=0xff => {}
+            _ if len >= max => {}
+            _ => {
+                let escape = match b {
+                    0xc2..=0xdf => 7,
+                    0xe0..=0xef => 8,
+                    0xf0..=0xf4 => 9,
+                    _ => 0,
+                };
+                if let Some(p) = advance(b) {
+                    push(frame(len + 1, escape, p), stack);
+                }
+            }
+        },
+    }
+}
+
+/// [`step`] inside an object with known properties: `(node, next property, state)`.
+fn step_object(
+    g: &Grammar,
+    mut stack: Stack,
+    (node, next, state): (NodeId, usize, u8),
+    b: u8,
+    ws_ok: bool,
+    out: &mut Vec<Stack>,
+) {
+    let Node::Object { props } = &g.nodes[node] else { return };
+    if ws_ok {
+        stack.frames.push(Frame::Obj { node, next, state });
+        stack.ws += 1;
+        out.push(stack);
+        return;
+    }
+    stack.ws = 0;
+    // Properties are written in order; an optional one may be skipped.
+    let rest = &props[next.min(props.len())..];
+    let all_optional = rest.iter().all(|(_, _, required)| !required);
+    match (state, b) {
+        (0 | 2, b'"') => {
+            for (i, (name, value, required)) in rest.iter().enumerate() {
+                let mut s = stack.clone();
+                s.frames.push(Frame::Obj { node, next: next + i + 1, state: 1 });
+                s.frames.push(Frame::Value(*value));
+                s.frames.push(Frame::Literal { bytes: format!("\"{name}\":").into_bytes(), at: 1 });
+                out.push(s);
+                if *required {
+                    break;
+                }
+            }
+        }
+        (0 | 1, b'}') if all_optional => out.push(stack),
+        (1, b',') if !rest.is_empty() => {
+            stack.frames.push(Frame::Obj { node, next, state: 2 });
+            out.push(stack);
+        }
+        _ => {}
+    }
+}
+
+/// [`step`] inside an object with free keys: `(values' node, state)`.
+fn step_free_object(mut stack: Stack, (values, state): (NodeId, u8), b: u8, ws_ok: bool, out: &mut Vec<Stack>) {
+    if ws_ok {
+        stack.frames.push(Frame::FreeObj { values, state });
+        stack.ws += 1;
+        out.push(stack);
+        return;
+    }
+    stack.ws = 0;
+    match (state, b) {
+        (0 | 2, b'"') => {
+            stack.frames.push(Frame::FreeObj { values, state: 1 });
+            stack.frames.push(Frame::Value(values));
+            stack.frames.push(Frame::Colon);
+            stack.frames.push(Frame::Str(StrFrame { len: 0, min: 0, max: usize::MAX, escape: 0, pattern: None }));
+            out.push(stack);
+        }
+        (0 | 1, b'}') => out.push(stack),
+        (1, b',') => {
+            stack.frames.push(Frame::FreeObj { values, state: 2 });
+            out.push(stack);
+        }
+        _ => {}
+    }
+}
+
+/// [`step`] inside an array: `(node, items so far, whether an item just ended)`.
+fn step_array(
+    g: &Grammar,
+    mut stack: Stack,
+    (node, count, after_item): (NodeId, usize, bool),
+    b: u8,
+    ws_ok: bool,
+    out: &mut Vec<Stack>,
+) {
+    let Node::Array { items, min, max } = g.nodes[node] else { return };
+    if ws_ok {
+        stack.frames.push(Frame::Arr { node, count, after_item });
+        stack.ws += 1;
+        out.push(stack);
+        return;
+    }
+    if b == b']' && count >= min && (after_item || count == 0) {
+        stack.ws = 0;
+        out.push(stack);
+        return;
+    }
+    if after_item {
+        if b == b',' && count < max {
+            stack.ws = 0;
+            stack.frames.push(Frame::Arr { node, count, after_item: false });
+            out.push(stack);
+        }
+        return;
+    }
+    if count < max && (count == 0 || !after_item) {
+        stack.frames.push(Frame::Arr { node, count: count + 1, after_item: true });
+        stack.frames.push(Frame::Value(items));
+        step(g, stack, b, out);
     }
 }
 
