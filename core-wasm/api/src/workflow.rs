@@ -264,150 +264,172 @@ impl Workflow {
             message: e.message().trim().to_string(),
         })?;
         let check = Checker { text };
-
-        let mut agents = Vec::new();
-        let mut names = HashSet::new();
         if file.agents.get_ref().is_empty() {
             return Err(check.err(file.agents.span(), "agents", "a workflow needs at least one agent"));
         }
-        for agent in file.agents.get_ref() {
-            let a = agent.get_ref();
-            let name = a.name.get_ref().trim().to_string();
-            if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-')
-            {
-                return Err(check.err(
-                    a.name.span(),
-                    "agents.name",
-                    format!("{name:?} is not a name (1-64 letters, digits, _ or -)"),
-                ));
+        let mut names = HashSet::new();
+        let agents =
+            file.agents.get_ref().iter().map(|agent| check.agent(agent, &mut names)).collect::<Result<Vec<_>, _>>()?;
+        let topology = check.topology(&file, &agents)?;
+        let header = file.workflow.get_ref();
+        let task = header.task.get_ref().trim().to_string();
+        if task.is_empty() {
+            return Err(check.err(header.task.span(), "workflow.task", "the task is empty"));
+        }
+        Ok(Workflow { name: header.name.get_ref().clone(), seed: header.seed, task, agents, topology })
+    }
+}
+
+impl Checker<'_> {
+    /// One `[[agents]]` entry, checked; its name must not be in `names` yet (it is added).
+    fn agent(&self, agent: &Spanned<AgentFile>, names: &mut HashSet<String>) -> Result<AgentSpec, WorkflowError> {
+        let a = agent.get_ref();
+        let name = a.name.get_ref().trim().to_string();
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+            return Err(self.err(
+                a.name.span(),
+                "agents.name",
+                format!("{name:?} is not a name (1-64 letters, digits, _ or -)"),
+            ));
+        }
+        if !names.insert(name.clone()) {
+            return Err(self.err(a.name.span(), "agents.name", format!("two agents are named {name:?}")));
+        }
+        let temperature = a.temperature.as_ref().map_or(0.0, |t| *t.get_ref());
+        if !(0.0..=2.0).contains(&temperature) {
+            let span = a.temperature.as_ref().map_or(agent.span(), |t| t.span());
+            return Err(self.err(span, "agents.temperature", format!("{temperature} is not between 0 and 2")));
+        }
+        let top_p = a.top_p.as_ref().map_or(1.0, |t| *t.get_ref());
+        if !(top_p > 0.0 && top_p <= 1.0) {
+            let span = a.top_p.as_ref().map_or(agent.span(), |t| t.span());
+            return Err(self.err(span, "agents.top_p", format!("{top_p} is not in (0, 1]")));
+        }
+        let top_k = match &a.top_k {
+            Some(k) if *k.get_ref() < 0 => {
+                return Err(self.err(k.span(), "agents.top_k", format!("{} is negative", k.get_ref())));
             }
-            if !names.insert(name.clone()) {
-                return Err(check.err(a.name.span(), "agents.name", format!("two agents are named {name:?}")));
+            Some(k) => *k.get_ref() as usize,
+            None => 0,
+        };
+        let max_tokens = match &a.max_tokens {
+            Some(m) => self.count(m, "agents.max_tokens", MAX_TURN_TOKENS)?,
+            None => 96,
+        };
+        let module = a.module.as_ref().map(|m| m.get_ref().trim().to_string());
+        if let Some(m) = &a.module
+            && m.get_ref().trim().is_empty()
+        {
+            return Err(self.err(m.span(), "agents.module", "the module path is empty"));
+        }
+        let system = match (&a.system, &module) {
+            (Some(s), _) => s.get_ref().clone(),
+            (None, Some(_)) => String::new(),
+            (None, None) => {
+                return Err(self.err(agent.span(), "agents.system", "an LLM agent needs a system prompt"));
             }
-            let temperature = a.temperature.as_ref().map_or(0.0, |t| *t.get_ref());
-            if !(0.0..=2.0).contains(&temperature) {
-                let span = a.temperature.as_ref().map_or(agent.span(), |t| t.span());
-                return Err(check.err(span, "agents.temperature", format!("{temperature} is not between 0 and 2")));
-            }
-            let top_p = a.top_p.as_ref().map_or(1.0, |t| *t.get_ref());
-            if !(top_p > 0.0 && top_p <= 1.0) {
-                let span = a.top_p.as_ref().map_or(agent.span(), |t| t.span());
-                return Err(check.err(span, "agents.top_p", format!("{top_p} is not in (0, 1]")));
-            }
-            let top_k = match &a.top_k {
-                Some(k) if *k.get_ref() < 0 => {
-                    return Err(check.err(k.span(), "agents.top_k", format!("{} is negative", k.get_ref())));
-                }
-                Some(k) => *k.get_ref() as usize,
-                None => 0,
-            };
-            let max_tokens = match &a.max_tokens {
-                Some(m) => check.count(m, "agents.max_tokens", MAX_TURN_TOKENS)?,
-                None => 96,
-            };
-            let module = a.module.as_ref().map(|m| m.get_ref().trim().to_string());
-            if let Some(m) = &a.module
-                && m.get_ref().trim().is_empty()
-            {
-                return Err(check.err(m.span(), "agents.module", "the module path is empty"));
-            }
-            let system = match (&a.system, &module) {
-                (Some(s), _) => s.get_ref().clone(),
-                (None, Some(_)) => String::new(),
-                (None, None) => {
-                    return Err(check.err(agent.span(), "agents.system", "an LLM agent needs a system prompt"));
-                }
-            };
-            let on_fault = match &a.on_fault {
-                None => OnFault::Restart,
-                Some(p) => match p.get_ref().as_str() {
-                    "restart" => OnFault::Restart,
-                    "give_up" => OnFault::GiveUp,
-                    "escalate" => OnFault::Escalate,
-                    other => {
-                        return Err(check.err(
-                            p.span(),
-                            "agents.on_fault",
-                            format!("unknown policy {other:?} (restart, give_up, escalate)"),
-                        ));
-                    }
-                },
-            };
-            let number = |v: &Option<Spanned<i64>>, field: &str, max: i64, default: u64| match v {
-                Some(v) => check.count(v, field, max).map(|n| n as u64),
-                None => Ok(default),
-            };
-            let supervision = Supervision {
-                on_fault,
-                max_restarts: match &a.max_restarts {
-                    Some(r) if *r.get_ref() == 0 => 0,
-                    r => number(r, "agents.max_restarts", 100, 3)? as u32,
-                },
-                backoff_ms: number(&a.backoff_ms, "agents.backoff_ms", 60_000, 20)?,
-            };
-            let time_budget_ms = number(&a.time_budget_ms, "agents.time_budget_ms", 3_600_000, DEFAULT_TIME_BUDGET_MS)?;
-            let limits = ModuleLimits {
-                time_budget_ms,
-                fuel: number(&a.fuel, "agents.fuel", 1 << 40, DEFAULT_LIMITS.fuel)?,
-                memory_bytes: number(
-                    &a.memory_mb,
-                    "agents.memory_mb",
-                    4096,
-                    (DEFAULT_LIMITS.memory_bytes >> 20) as u64,
-                )? as usize
-                    * (1 << 20),
-            };
-            let mut tools = Vec::new();
-            for tool in &a.tools {
-                let t = tool.get_ref();
-                if !BUILTIN_TOOLS.contains(&t.as_str()) {
-                    return Err(check.err(
-                        tool.span(),
-                        "agents.tools",
-                        format!("no tool named {t:?} (tools: {})", BUILTIN_TOOLS.join(", ")),
+        };
+        let (supervision, limits, time_budget_ms) = self.budgets(agent)?;
+        let (tools, tool_choice_required) = self.tools(a)?;
+        Ok(AgentSpec {
+            name,
+            role: a.role.clone(),
+            system,
+            temperature: temperature as f32,
+            top_k,
+            top_p: top_p as f32,
+            max_tokens,
+            module,
+            config: a.config.clone(),
+            supervision,
+            limits,
+            time_budget_ms,
+            tools,
+            tool_choice_required,
+        })
+    }
+
+    /// An agent's supervision policy and budgets: (supervision, module limits, time budget).
+    fn budgets(&self, agent: &Spanned<AgentFile>) -> Result<(Supervision, ModuleLimits, u64), WorkflowError> {
+        let a = agent.get_ref();
+        let on_fault = match &a.on_fault {
+            None => OnFault::Restart,
+            Some(p) => match p.get_ref().as_str() {
+                "restart" => OnFault::Restart,
+                "give_up" => OnFault::GiveUp,
+                "escalate" => OnFault::Escalate,
+                other => {
+                    return Err(self.err(
+                        p.span(),
+                        "agents.on_fault",
+                        format!("unknown policy {other:?} (restart, give_up, escalate)"),
                     ));
                 }
-                tools.push(t.clone());
-            }
-            let tool_choice_required = match &a.tool_choice {
-                None => false,
-                Some(choice) => match choice.get_ref().as_str() {
-                    "auto" => false,
-                    "required" if a.module.is_none() && !tools.is_empty() => true,
-                    "required" => {
-                        let why = "tool_choice = \"required\" needs an LLM agent with tools";
-                        return Err(check.err(choice.span(), "agents.tool_choice", why.to_string()));
-                    }
-                    other => {
-                        let why = format!("tool_choice is \"auto\" or \"required\", not {other:?}");
-                        return Err(check.err(choice.span(), "agents.tool_choice", why));
-                    }
-                },
-            };
-            agents.push(AgentSpec {
-                name,
-                role: a.role.clone(),
-                system,
-                temperature: temperature as f32,
-                top_k,
-                top_p: top_p as f32,
-                max_tokens,
-                module,
-                config: a.config.clone(),
-                supervision,
-                limits,
-                time_budget_ms,
-                tools,
-                tool_choice_required,
-            });
-        }
+            },
+        };
+        let number = |v: &Option<Spanned<i64>>, field: &str, max: i64, default: u64| match v {
+            Some(v) => self.count(v, field, max).map(|n| n as u64),
+            None => Ok(default),
+        };
+        let supervision = Supervision {
+            on_fault,
+            max_restarts: match &a.max_restarts {
+                Some(r) if *r.get_ref() == 0 => 0,
+                r => number(r, "agents.max_restarts", 100, 3)? as u32,
+            },
+            backoff_ms: number(&a.backoff_ms, "agents.backoff_ms", 60_000, 20)?,
+        };
+        let time_budget_ms = number(&a.time_budget_ms, "agents.time_budget_ms", 3_600_000, DEFAULT_TIME_BUDGET_MS)?;
+        let limits = ModuleLimits {
+            time_budget_ms,
+            fuel: number(&a.fuel, "agents.fuel", 1 << 40, DEFAULT_LIMITS.fuel)?,
+            memory_bytes: number(&a.memory_mb, "agents.memory_mb", 4096, (DEFAULT_LIMITS.memory_bytes >> 20) as u64)?
+                as usize
+                * (1 << 20),
+        };
+        Ok((supervision, limits, time_budget_ms))
+    }
 
+    /// An agent's built-in tools, and whether each turn's first reply must call one.
+    fn tools(&self, a: &AgentFile) -> Result<(Vec<String>, bool), WorkflowError> {
+        let mut tools = Vec::new();
+        for tool in &a.tools {
+            let t = tool.get_ref();
+            if !BUILTIN_TOOLS.contains(&t.as_str()) {
+                return Err(self.err(
+                    tool.span(),
+                    "agents.tools",
+                    format!("no tool named {t:?} (tools: {})", BUILTIN_TOOLS.join(", ")),
+                ));
+            }
+            tools.push(t.clone());
+        }
+        let tool_choice_required = match &a.tool_choice {
+            None => false,
+            Some(choice) => match choice.get_ref().as_str() {
+                "auto" => false,
+                "required" if a.module.is_none() && !tools.is_empty() => true,
+                "required" => {
+                    let why = "tool_choice = \"required\" needs an LLM agent with tools";
+                    return Err(self.err(choice.span(), "agents.tool_choice", why.to_string()));
+                }
+                other => {
+                    let why = format!("tool_choice is \"auto\" or \"required\", not {other:?}");
+                    return Err(self.err(choice.span(), "agents.tool_choice", why));
+                }
+            },
+        };
+        Ok((tools, tool_choice_required))
+    }
+
+    /// The `[topology]` table, its agents named by index into `agents`.
+    fn topology(&self, file: &File, agents: &[AgentSpec]) -> Result<Topology, WorkflowError> {
         let t = file.topology.get_ref();
         let at = file.topology.span();
         let agent = |name: &Spanned<String>, field: &str| -> Result<usize, WorkflowError> {
             agents.iter().position(|a| a.name == *name.get_ref()).ok_or_else(|| {
                 let known: Vec<&str> = agents.iter().map(|a| a.name.as_str()).collect();
-                check.err(
+                self.err(
                     name.span(),
                     field,
                     format!("no agent is named {:?} (agents: {})", name.get_ref(), known.join(", ")),
@@ -416,76 +438,69 @@ impl Workflow {
         };
         let list = |names: &[Spanned<String>], field: &str| -> Result<Vec<usize>, WorkflowError> {
             if names.is_empty() {
-                return Err(check.err(at.clone(), field, "the list is empty"));
+                return Err(self.err(at.clone(), field, "the list is empty"));
             }
             names.iter().map(|n| agent(n, field)).collect()
         };
         let kind = t.kind.get_ref().as_str();
-        let topology = match kind {
+        Ok(match kind {
             "sequential" => Topology::Sequential {
-                order: list(check.required(&t.order, at.clone(), "topology.order", kind)?, "topology.order")?,
+                order: list(self.required(&t.order, at.clone(), "topology.order", kind)?, "topology.order")?,
             },
             "round_robin" => Topology::RoundRobin {
-                members: list(check.required(&t.members, at.clone(), "topology.members", kind)?, "topology.members")?,
+                members: list(self.required(&t.members, at.clone(), "topology.members", kind)?, "topology.members")?,
                 rounds: match &t.rounds {
-                    Some(r) => check.count(r, "topology.rounds", MAX_ROUNDS)?,
+                    Some(r) => self.count(r, "topology.rounds", MAX_ROUNDS)?,
                     None => 1,
                 },
                 judge: t.judge.as_ref().map(|j| agent(j, "topology.judge")).transpose()?,
             },
             "planner_workers_critic" => Topology::PlannerWorkersCritic {
-                planner: agent(check.required(&t.planner, at.clone(), "topology.planner", kind)?, "topology.planner")?,
-                workers: list(check.required(&t.workers, at.clone(), "topology.workers", kind)?, "topology.workers")?,
-                critic: agent(check.required(&t.critic, at.clone(), "topology.critic", kind)?, "topology.critic")?,
+                planner: agent(self.required(&t.planner, at.clone(), "topology.planner", kind)?, "topology.planner")?,
+                workers: list(self.required(&t.workers, at.clone(), "topology.workers", kind)?, "topology.workers")?,
+                critic: agent(self.required(&t.critic, at.clone(), "topology.critic", kind)?, "topology.critic")?,
                 max_steps: match &t.max_steps {
-                    Some(m) => check.count(m, "topology.max_steps", MAX_ROUNDS)?,
+                    Some(m) => self.count(m, "topology.max_steps", MAX_ROUNDS)?,
                     None => 3,
                 },
             },
             "map_reduce" => {
                 let chunk_words = match &t.chunk_words {
-                    Some(c) => check.count(c, "topology.chunk_words", 100_000)?,
+                    Some(c) => self.count(c, "topology.chunk_words", 100_000)?,
                     None => 120,
                 };
                 let input = t.input.as_ref().map_or(file.workflow.get_ref().task.get_ref(), |i| i.get_ref());
                 let words: Vec<&str> = input.split_whitespace().collect();
                 if words.is_empty() {
                     let span = t.input.as_ref().map_or(at.clone(), |i| i.span());
-                    return Err(check.err(span, "topology.input", "there is no text to map over"));
+                    return Err(self.err(span, "topology.input", "there is no text to map over"));
                 }
                 let chunks: Vec<String> = words.chunks(chunk_words).map(|c| c.join(" ")).collect();
                 if chunks.len() as i64 > MAX_ROUNDS {
                     let span = t.chunk_words.as_ref().map_or(at.clone(), |c| c.span());
-                    return Err(check.err(
+                    return Err(self.err(
                         span,
                         "topology.chunk_words",
                         format!("the input makes {} chunks, more than {MAX_ROUNDS}", chunks.len()),
                     ));
                 }
                 Topology::MapReduce {
-                    mapper: agent(check.required(&t.mapper, at.clone(), "topology.mapper", kind)?, "topology.mapper")?,
+                    mapper: agent(self.required(&t.mapper, at.clone(), "topology.mapper", kind)?, "topology.mapper")?,
                     reducer: agent(
-                        check.required(&t.reducer, at.clone(), "topology.reducer", kind)?,
+                        self.required(&t.reducer, at.clone(), "topology.reducer", kind)?,
                         "topology.reducer",
                     )?,
                     chunks,
                 }
             }
             other => {
-                return Err(check.err(
+                return Err(self.err(
                     t.kind.span(),
                     "topology.kind",
                     format!("unknown topology {other:?} (sequential, round_robin, planner_workers_critic, map_reduce)"),
                 ));
             }
-        };
-
-        let header = file.workflow.get_ref();
-        let task = header.task.get_ref().trim().to_string();
-        if task.is_empty() {
-            return Err(check.err(header.task.span(), "workflow.task", "the task is empty"));
-        }
-        Ok(Workflow { name: header.name.get_ref().clone(), seed: header.seed, task, agents, topology })
+        })
     }
 }
 
