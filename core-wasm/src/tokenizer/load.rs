@@ -216,9 +216,77 @@ pub(super) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         TokenizerKind::Spm => None,
     };
 
-    // Tokens. llama.cpp reads each text as a C string, so it ends at the first NUL; an empty
-    // text (which could never be matched) becomes a placeholder; and two tokens with the same
-    // text are refused.
+    let (mut tokens, token_to_id) = read_tokens(g)?;
+    let n_tokens = tokens.len();
+
+    // Defaults by tokenizer family, then the metadata's word.
+    let mut roles = Roles::default();
+    let in_range = |id: u32| ((id as usize) < n_tokens).then_some(id);
+    let (mut add_bos, mut add_space_prefix) = match (kind, &pre_config) {
+        (TokenizerKind::Spm, _) => {
+            roles.set(Role::Bos, in_range(1));
+            roles.set(Role::Eos, in_range(2));
+            roles.set(Role::Unk, in_range(0));
+            (true, true)
+        }
+        (TokenizerKind::Bpe, config) => {
+            let no_bos = config.is_some_and(|c| c.no_default_bos);
+            roles.set(Role::Bos, if no_bos { None } else { in_range(11) });
+            roles.set(Role::Eos, in_range(11));
+            (config.is_some_and(|c| c.add_bos), false)
+        }
+    };
+    add_space_prefix = boolean(g, ADD_SPACE_PREFIX)?.unwrap_or(add_space_prefix);
+    for (key, role) in ROLE_KEYS {
+        if let Some(id) = token_id(g, key, n_tokens)? {
+            roles.set(role, Some(id));
+        }
+    }
+    add_bos = boolean(g, ADD_BOS)?.unwrap_or(add_bos);
+    let add_eos = boolean(g, ADD_EOS)?.unwrap_or(false);
+
+    // Roles found by text, and the control type llama.cpp forces on them.
+    for (role, candidates) in AUTO_DETECT {
+        if roles.get(role).is_none()
+            && let Some(id) = candidates.iter().find_map(|text| token_to_id.get(*text).copied())
+        {
+            roles.set(role, Some(id));
+            force_control(&mut tokens, id);
+        }
+    }
+
+    let eog = end_of_generation(&mut tokens, &token_to_id, &roles);
+    let specials = special_candidates(g, &mut tokens, &token_to_id);
+
+    let model = read_model(g, pre_config, &token_to_id, &roles, n_tokens)?;
+
+    Ok(Tokenizer {
+        kind,
+        pre_name: pre_name.to_string(),
+        tokens,
+        token_to_id,
+        model,
+        specials,
+        bos: roles.get(Role::Bos),
+        eos: roles.get(Role::Eos),
+        eot: roles.get(Role::Eot),
+        eom: roles.get(Role::Eom),
+        unk: roles.get(Role::Unk),
+        pad: roles.get(Role::Pad),
+        eog,
+        add_bos,
+        add_eos,
+        add_space_prefix,
+    })
+}
+
+/// Each token's id by its text.
+type TokenIds = FastMap<Box<str>, u32>;
+
+/// The vocabulary and each token's type. llama.cpp reads each text as a C string, so it ends
+/// at the first NUL; an empty text (which could never be matched) becomes a placeholder; and
+/// two tokens with the same text are refused.
+fn read_tokens(g: &Gguf) -> Result<(Vec<Token>, TokenIds), TokenizerError> {
     let texts = array(g, TOKENS)?.ok_or(TokenizerError::MissingKey(TOKENS))?;
     if texts.is_empty() {
         return Err(TokenizerError::EmptyVocab);
@@ -248,55 +316,25 @@ pub(super) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         }
     }
 
-    // Defaults by tokenizer family, then the metadata's word.
-    let mut roles = Roles::default();
-    let in_range = |id: u32| ((id as usize) < n_tokens).then_some(id);
-    let (mut add_bos, mut add_space_prefix) = match (kind, &pre_config) {
-        (TokenizerKind::Spm, _) => {
-            roles.set(Role::Bos, in_range(1));
-            roles.set(Role::Eos, in_range(2));
-            roles.set(Role::Unk, in_range(0));
-            (true, true)
-        }
-        (TokenizerKind::Bpe, config) => {
-            let no_bos = config.is_some_and(|c| c.no_default_bos);
-            roles.set(Role::Bos, if no_bos { None } else { in_range(11) });
-            roles.set(Role::Eos, in_range(11));
-            (config.is_some_and(|c| c.add_bos), false)
-        }
-    };
-    add_space_prefix = boolean(g, ADD_SPACE_PREFIX)?.unwrap_or(add_space_prefix);
-    for (key, role) in ROLE_KEYS {
-        if let Some(id) = token_id(g, key, n_tokens)? {
-            roles.set(role, Some(id));
-        }
-    }
-    add_bos = boolean(g, ADD_BOS)?.unwrap_or(add_bos);
-    let add_eos = boolean(g, ADD_EOS)?.unwrap_or(false);
+    Ok((tokens, token_to_id))
+}
 
-    // Roles found by text, and the control type llama.cpp forces on them.
-    let force_control = |tokens: &mut Vec<Token>, id: u32| {
-        if let Some(t) = tokens.get_mut(id as usize)
-            && !t.attr.contains(TokenAttr::CONTROL)
-        {
-            t.attr = TokenAttr::CONTROL;
-        }
-    };
-    for (role, candidates) in AUTO_DETECT {
-        if roles.get(role).is_none()
-            && let Some(id) = candidates.iter().find_map(|text| token_to_id.get(*text).copied())
-        {
-            roles.set(role, Some(id));
-            force_control(&mut tokens, id);
-        }
+/// Gives `id` the control type llama.cpp forces on the roles and end tokens it finds by text.
+fn force_control(tokens: &mut [Token], id: u32) {
+    if let Some(t) = tokens.get_mut(id as usize)
+        && !t.attr.contains(TokenAttr::CONTROL)
+    {
+        t.attr = TokenAttr::CONTROL;
     }
+}
 
-    // End-of-generation set.
+/// The end-of-generation set, sorted, as llama.cpp builds it (and the token types it forces).
+fn end_of_generation(tokens: &mut [Token], token_to_id: &TokenIds, roles: &Roles) -> Vec<u32> {
     let mut eog: Vec<u32> = [Role::FimPad, Role::FimRep, Role::FimSep].iter().filter_map(|&r| roles.get(r)).collect();
     for text in EOG_TEXTS {
         if let Some(&id) = token_to_id.get(text) {
             eog.push(id);
-            force_control(&mut tokens, id);
+            force_control(tokens, id);
         }
     }
     eog.extend([Role::Eos, Role::Eot, Role::Eom].iter().filter_map(|&r| roles.get(r)));
@@ -319,7 +357,11 @@ pub(super) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         tokens[end as usize].attr = TokenAttr::USER_DEFINED;
     }
 
-    // Special-token candidates, longest first. llama.cpp's sort is unstable; ties go by id here.
+    eog
+}
+
+/// Special-token candidates, longest first. llama.cpp's sort is unstable; ties go by id here.
+fn special_candidates(g: &Gguf, tokens: &mut [Token], token_to_id: &TokenIds) -> Vec<u32> {
     let special_attr = TokenAttr::CONTROL | TokenAttr::USER_DEFINED | TokenAttr::UNKNOWN;
     let mut specials: Vec<u32> =
         tokens.iter().enumerate().filter(|(_, t)| t.attr.intersects(special_attr)).map(|(i, _)| i as u32).collect();
@@ -345,8 +387,19 @@ pub(super) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
         }
     }
 
-    let model = match (kind, pre_config) {
-        (TokenizerKind::Bpe, Some(config)) => {
+    specials
+}
+
+/// The model behind the vocabulary: BPE (with its pre-tokenizer `config`) or SentencePiece.
+fn read_model(
+    g: &Gguf,
+    pre_config: Option<pre::PreConfig>,
+    token_to_id: &TokenIds,
+    roles: &Roles,
+    n_tokens: usize,
+) -> Result<Model, TokenizerError> {
+    Ok(match pre_config {
+        Some(config) => {
             let mut byte_token = Box::new([None; 256]);
             for (b, slot) in (0..=255u8).zip(byte_token.iter_mut()) {
                 *slot = token_to_id.get(bytes::byte_to_char(b).to_string().as_str()).copied();
@@ -354,11 +407,11 @@ pub(super) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
             Model::Bpe {
                 pre: pre::PreTokenizer::new(&config)?,
                 ignore_merges: config.ignore_merges,
-                merges: read_merges(g, &token_to_id)?,
+                merges: read_merges(g, token_to_id)?,
                 byte_token,
             }
         }
-        _ => {
+        None => {
             let scores = match per_token(g, SCORES, n_tokens)? {
                 None => vec![0.0; n_tokens],
                 Some(items) => items
@@ -377,31 +430,12 @@ pub(super) fn load(g: &Gguf) -> Result<Tokenizer, TokenizerError> {
             }
             Model::Spm { scores, byte_token }
         }
-    };
-
-    Ok(Tokenizer {
-        kind,
-        pre_name: pre_name.to_string(),
-        tokens,
-        token_to_id,
-        model,
-        specials,
-        bos: roles.get(Role::Bos),
-        eos: roles.get(Role::Eos),
-        eot: roles.get(Role::Eot),
-        eom: roles.get(Role::Eom),
-        unk: roles.get(Role::Unk),
-        pad: roles.get(Role::Pad),
-        eog,
-        add_bos,
-        add_eos,
-        add_space_prefix,
     })
 }
 
 /// Reads `tokenizer.ggml.merges` ("left right", rank = position) into id pairs. A merge must
 /// name two tokens and make a third; a repeated pair keeps its first rank, as in llama.cpp.
-fn read_merges(g: &Gguf, token_to_id: &FastMap<Box<str>, u32>) -> Result<bpe::Merges, TokenizerError> {
+fn read_merges(g: &Gguf, token_to_id: &TokenIds) -> Result<bpe::Merges, TokenizerError> {
     let items = array(g, MERGES)?.ok_or(TokenizerError::MissingKey(MERGES))?;
     let mut merges = bpe::Merges::default();
     merges.reserve(items.len());
