@@ -19,7 +19,8 @@ fn mib(bytes: u64) -> String {
 
 /// The capabilities table; rows fill in when the engine worker reports `Ready`.
 #[component]
-pub fn CapabilitiesPanel(engine: EngineClient, offline: ReadSignal<OfflineState>) -> impl IntoView {
+pub fn CapabilitiesPanel(offline: ReadSignal<OfflineState>) -> impl IntoView {
+    let engine = expect_context::<EngineClient>();
     let choice = engine.choice;
     let state = engine.state;
     let isolated = choice.get_untracked().cross_origin_isolated;

@@ -2,17 +2,67 @@
 //! token from the engine worker, a stop button, sampling settings and the speed of the last
 //! reply.
 
-use hearth_api::generate::SamplerConfig;
-use hearth_api::generate::{Backend, BackendChoice, FinishReason, GenerateParams, Prompt};
-use hearth_api::protocol::{EngineRequest, GpuStatus};
+use hearth_api::chat::ChatMessage;
+use hearth_api::generate::{Backend, BackendChoice, Completion, FinishReason, GenerateParams, Prompt, SamplerConfig};
+use hearth_api::protocol::{EngineEvent, EngineRequest, GpuStatus};
 use leptos::prelude::*;
 
-use crate::engine_client::{EngineClient, EngineState, ModelState};
+use crate::engine_client::{EngineClient, EngineState};
+use crate::model::{ModelState, ModelStatus};
+
+/// The conversation: finished turns, the reply streaming in, and how the last one went.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ChatState {
+    pub messages: Vec<ChatMessage>,
+    /// The id and text so far of the reply being generated.
+    pub reply: Option<(u32, String)>,
+    pub last: Option<Completion>,
+    pub error: Option<String>,
+}
+
+impl ChatState {
+    /// Adds the user's message, and the reply asked for as request `id`.
+    pub fn begin_reply(&mut self, text: String, id: u32) {
+        self.messages.push(ChatMessage::new("user", text));
+        self.reply = Some((id, String::new()));
+        self.error = None;
+    }
+
+    /// Takes in an event answering the reply.
+    fn apply(&mut self, event: &EngineEvent) {
+        match event {
+            EngineEvent::Delta { id, text } => {
+                if let Some((reply_id, reply)) = &mut self.reply
+                    && *reply_id == *id
+                {
+                    reply.push_str(text);
+                }
+            }
+            EngineEvent::Done { id, completion } if self.reply.as_ref().is_some_and(|(r, _)| r == id) => {
+                self.reply = None;
+                self.messages.push(ChatMessage::new("assistant", completion.text.clone()));
+                self.last = Some(completion.clone());
+            }
+            EngineEvent::Failed { id, message } => {
+                if self.reply.as_ref().is_some_and(|(reply_id, _)| reply_id == id) {
+                    self.reply = None;
+                    // The unanswered message goes back to the input rather than staying half-done.
+                    self.messages.pop();
+                }
+                self.error = Some(message.clone());
+            }
+            _ => {}
+        }
+    }
+}
 
 #[component]
-pub fn Chat(engine: EngineClient) -> impl IntoView {
-    let (model, chat, state, selected) = (engine.model, engine.chat, engine.state, engine.selected);
-    let initial_backend = engine.backend.get_untracked();
+pub fn Chat() -> impl IntoView {
+    let engine = expect_context::<EngineClient>();
+    let status = expect_context::<ModelStatus>();
+    let chat = expect_context::<RwSignal<ChatState>>();
+    let (model, state, selected) = (status.state, engine.state, status.selected);
+    let initial_backend = status.backend.get_untracked();
     let input = RwSignal::new(String::new());
     let temperature = RwSignal::new(0.0f32);
     let max_tokens = RwSignal::new(256usize);
@@ -21,15 +71,12 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
     let ready = move || matches!(model.get(), ModelState::Loaded { .. });
 
     let send = {
-        let engine = engine.clone();
         move || {
             let text = input.get_untracked().trim().to_string();
             if text.is_empty() || !ready() || replying() {
                 return;
             }
             input.set(String::new());
-            let mut id = 0;
-            chat.update(|c| id = c.begin_reply(text));
             let sampler = SamplerConfig {
                 temperature: temperature.get_untracked(),
                 top_k: 40,
@@ -38,19 +85,24 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
                 ..Default::default()
             };
             let params = GenerateParams { max_tokens: max_tokens.get_untracked(), sampler, ..Default::default() };
-            let prompt = Prompt::Chat(chat.with_untracked(|c| c.messages.clone()));
-            engine.send(&EngineRequest::Generate { id, prompt, params: Box::new(params) });
+            let mut messages = chat.with_untracked(|c| c.messages.clone());
+            messages.push(ChatMessage::new("user", text.clone()));
+            let prompt = Prompt::Chat(messages);
+            let id = engine.request(
+                |id| EngineRequest::Generate { id, prompt, params: Box::new(params) },
+                move |event| chat.update(|c| c.apply(event)),
+            );
+            chat.update(|c| c.begin_reply(text, id));
         }
     };
     let stop = {
-        let engine = engine.clone();
         move |_| {
             if let Some((id, _)) = chat.get_untracked().reply {
                 engine.send(&EngineRequest::Stop { id });
             }
         }
     };
-    let send_on_click = send.clone();
+    let send_on_click = send;
     let on_key = move |ev: leptos::ev::KeyboardEvent| {
         // Enter sends; Shift+Enter is a new line.
         if ev.key() == "Enter" && !ev.shift_key() {
@@ -112,25 +164,23 @@ pub fn Chat(engine: EngineClient) -> impl IntoView {
     };
     // Loads the model again onto the backend picked in the settings.
     let switch_backend = {
-        let engine = engine.clone();
         move |ev: leptos::ev::Event| {
-            engine.backend.set(event_target_value(&ev).parse().unwrap_or_default());
-            engine.reload_model();
+            status.backend.set(event_target_value(&ev).parse().unwrap_or_default());
+            status.reload(&engine);
         }
     };
     // Loads the model again with the context picked in the settings (its KV cache's size).
     let set_context = {
-        let engine = engine.clone();
         move |ev: leptos::ev::Event| {
             if let Ok(n) = event_target_value(&ev).parse::<usize>().map(|n| n.max(1))
-                && n != engine.context.get_untracked()
+                && n != status.context.get_untracked()
             {
-                engine.context.set(n);
-                engine.reload_model();
+                status.context.set(n);
+                status.reload(&engine);
             }
         }
     };
-    let context = engine.context;
+    let context = status.context;
     let stats = move || {
         chat.with(|c| {
             c.last.as_ref().map(|done| {

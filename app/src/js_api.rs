@@ -21,9 +21,6 @@
 //! `generate`'s prompt is `{ text: "…" }` or `{ chat: [messages] }`, its parameters those of
 //! `GenerateParams`; the promise resolves to the `Completion` or rejects with the engine's error.
 
-use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
-
 use hearth_api::generate::{Backend, GenerateParams, Prompt};
 use hearth_api::protocol::{AgentModule, EngineEvent, EngineRequest};
 use js_sys::{Function, Object, Promise, Reflect};
@@ -31,21 +28,9 @@ use leptos::prelude::*;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use crate::engine_client::{EngineClient, EngineState, ModelState};
-
-/// Ids of requests made through `window.hearth`; the chat screen's are below.
-pub const FIRST_ID: u32 = 1 << 30;
-
-struct Pending {
-    resolve: Function,
-    reject: Function,
-    on_delta: Option<Function>,
-}
-
-thread_local! {
-    static PENDING: RefCell<HashMap<u32, Pending>> = RefCell::new(HashMap::new());
-    static NEXT_ID: Cell<u32> = const { Cell::new(FIRST_ID) };
-}
+use crate::engine_client::{EngineClient, EngineState};
+use crate::model::{ModelState, ModelStatus};
+use crate::monitor::MonitorHistory;
 
 /// `{ path: bytes }` (a `Uint8Array` or an `ArrayBuffer` each), or nothing.
 fn agent_modules(modules: &JsValue) -> Result<Vec<AgentModule>, String> {
@@ -67,18 +52,38 @@ fn agent_modules(modules: &JsValue) -> Result<Vec<AgentModule>, String> {
         .collect()
 }
 
-/// Sends `request(id)` to the engine and returns a promise settled by its answer.
+/// Sends `request(id)` to the engine and returns a promise settled by its answer; `on_delta`
+/// gets each streamed piece (a reply's text, a transcript's line).
 fn call(engine: &EngineClient, on_delta: Option<Function>, request: impl FnOnce(u32) -> EngineRequest) -> Promise {
-    let id = NEXT_ID.with(|next| {
-        let id = next.get();
-        next.set(id.checked_add(1).unwrap_or(FIRST_ID));
-        id
-    });
-    let promise = Promise::new(&mut |resolve, reject| {
-        PENDING.with(|p| p.borrow_mut().insert(id, Pending { resolve, reject, on_delta: on_delta.clone() }));
-    });
-    engine.send(&request(id));
+    let mut settle = None;
+    let promise = Promise::new(&mut |resolve, reject| settle = Some((resolve, reject)));
+    let Some((resolve, reject)) = settle else { return promise };
+    engine.request(request, move |event| settle_with(event, &resolve, &reject, on_delta.as_ref()));
     promise
+}
+
+/// What an event answering a `window.hearth` call does to its promise.
+fn settle_with(event: &EngineEvent, resolve: &Function, reject: &Function, on_delta: Option<&Function>) {
+    let _ = match event {
+        EngineEvent::Delta { text, .. } | EngineEvent::Transcript { line: text, .. } => match on_delta {
+            Some(f) => f.call1(&JsValue::NULL, &JsValue::from_str(text)),
+            None => Ok(JsValue::UNDEFINED),
+        },
+        EngineEvent::WorkflowEnded { error: None, .. } => resolve.call1(&JsValue::NULL, &JsValue::NULL),
+        EngineEvent::WorkflowEnded { error: Some(message), .. } | EngineEvent::Failed { message, .. } => {
+            reject.call1(&JsValue::NULL, &js_sys::Error::new(message).into())
+        }
+        EngineEvent::Done { completion, .. } => {
+            resolve.call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(completion).unwrap_or(JsValue::NULL))
+        }
+        EngineEvent::BusBenchDone { figures, .. } => {
+            resolve.call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(figures).unwrap_or(JsValue::NULL))
+        }
+        EngineEvent::Tokens { ids, .. } => {
+            resolve.call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(ids).unwrap_or(JsValue::NULL))
+        }
+        _ => Ok(JsValue::UNDEFINED),
+    };
 }
 
 fn rejected(message: String) -> Promise {
@@ -87,16 +92,16 @@ fn rejected(message: String) -> Promise {
 
 /// Puts `hearth` on `window`.
 pub fn install(engine: EngineClient) {
+    let status = expect_context::<ModelStatus>();
+    let MonitorHistory(samples) = expect_context::<MonitorHistory>();
     let api = Object::new();
     let tokenize = {
-        let engine = engine.clone();
         Closure::<dyn Fn(String, JsValue) -> Promise>::new(move |text: String, special: JsValue| {
             let special = special.as_bool().unwrap_or(true);
             call(&engine, None, |id| EngineRequest::Tokenize { id, text, special })
         })
     };
     let generate = {
-        let engine = engine.clone();
         Closure::<dyn Fn(JsValue, JsValue, JsValue) -> Promise>::new(
             move |prompt: JsValue, params: JsValue, on_delta: JsValue| {
                 let prompt: Prompt = match serde_wasm_bindgen::from_value(prompt) {
@@ -122,7 +127,6 @@ pub fn install(engine: EngineClient) {
         )
     };
     let run_workflow = {
-        let engine = engine.clone();
         Closure::<dyn Fn(String, JsValue, JsValue, JsValue) -> Promise>::new(
             move |toml: String, seed: JsValue, on_line: JsValue, modules: JsValue| {
                 let seed = match seed.as_f64() {
@@ -138,12 +142,10 @@ pub fn install(engine: EngineClient) {
             },
         )
     };
-    let bench_bus = {
-        let engine = engine.clone();
-        Closure::<dyn Fn() -> Promise>::new(move || call(&engine, None, |id| EngineRequest::BenchBus { id }))
-    };
+    let bench_bus =
+        { Closure::<dyn Fn() -> Promise>::new(move || call(&engine, None, |id| EngineRequest::BenchBus { id })) };
     let model_state = {
-        let (model, state) = (engine.model, engine.state);
+        let (model, state) = (status.state, engine.state);
         Closure::<dyn Fn() -> String>::new(move || {
             // An engine that failed to start will load no model.
             if matches!(state.get_untracked(), EngineState::Failed(_)) {
@@ -159,7 +161,7 @@ pub fn install(engine: EngineClient) {
         })
     };
     let backend = {
-        let model = engine.model;
+        let model = status.state;
         Closure::<dyn Fn() -> String>::new(move || match model.get_untracked() {
             ModelState::Loaded { backend: Backend::Gpu, .. } => "gpu".to_string(),
             ModelState::Loaded { backend: Backend::Cpu, .. } => "cpu".to_string(),
@@ -167,14 +169,13 @@ pub fn install(engine: EngineClient) {
         })
     };
     let context = {
-        let model = engine.model;
+        let model = status.state;
         Closure::<dyn Fn() -> usize>::new(move || match model.get_untracked() {
             ModelState::Loaded { context, .. } => context,
             _ => 0,
         })
     };
     let monitor = {
-        let samples = engine.monitor;
         Closure::<dyn Fn() -> JsValue>::new(move || {
             let json = serde_wasm_bindgen::Serializer::json_compatible();
             samples
@@ -182,10 +183,7 @@ pub fn install(engine: EngineClient) {
                 .unwrap_or(JsValue::NULL)
         })
     };
-    let destroy_gpu = {
-        let engine = engine.clone();
-        Closure::<dyn Fn()>::new(move || engine.send(&EngineRequest::DestroyGpu))
-    };
+    let destroy_gpu = { Closure::<dyn Fn()>::new(move || engine.send(&EngineRequest::DestroyGpu)) };
     for (name, f) in [
         ("tokenize", tokenize.into_js_value()),
         ("generate", generate.into_js_value()),
@@ -200,65 +198,4 @@ pub fn install(engine: EngineClient) {
         let _ = Reflect::set(&api, &name.into(), &f);
     }
     let _ = Reflect::set(&js_sys::global(), &"hearth".into(), &api);
-}
-
-/// Settles the promise an event answers; false if the event is not for `window.hearth`.
-pub fn on_event(event: &EngineEvent) -> bool {
-    let id = match event {
-        EngineEvent::Delta { id, .. }
-        | EngineEvent::Done { id, .. }
-        | EngineEvent::Tokens { id, .. }
-        | EngineEvent::Failed { id, .. }
-        | EngineEvent::Transcript { id, .. }
-        | EngineEvent::WorkflowEnded { id, .. }
-        | EngineEvent::BusBenchDone { id, .. } => *id,
-        _ => return false,
-    };
-    if id < FIRST_ID {
-        return false;
-    }
-    PENDING.with(|pending| {
-        let mut pending = pending.borrow_mut();
-        match event {
-            EngineEvent::Delta { text, .. } | EngineEvent::Transcript { line: text, .. } => {
-                if let Some(f) = pending.get(&id).and_then(|p| p.on_delta.as_ref()) {
-                    let _ = f.call1(&JsValue::NULL, &JsValue::from_str(text));
-                }
-            }
-            EngineEvent::WorkflowEnded { error, .. } => {
-                if let Some(p) = pending.remove(&id) {
-                    let _ = match error {
-                        None => p.resolve.call1(&JsValue::NULL, &JsValue::NULL),
-                        Some(message) => p.reject.call1(&JsValue::NULL, &js_sys::Error::new(message).into()),
-                    };
-                }
-            }
-            EngineEvent::Done { completion, .. } => {
-                if let Some(p) = pending.remove(&id) {
-                    let _ = p
-                        .resolve
-                        .call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(completion).unwrap_or(JsValue::NULL));
-                }
-            }
-            EngineEvent::BusBenchDone { figures, .. } => {
-                if let Some(p) = pending.remove(&id) {
-                    let figures = serde_wasm_bindgen::to_value(figures).unwrap_or(JsValue::NULL);
-                    let _ = p.resolve.call1(&JsValue::NULL, &figures);
-                }
-            }
-            EngineEvent::Tokens { ids, .. } => {
-                if let Some(p) = pending.remove(&id) {
-                    let _ =
-                        p.resolve.call1(&JsValue::NULL, &serde_wasm_bindgen::to_value(ids).unwrap_or(JsValue::NULL));
-                }
-            }
-            EngineEvent::Failed { message, .. } => {
-                if let Some(p) = pending.remove(&id) {
-                    let _ = p.reject.call1(&JsValue::NULL, &js_sys::Error::new(message).into());
-                }
-            }
-            _ => {}
-        }
-    });
-    true
 }

@@ -1,16 +1,26 @@
 //! The button that runs one WebGPU and one rayon CPU kernel, and their results.
 
 use hearth_api::probe::KernelRun;
-use hearth_api::protocol::{EngineRequest, KernelOutcome};
+use hearth_api::protocol::{EngineEvent, EngineRequest, KernelOutcome};
 use leptos::prelude::*;
 
 use crate::engine_client::{EngineClient, EngineState};
 
 #[component]
-pub fn KernelProbe(engine: EngineClient) -> impl IntoView {
+pub fn KernelProbe() -> impl IntoView {
+    let engine = expect_context::<EngineClient>();
     let state = engine.state;
-    let busy = engine.busy;
-    let kernels = engine.kernels;
+    // Whether a probe runs, and the latest results: (gpu, cpu).
+    let busy = RwSignal::new(false);
+    let kernels = RwSignal::new(None::<(KernelOutcome, KernelOutcome)>);
+    engine.listen(move |event| match event {
+        EngineEvent::KernelsDone { gpu, cpu } => {
+            kernels.set(Some((gpu.clone(), cpu.clone())));
+            busy.set(false);
+        }
+        EngineEvent::Error { .. } => busy.set(false),
+        _ => {}
+    });
     let run = move |_| {
         busy.set(true);
         engine.send(&EngineRequest::RunKernels);

@@ -8,6 +8,7 @@ mod chat;
 mod engine_client;
 mod js_api;
 mod kernel_probe;
+mod model;
 mod model_card;
 mod model_files;
 mod monitor;
@@ -17,18 +18,25 @@ mod workflows;
 use leptos::prelude::*;
 
 use capabilities::CapabilitiesPanel;
-use chat::Chat;
+use chat::{Chat, ChatState};
 use engine_client::EngineClient;
 use kernel_probe::KernelProbe;
+use model::ModelStatus;
 use model_card::ModelCard;
-use monitor::Monitor;
+use monitor::{Monitor, MonitorHistory};
 use workflows::Workflows;
 
-/// The whole app: starts the engine worker and lays out the first screen.
+/// The whole app: starts the engine worker, puts what several panels share in the context
+/// (the engine, the chat model, the conversation, the monitor's samples), and lays out the
+/// first screen.
 #[component]
 pub fn App() -> impl IntoView {
     let engine = EngineClient::start();
-    js_api::install(engine.clone());
+    provide_context(ModelStatus::new(&engine));
+    provide_context(RwSignal::new(ChatState::default()));
+    provide_context(MonitorHistory::new(&engine));
+    provide_context(engine);
+    js_api::install(engine);
     let offline = offline::register();
     view! {
         <header>
@@ -36,12 +44,12 @@ pub fn App() -> impl IntoView {
             <p class="tagline">"Local LLM inference and agent workflows, entirely in this page."</p>
         </header>
         <main>
-            <Chat engine=engine.clone()/>
-            <Workflows engine=engine.clone()/>
-            <Monitor engine=engine.clone()/>
-            <CapabilitiesPanel engine=engine.clone() offline/>
-            <ModelCard engine=engine.clone()/>
-            <KernelProbe engine=engine/>
+            <Chat/>
+            <Workflows/>
+            <Monitor/>
+            <CapabilitiesPanel offline/>
+            <ModelCard/>
+            <KernelProbe/>
         </main>
     }
 }

@@ -10,7 +10,9 @@ use wasm_bindgen::JsValue;
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 use web_sys::File;
 
-use crate::engine_client::{ChatModel, EngineClient, ModelState};
+use crate::chat::ChatState;
+use crate::engine_client::EngineClient;
+use crate::model::{ChatModel, ModelState, ModelStatus};
 use crate::model_files::{self, StoredModel};
 
 async fn on_server(url: &str) -> String {
@@ -69,8 +71,11 @@ fn megabytes(bytes: u64) -> String {
 }
 
 #[component]
-pub fn ModelCard(engine: EngineClient) -> impl IntoView {
-    let (selected, chat, model, plan) = (engine.selected, engine.chat, engine.model, engine.plan);
+pub fn ModelCard() -> impl IntoView {
+    let engine = expect_context::<EngineClient>();
+    let status = expect_context::<ModelStatus>();
+    let chat = expect_context::<RwSignal<ChatState>>();
+    let (selected, model, plan) = (status.selected, status.state, status.plan);
     let busy = move || chat.with(|c| c.reply.is_some()) || model.with(|m| matches!(m, ModelState::Loading { .. }));
     let stored = RwSignal::new(Vec::<StoredModel>::new());
     // Why added files cannot be kept here, if they cannot.
@@ -122,15 +127,11 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
     });
 
     // Another model replaces the loaded one (the conversation stays, and goes on with it).
-    let run = {
-        let engine = engine.clone();
-        move |picked: ChatModel| {
-            selected.set(picked);
-            engine.reload_model();
-        }
+    let run = move |picked: ChatModel| {
+        selected.set(picked);
+        status.reload(&engine);
     };
     let pick = {
-        let run = run.clone();
         move |ev: leptos::ev::Event| {
             let key = event_target_value(&ev);
             let picked = match key.split_once(':') {
@@ -146,9 +147,7 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
         }
     };
     let add = {
-        let run = run.clone();
         move |file: File| {
-            let run = run.clone();
             spawn_local(async move {
                 let (name, total) = (file.name(), file.size() as u64);
                 if let Err(why) = model_files::check_gguf(&file).await {
@@ -184,7 +183,6 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
         }
     };
     let on_file = {
-        let add = add.clone();
         move |ev: leptos::ev::Event| {
             let input: Option<web_sys::HtmlInputElement> = ev.target().and_then(|t| t.dyn_into().ok());
             if let Some(file) = input.as_ref().and_then(|i| i.files()).and_then(|files| files.get(0)) {
@@ -276,7 +274,7 @@ pub fn ModelCard(engine: EngineClient) -> impl IntoView {
             })}
             <ul id="stored-models" data-listed=move || listed.get().to_string()>
                 {move || stored.get().into_iter().map(|m| {
-                    let (run, delete) = (run.clone(), delete);
+                    let (run, delete) = (run, delete);
                     let picked = ChatModel::Stored(m.clone());
                     let name = m.name.clone();
                     view! {

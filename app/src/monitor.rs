@@ -6,16 +6,39 @@
 
 use std::collections::VecDeque;
 
-use hearth_api::protocol::{EngineRequest, MonitorSample};
+use hearth_api::protocol::{EngineEvent, EngineRequest, GpuStatus, MonitorSample};
 use leptos::prelude::*;
 
-use crate::engine_client::{EngineClient, EngineState, ModelState};
-
-/// The id of GPU profile requests (apart from the chat's, the workflows' and `window.hearth`'s).
-pub const PROFILE_ID: u32 = 1 << 28;
+use crate::engine_client::{EngineClient, EngineState};
+use crate::model::ModelStatus;
 
 /// Samples kept: two minutes at two a second.
-pub const HISTORY: usize = 240;
+const HISTORY: usize = 240;
+
+/// Milliseconds of one decode step per op family, slowest first.
+type StepProfile = Vec<(String, f64)>;
+
+/// The engine's latest monitor samples, oldest first (in the context: `window.hearth.monitor()`
+/// reads the last).
+#[derive(Clone, Copy)]
+pub struct MonitorHistory(pub RwSignal<VecDeque<MonitorSample>>);
+
+impl MonitorHistory {
+    pub fn new(engine: &EngineClient) -> Self {
+        let samples = RwSignal::new(VecDeque::new());
+        engine.listen(move |event| {
+            if let EngineEvent::Monitor { sample } = event {
+                samples.update(|samples| {
+                    if samples.len() == HISTORY {
+                        samples.pop_front();
+                    }
+                    samples.push_back(sample.clone());
+                })
+            }
+        });
+        Self(samples)
+    }
+}
 
 const CHART_WIDTH: f64 = 480.0;
 const CHART_HEIGHT: f64 = 100.0;
@@ -76,9 +99,29 @@ fn chart_points(samples: &VecDeque<MonitorSample>) -> (String, f64) {
 }
 
 #[component]
-pub fn Monitor(engine: EngineClient) -> impl IntoView {
-    let samples = engine.monitor;
-    let (engine_busy, model, profile) = (engine.busy, engine.model, engine.step_profile);
+pub fn Monitor() -> impl IntoView {
+    let engine = expect_context::<EngineClient>();
+    let model = expect_context::<ModelStatus>();
+    let MonitorHistory(samples) = expect_context::<MonitorHistory>();
+    // The last profile of a decode step, or why there is none; and whether one is running.
+    let profile = RwSignal::new(None::<Result<StepProfile, String>>);
+    let profiling = RwSignal::new(false);
+    let run_profile = {
+        move |_| {
+            profiling.set(true);
+            engine.request(
+                |id| EngineRequest::ProfileStep { id },
+                move |event| {
+                    match event {
+                        EngineEvent::StepProfile { ops, .. } => profile.set(Some(Ok(ops.clone()))),
+                        EngineEvent::Failed { message, .. } => profile.set(Some(Err(message.clone()))),
+                        _ => return,
+                    }
+                    profiling.set(false);
+                },
+            );
+        }
+    };
     let last = move || samples.with(|s| s.back().cloned().unwrap_or_default());
     let tokens_per_s = move || samples.with(|s| recent_rate(s, 4, |x| x.tokens as f64));
     // Busy milliseconds per second of wall time: the share of time the engine computes.
@@ -87,10 +130,11 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
     let submit_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.gpu_queue.map_or(0.0, |q| q.submitted as f64)));
     let utilisation = move || samples.with(|s| thread_utilisation(s, 4));
     let bus_bytes_rate = move || samples.with(|s| recent_rate(s, 4, |x| x.bus_bytes as f64));
-    let adapter = move || match engine.state.get() {
+    let state = engine.state;
+    let adapter = move || match state.get() {
         EngineState::Ready(caps) => match caps.gpu {
-            hearth_api::protocol::GpuStatus::Available { adapter } => adapter.name,
-            hearth_api::protocol::GpuStatus::Unavailable { .. } => "none".to_string(),
+            GpuStatus::Available { adapter } => adapter.name,
+            GpuStatus::Unavailable { .. } => "none".to_string(),
         },
         _ => String::new(),
     };
@@ -213,11 +257,8 @@ pub fn Monitor(engine: EngineClient) -> impl IntoView {
             </table>
             <h3>"Time per op family, one decode step"</h3>
             <button id="profile-step"
-                disabled=move || engine_busy.get() || !matches!(model.get(), ModelState::Loaded { .. })
-                on:click=move |_| {
-                    engine_busy.set(true);
-                    engine.send(&EngineRequest::ProfileStep { id: PROFILE_ID });
-                }>
+                disabled=move || profiling.get() || !model.is_loaded()
+                on:click=run_profile>
                 "Profile a decode step"
             </button>
             <span class="why">" on the backend the model runs on (on the GPU, each op submitted alone and awaited)"</span>

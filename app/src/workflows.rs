@@ -13,7 +13,8 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 use wasm_bindgen_futures::{JsFuture, spawn_local};
 
-use crate::engine_client::{EngineClient, ModelState};
+use crate::engine_client::EngineClient;
+use crate::model::ModelStatus;
 
 /// The example workflows in `examples/` that run in the page (LLM agents only).
 pub const EXAMPLES: [(&str, &str); 4] = [
@@ -24,9 +25,6 @@ pub const EXAMPLES: [(&str, &str); 4] = [
     // are added with the modules input.
     ("custom-agents", include_str!("../../examples/custom-agents.toml")),
 ];
-
-/// Ids of workflows started here: apart from the chat's and `window.hearth`'s.
-const FIRST_ID: u32 = 1 << 29;
 
 #[derive(Clone, Debug, Default, PartialEq)]
 pub enum RunStatus {
@@ -178,6 +176,10 @@ impl WorkflowRun {
                 };
                 self.save();
             }
+            // Refused before it started (no model yet, say).
+            EngineEvent::Failed { id, message } if *id == self.id && self.status == RunStatus::Running => {
+                self.status = RunStatus::Failed(message.clone());
+            }
             EngineEvent::AgentState { .. } | EngineEvent::WorkflowHeld { .. } | EngineEvent::WorkflowEnded { .. } => {}
             _ => return false,
         }
@@ -286,12 +288,19 @@ fn state_name(state: AgentState) -> &'static str {
 }
 
 #[component]
-pub fn Workflows(engine: EngineClient) -> impl IntoView {
+pub fn Workflows() -> impl IntoView {
+    let engine = expect_context::<EngineClient>();
+    let model = expect_context::<ModelStatus>();
+    // The run the engine reports on: this panel's, or one a script started (`window.hearth`).
+    let run = RwSignal::new(WorkflowRun::restore());
+    engine.listen(move |event| {
+        run.update(|run| {
+            run.apply(event);
+        })
+    });
     let source = RwSignal::new(EXAMPLES[0].1.to_string());
     let seed = RwSignal::new(String::new());
     let loaded_from = RwSignal::new(None::<String>);
-    let next_id = StoredValue::new(FIRST_ID);
-    let run = engine.workflow;
     // The custom agents' modules the user added, by file name.
     let modules = RwSignal::new(Vec::<AgentModule>::new());
     let checked = Memo::new(move |_| {
@@ -317,7 +326,7 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
     });
     // Why a run cannot start now, if it cannot.
     let blocked = Memo::new(move |_| {
-        if !matches!(engine.model.get(), ModelState::Loaded { .. }) {
+        if !model.is_loaded() {
             return Some("waiting for the model".to_string());
         }
         if matches!(run.get().status, RunStatus::Running | RunStatus::Held(_)) {
@@ -330,24 +339,21 @@ pub fn Workflows(engine: EngineClient) -> impl IntoView {
     });
 
     let start = {
-        let engine = engine.clone();
         move |_| {
             let Ok(seed) = seed_value.get_untracked() else { return };
-            let id = next_id.get_value();
-            next_id.set_value(id + 1);
+            let (toml, modules) = (source.get_untracked(), modules.get_untracked());
+            // Its events reach `run` as every workflow's do (see `listen` above).
+            let id = engine.request(|id| EngineRequest::RunWorkflow { id, toml, seed, modules }, |_| {});
             run.set(WorkflowRun::started(id));
-            let modules = modules.get_untracked();
-            engine.send(&EngineRequest::RunWorkflow { id, toml: source.get_untracked(), seed, modules });
         }
     };
     let control = {
-        let engine = engine.clone();
         move |control: WorkflowControl| {
             let id = run.get_untracked().id;
             engine.send(&EngineRequest::ControlWorkflow { id, control });
         }
     };
-    let (pause_control, step_control, stop_control) = (control.clone(), control.clone(), control);
+    let (pause_control, step_control, stop_control) = (control, control, control);
     let pick_example = move |ev: web_sys::Event| {
         let name = event_target_value(&ev);
         if let Some((_, toml)) = EXAMPLES.iter().find(|(n, _)| *n == name) {

@@ -322,6 +322,46 @@ pub enum EngineEvent {
     },
 }
 
+impl EngineEvent {
+    /// The request (its id) this event answers, if it answers one.
+    pub fn request_id(&self) -> Option<u32> {
+        match self {
+            Self::Delta { id, .. }
+            | Self::Done { id, .. }
+            | Self::Tokens { id, .. }
+            | Self::Failed { id, .. }
+            | Self::Transcript { id, .. }
+            | Self::AgentState { id, .. }
+            | Self::WorkflowHeld { id, .. }
+            | Self::BusBenchDone { id, .. }
+            | Self::StepProfile { id, .. }
+            | Self::WorkflowEnded { id, .. } => Some(*id),
+            Self::Ready { .. }
+            | Self::KernelsDone { .. }
+            | Self::ModelPlan { .. }
+            | Self::ModelProgress { .. }
+            | Self::ModelLoaded { .. }
+            | Self::BackendChanged { .. }
+            | Self::ModelFailed { .. }
+            | Self::Monitor { .. }
+            | Self::Error { .. } => None,
+        }
+    }
+
+    /// Whether this is the last event its request gets.
+    pub fn ends_request(&self) -> bool {
+        matches!(
+            self,
+            Self::Done { .. }
+                | Self::Tokens { .. }
+                | Self::Failed { .. }
+                | Self::BusBenchDone { .. }
+                | Self::StepProfile { .. }
+                | Self::WorkflowEnded { .. }
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
