@@ -82,13 +82,7 @@ fn cpu(model: &Path, prompt_tokens: usize, gen_tokens: usize, native_only: bool,
         }
     }
     if !native_only {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("hearth: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let Some(runtime) = runtime() else { return ExitCode::FAILURE };
         let served = runtime.block_on(async {
             let url = serve_on_free_port(page_model.session.clone()).await?;
             let model = &page_model.query;
@@ -145,13 +139,7 @@ fn gpu(prompt_tokens: usize, gen_tokens: usize, native_only: bool) -> ExitCode {
     }
     let mut browser_rows = Vec::new();
     if !native_only {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(e) => {
-                eprintln!("hearth: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
+        let Some(runtime) = runtime() else { return ExitCode::FAILURE };
         let served = runtime.block_on(async {
             let url = serve_on_free_port(None).await?;
             eprintln!("bench: hearth in Chromium on WebGPU…");

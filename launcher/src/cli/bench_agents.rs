@@ -73,7 +73,8 @@ pub fn run(gen_tokens: usize, native_only: bool) -> ExitCode {
 
 /// The agents' bus against `postMessage` in the app's page in headless Chromium.
 fn bus_in_chromium() -> Result<Vec<BusFigures>, String> {
-    runtime()?.block_on(async {
+    let runtime = runtime().ok_or("no async runtime")?;
+    runtime.block_on(async {
         let url = serve_on_free_port(None).await?;
         let page = engines::open_page(EngineKind::Chromium, &engines::page_url(&url, BackendChoice::Cpu)).await?;
         hearth::page::wait_for_model(page.as_ref(), Duration::from_secs(300)).await.map_err(|e| e.to_string())?;

@@ -75,21 +75,17 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// The async runtime a command runs on, or the reason there is none.
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
-    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
+/// The async runtime a command runs on; without one (said on stderr) the command fails with
+/// exit status 1.
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Runtime::new().map_err(|e| eprintln!("hearth: cannot start the async runtime: {e}")).ok()
 }
 
 /// Runs `job` on an async runtime of its own: success, or its error as one line and exit
 /// status 2.
 fn run_async(job: impl std::future::Future<Output = Result<(), String>>) -> ExitCode {
-    match runtime() {
-        Ok(runtime) => exit_with(runtime.block_on(job)),
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
+    exit_with(runtime.block_on(job))
 }
 
 /// Success, or the error as one line and exit status 2.

@@ -17,13 +17,7 @@ pub struct OpenArgs {
 }
 
 pub fn run(OpenArgs { backend }: OpenArgs) -> ExitCode {
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
     let result = runtime.block_on(serve_on_free_port(None)).and_then(|url| {
         say(&format!("Hearth is serving on {url}; opening it in a window"));
         #[cfg(feature = "servo")]

@@ -63,13 +63,7 @@ pub fn run(args: ServeArgs) -> ExitCode {
     {
         return fail(format!("{} has no index.html: build the app with scripts/build-app.sh", dir.display()));
     }
-    let runtime = match runtime() {
-        Ok(runtime) => runtime,
-        Err(e) => {
-            eprintln!("hearth: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
+    let Some(runtime) = runtime() else { return ExitCode::FAILURE };
     runtime.block_on(async move {
         let listener = match server::bind(args.port).await {
             Ok(listener) => listener,
