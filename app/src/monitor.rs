@@ -144,8 +144,11 @@ pub fn Monitor() -> impl IntoView {
             <figure>
                 <svg id="tokens-chart" viewBox=format!("0 0 {CHART_WIDTH} {CHART_HEIGHT}") width=CHART_WIDTH
                     height=CHART_HEIGHT role="img" aria-label="Tokens per second over the last two minutes">
-                    <rect x="0" y="0" width=CHART_WIDTH height=CHART_HEIGHT class="chart-bg"></rect>
-                    <polyline points=move || samples.with(|s| chart_points(s).0) class="chart-line"></polyline>
+                    // Colours as presentation attributes, not CSS: Servo draws inline SVG with
+                    // resvg, which sees no style sheet (its default fill is black).
+                    <rect x="0" y="0" width=CHART_WIDTH height=CHART_HEIGHT fill="#f6f3ee"></rect>
+                    <polyline points=move || samples.with(|s| chart_points(s).0) fill="none" stroke="#b4541a"
+                        stroke-width="1.5"></polyline>
                 </svg>
                 <figcaption>
                     "Tokens/s over the last two minutes (top of the chart: "
