@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// What the UI and logs say about the adapter a a `GpuContext` runs on.
+/// What the UI and logs say about the adapter a `GpuContext` runs on.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AdapterSummary {
     /// Adapter name; browsers may hide it, then wgpu reports what they expose (vendor, architecture).

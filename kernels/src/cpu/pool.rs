@@ -3,11 +3,13 @@
 //! thread counts, so work a thread picks up while waiting inside its own region (rayon lets a
 //! thread that joins run other tasks) is not counted twice.
 
-pub use hearth_api::monitor::PoolBusy;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use web_time::Instant;
+
+/// What the monitor shows of the pool; filled in here.
+pub use hearth_api::monitor::PoolBusy;
 
 /// Pool threads tracked one by one; work elsewhere (the calling thread, or a pool past this
 /// size) counts in one more slot.

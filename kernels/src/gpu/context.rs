@@ -1,4 +1,3 @@
-pub use hearth_api::monitor::{AdapterSummary, GpuQueueStats};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -8,6 +7,9 @@ use super::matmul::MatmulKernels;
 use super::matvec::MatvecPipeline;
 use super::sample::SampleKernels;
 use crate::KernelError;
+
+/// What the monitor shows of the adapter and its queue; filled in here.
+pub use hearth_api::monitor::{AdapterSummary, GpuQueueStats};
 
 /// Counters behind [`GpuQueueStats`], shared with the queue's work-done callbacks.
 #[derive(Default)]
